@@ -1,0 +1,431 @@
+//! Broker and topic configuration, keyed by Kafka's own property names.
+//!
+//! The broker reads an optional TOML file whose keys are Kafka broker
+//! properties (`num.partitions`, `log.segment.bytes`, …); command-line flags
+//! override it. Topic-level settings (`segment.bytes`, `retention.ms`, …)
+//! resolve against the broker's `log.*` defaults exactly as Kafka does.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+
+use crate::io::file::IoMode;
+
+/// Type of a config value, for validation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConfigType {
+    Bool,
+    Int,
+    Long,
+    String,
+    List,
+}
+
+impl ConfigType {
+    /// Kafka's DescribeConfigs config_type code.
+    pub fn kafka_code(self) -> i8 {
+        match self {
+            ConfigType::Bool => 1,
+            ConfigType::String => 2,
+            ConfigType::Int => 3,
+            ConfigType::Long => 5,
+            ConfigType::List => 7,
+        }
+    }
+}
+
+/// One topic-level property and the broker property that provides its default.
+pub struct TopicConfigDef {
+    pub name: &'static str,
+    pub broker_name: &'static str,
+    pub default: &'static str,
+    pub ty: ConfigType,
+    pub doc: &'static str,
+}
+
+/// Topic-level properties ringlog understands.
+pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", default: "delete", ty: ConfigType::List, doc: "delete or compact" },
+    TopicConfigDef { name: "compression.type", broker_name: "compression.type", default: "producer", ty: ConfigType::String, doc: "final compression of the topic" },
+    TopicConfigDef { name: "flush.messages", broker_name: "log.flush.interval.messages", default: "9223372036854775807", ty: ConfigType::Long, doc: "acks wait for fsync unless explicitly relaxed; with a value > 1 acknowledged data may be lost on a crash until that many messages accumulated" },
+    TopicConfigDef { name: "flush.ms", broker_name: "log.flush.interval.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "see flush.messages" },
+    TopicConfigDef { name: "index.interval.bytes", broker_name: "log.index.interval.bytes", default: "4096", ty: ConfigType::Int, doc: "bytes between offset index entries" },
+    TopicConfigDef { name: "max.message.bytes", broker_name: "message.max.bytes", default: "1048588", ty: ConfigType::Int, doc: "largest record batch accepted" },
+    TopicConfigDef { name: "message.timestamp.type", broker_name: "log.message.timestamp.type", default: "CreateTime", ty: ConfigType::String, doc: "CreateTime or LogAppendTime" },
+    TopicConfigDef { name: "min.insync.replicas", broker_name: "min.insync.replicas", default: "1", ty: ConfigType::Int, doc: "replicas required for acks=all" },
+    TopicConfigDef { name: "retention.bytes", broker_name: "log.retention.bytes", default: "-1", ty: ConfigType::Long, doc: "size retention per partition" },
+    TopicConfigDef { name: "retention.ms", broker_name: "log.retention.ms", default: "604800000", ty: ConfigType::Long, doc: "time retention" },
+    TopicConfigDef { name: "segment.bytes", broker_name: "log.segment.bytes", default: "1073741824", ty: ConfigType::Int, doc: "segment file size before rolling" },
+    TopicConfigDef { name: "segment.index.bytes", broker_name: "log.index.size.max.bytes", default: "10485760", ty: ConfigType::Int, doc: "maximum offset index size" },
+    TopicConfigDef { name: "segment.ms", broker_name: "log.roll.ms", default: "604800000", ty: ConfigType::Long, doc: "segment age before rolling" },
+    TopicConfigDef { name: "unclean.leader.election.enable", broker_name: "unclean.leader.election.enable", default: "false", ty: ConfigType::Bool, doc: "single node: no effect" },
+];
+
+/// Broker-only properties and their defaults (besides the `log.*` ones above).
+pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
+    ("node.id", "0", ConfigType::Int),
+    ("broker.id", "0", ConfigType::Int),
+    ("num.partitions", "1", ConfigType::Int),
+    ("default.replication.factor", "1", ConfigType::Int),
+    ("auto.create.topics.enable", "true", ConfigType::Bool),
+    ("delete.topic.enable", "true", ConfigType::Bool),
+    ("socket.request.max.bytes", "104857600", ConfigType::Int),
+    ("log.dirs", "./data", ConfigType::String),
+    ("offsets.topic.num.partitions", "50", ConfigType::Int),
+    ("offsets.retention.minutes", "10080", ConfigType::Int),
+    ("group.initial.rebalance.delay.ms", "3000", ConfigType::Int),
+    ("ringlog.io.mode", "direct", ConfigType::String),
+    ("ringlog.cache.bytes.per.shard", "67108864", ConfigType::Long),
+];
+
+/// Whether `name` is a broker property ringlog knows.
+pub fn is_broker_config(name: &str) -> bool {
+    BROKER_CONFIGS.iter().any(|(n, _, _)| *n == name)
+        || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
+        || matches!(name, "log.retention.hours" | "log.retention.minutes" | "log.roll.hours")
+}
+
+/// Check a value against its type.
+pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), String> {
+    let ok = match ty {
+        ConfigType::Bool => matches!(value, "true" | "false"),
+        ConfigType::Int => value.trim().parse::<i32>().is_ok(),
+        ConfigType::Long => value.trim().parse::<i64>().is_ok(),
+        ConfigType::String | ConfigType::List => true,
+    };
+    if !ok {
+        return Err(format!("Invalid value {value} for configuration {name}"));
+    }
+    match name {
+        "cleanup.policy" => {
+            if value.split(',').all(|p| matches!(p.trim(), "delete" | "compact")) {
+                Ok(())
+            } else {
+                Err(format!("Invalid value {value} for configuration cleanup.policy"))
+            }
+        }
+        "message.timestamp.type" => match value {
+            "CreateTime" | "LogAppendTime" => Ok(()),
+            _ => Err(format!("Invalid value {value} for configuration message.timestamp.type")),
+        },
+        "compression.type" => match value {
+            "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+            _ => Err(format!("Invalid value {value} for configuration compression.type")),
+        },
+        "segment.bytes" => match value.trim().parse::<i64>() {
+            Ok(v) if v >= 14 => Ok(()),
+            _ => Err(format!("Invalid value {value} for configuration segment.bytes: must be at least 14")),
+        },
+        "max.message.bytes" | "index.interval.bytes" | "segment.index.bytes" => match value.trim().parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(()),
+            _ => Err(format!("Invalid value {value} for configuration {name}")),
+        },
+        _ => Ok(()),
+    }
+}
+
+/// Typed topic settings after resolving overrides against broker defaults.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TopicConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub index_interval_bytes: u64,
+    pub max_message_bytes: usize,
+    pub log_append_time: bool,
+    pub flush_messages: i64,
+    pub flush_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub compact: bool,
+}
+
+impl TopicConfig {
+    /// Resolve a topic's overrides against the broker's settings.
+    pub fn resolve(overrides: &BTreeMap<String, String>, broker: &BrokerConfig) -> TopicConfig {
+        let get = |name: &str| -> String {
+            if let Some(v) = overrides.get(name) {
+                return v.clone();
+            }
+            broker.topic_default(name)
+        };
+        let long = |name: &str, dflt: i64| get(name).trim().parse::<i64>().unwrap_or(dflt);
+        TopicConfig {
+            segment_bytes: long("segment.bytes", 1 << 30).max(14) as u64,
+            segment_ms: long("segment.ms", 604_800_000).max(1),
+            index_interval_bytes: long("index.interval.bytes", 4096).max(0) as u64,
+            max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
+            log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            flush_messages: long("flush.messages", i64::MAX),
+            flush_ms: long("flush.ms", i64::MAX),
+            retention_ms: long("retention.ms", 604_800_000),
+            retention_bytes: long("retention.bytes", -1),
+            compact: get("cleanup.policy").split(',').any(|p| p.trim() == "compact"),
+        }
+    }
+
+    /// Acks wait for fdatasync unless the topic explicitly relaxed flushing.
+    pub fn sync_on_ack(&self) -> bool {
+        self.flush_messages <= 1 || (self.flush_messages == i64::MAX && self.flush_ms == i64::MAX)
+    }
+}
+
+/// Everything the broker process is started with.
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub shards: usize,
+    pub cluster_id: String,
+    pub io_mode: IoMode,
+    pub cache_bytes_per_shard: usize,
+    pub num_partitions: i32,
+    pub auto_create_topics: bool,
+    pub socket_request_max_bytes: usize,
+    pub offsets_topic_partitions: i32,
+    /// Properties given in the config file (Kafka names → value), kept for
+    /// DescribeConfigs and topic defaults.
+    pub properties: BTreeMap<String, String>,
+}
+
+impl BrokerConfig {
+    /// The broker default for a topic-level property (Kafka: the matching
+    /// `log.*` broker property, else the built-in default).
+    pub fn topic_default(&self, topic_name: &str) -> String {
+        let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.name == topic_name) else {
+            return String::new();
+        };
+        if let Some(v) = self.properties.get(def.broker_name) {
+            return v.clone();
+        }
+        match topic_name {
+            "retention.ms" => {
+                if let Some(h) = self.properties.get("log.retention.minutes").and_then(|v| v.parse::<i64>().ok()) {
+                    return (h * 60_000).to_string();
+                }
+                if let Some(h) = self.properties.get("log.retention.hours").and_then(|v| v.parse::<i64>().ok()) {
+                    return (h * 3_600_000).to_string();
+                }
+            }
+            "segment.ms" => {
+                if let Some(h) = self.properties.get("log.roll.hours").and_then(|v| v.parse::<i64>().ok()) {
+                    return (h * 3_600_000).to_string();
+                }
+            }
+            _ => {}
+        }
+        def.default.to_string()
+    }
+
+    /// Value and whether it was set explicitly, for a broker property.
+    pub fn broker_value(&self, name: &str) -> Option<(String, bool)> {
+        if let Some(v) = self.properties.get(name) {
+            return Some((v.clone(), true));
+        }
+        match name {
+            "node.id" | "broker.id" => return Some((self.node_id.to_string(), false)),
+            "log.dirs" => return Some((self.data_dir.display().to_string(), false)),
+            "num.partitions" => return Some((self.num_partitions.to_string(), false)),
+            "auto.create.topics.enable" => return Some((self.auto_create_topics.to_string(), false)),
+            "socket.request.max.bytes" => return Some((self.socket_request_max_bytes.to_string(), false)),
+            _ => {}
+        }
+        if let Some((_, d, _)) = BROKER_CONFIGS.iter().find(|(n, _, _)| *n == name) {
+            return Some((d.to_string(), false));
+        }
+        TOPIC_CONFIGS
+            .iter()
+            .find(|d| d.broker_name == name)
+            .map(|d| (d.default.to_string(), false))
+    }
+
+    /// All broker property names, sorted.
+    pub fn broker_config_names() -> Vec<&'static str> {
+        let mut v: Vec<&'static str> = BROKER_CONFIGS.iter().map(|(n, _, _)| *n).collect();
+        v.extend(TOPIC_CONFIGS.iter().map(|d| d.broker_name));
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    pub fn broker_config_type(name: &str) -> ConfigType {
+        BROKER_CONFIGS
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, _, t)| *t)
+            .or_else(|| TOPIC_CONFIGS.iter().find(|d| d.broker_name == name).map(|d| d.ty))
+            .unwrap_or(ConfigType::String)
+    }
+}
+
+/// Command-line overrides applied on top of the file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub data_dir: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub advertised_listener: Option<String>,
+    pub shards: Option<usize>,
+    pub config_file: Option<PathBuf>,
+}
+
+fn toml_to_string(v: &toml::Value) -> Option<String> {
+    Some(match v {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Array(a) => a.iter().filter_map(toml_to_string).collect::<Vec<_>>().join(","),
+        _ => return None,
+    })
+}
+
+/// Flatten nested TOML tables into dotted Kafka property names, so that both
+/// `"log.segment.bytes" = 1` and `[log.segment] bytes = 1` work.
+fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
+    for (k, v) in table {
+        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        match v {
+            toml::Value::Table(t) => flatten(&key, t, out)?,
+            other => {
+                let s = toml_to_string(other).with_context(|| format!("unsupported value for {key}"))?;
+                out.insert(key, s);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn parse_host_port(s: &str) -> anyhow::Result<(String, u16)> {
+    let (host, port) = s
+        .rsplit_once(':')
+        .with_context(|| format!("expected HOST:PORT, got {s:?}"))?;
+    let port: u16 = port.parse().with_context(|| format!("bad port in {s:?}"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Ok((host, port))
+}
+
+impl BrokerConfig {
+    /// Build the configuration: embedded defaults, then the file, then flags.
+    pub fn load(o: &Overrides) -> anyhow::Result<BrokerConfig> {
+        let mut props = BTreeMap::new();
+        if let Some(path) = &o.config_file {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading config file {}", path.display()))?;
+            let table: toml::Table = text
+                .parse()
+                .with_context(|| format!("parsing config file {}", path.display()))?;
+            flatten("", &table, &mut props)?;
+        }
+        for (k, v) in &props {
+            if !is_broker_config(k) && !k.starts_with("listeners") && !k.starts_with("advertised.") {
+                tracing::warn!(property = %k, "unknown broker property ignored");
+                continue;
+            }
+            let ty = Self::broker_config_type(k);
+            validate_value(ty, k, v).map_err(|e| anyhow::anyhow!(e))?;
+        }
+        let get = |k: &str| props.get(k).cloned();
+        let data_dir = o
+            .data_dir
+            .clone()
+            .or_else(|| get("log.dirs").map(|d| PathBuf::from(d.split(',').next().unwrap_or("./data"))))
+            .unwrap_or_else(|| PathBuf::from("./data"));
+        let listen_s = o
+            .listen
+            .clone()
+            .or_else(|| get("listeners").map(|l| l.trim_start_matches("PLAINTEXT://").to_string()))
+            .unwrap_or_else(|| "0.0.0.0:9092".to_string());
+        let (lhost, lport) = parse_host_port(&listen_s)?;
+        let lhost = if lhost.is_empty() { "0.0.0.0".to_string() } else { lhost };
+        let listen: SocketAddr = format!("{lhost}:{lport}")
+            .parse()
+            .or_else(|_| {
+                std::net::ToSocketAddrs::to_socket_addrs(&(lhost.as_str(), lport))
+                    .ok()
+                    .and_then(|mut a| a.next())
+                    .context("unresolvable listen address")
+            })
+            .with_context(|| format!("bad listen address {listen_s}"))?;
+        let adv_s = o
+            .advertised_listener
+            .clone()
+            .or_else(|| get("advertised.listeners").map(|l| l.trim_start_matches("PLAINTEXT://").to_string()))
+            .unwrap_or_else(|| format!("127.0.0.1:{}", listen.port()));
+        let (advertised_host, advertised_port) = parse_host_port(&adv_s)?;
+        let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let shards = o.shards.unwrap_or(cores);
+        if shards == 0 {
+            bail!("--shards must be at least 1");
+        }
+        let int = |k: &str, d: i64| get(k).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(d);
+        let node_id = int("node.id", int("broker.id", 0)) as i32;
+        let io_mode = match get("ringlog.io.mode") {
+            Some(m) => m.parse().map_err(|e: String| anyhow::anyhow!(e))?,
+            None => IoMode::Direct,
+        };
+        Ok(BrokerConfig {
+            node_id,
+            data_dir,
+            listen,
+            advertised_host,
+            advertised_port: advertised_port as i32,
+            shards,
+            cluster_id: String::new(),
+            io_mode,
+            cache_bytes_per_shard: int("ringlog.cache.bytes.per.shard", 64 << 20).max(0) as usize,
+            num_partitions: int("num.partitions", 1).clamp(1, i32::MAX as i64) as i32,
+            auto_create_topics: get("auto.create.topics.enable").map(|v| v == "true").unwrap_or(true),
+            socket_request_max_bytes: int("socket.request.max.bytes", 104_857_600).max(1024) as usize,
+            offsets_topic_partitions: int("offsets.topic.num.partitions", 50).clamp(1, 1000) as i32,
+            properties: props,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(text: &str) -> anyhow::Result<BrokerConfig> {
+        let dir = tempfile::tempdir()?;
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, text)?;
+        BrokerConfig::load(&Overrides { config_file: Some(p), ..Default::default() })
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let c = BrokerConfig::load(&Overrides::default()).unwrap();
+        assert_eq!(c.listen.port(), 9092);
+        assert_eq!(c.advertised_host, "127.0.0.1");
+        assert_eq!(c.num_partitions, 1);
+        assert!(c.auto_create_topics);
+        let c = cfg("\"num.partitions\" = 3\n\"log.segment.bytes\" = 1048576\n[auto.create.topics]\nenable = false\n").unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert!(!c.auto_create_topics);
+        let t = TopicConfig::resolve(&BTreeMap::new(), &c);
+        assert_eq!(t.segment_bytes, 1_048_576);
+        let mut o = BTreeMap::new();
+        o.insert("segment.bytes".to_string(), "2048".to_string());
+        assert_eq!(TopicConfig::resolve(&o, &c).segment_bytes, 2048);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(cfg("\"num.partitions\" = \"many\"\n").is_err());
+        assert!(validate_value(ConfigType::String, "cleanup.policy", "shred").is_err());
+        assert!(validate_value(ConfigType::Int, "segment.bytes", "10").is_err());
+        assert!(validate_value(ConfigType::Long, "retention.ms", "-1").is_ok());
+    }
+
+    #[test]
+    fn retention_hours_feed_topic_default() {
+        let c = cfg("\"log.retention.hours\" = 1\n").unwrap();
+        assert_eq!(c.topic_default("retention.ms"), "3600000");
+        assert!(TopicConfig::resolve(&BTreeMap::new(), &c).sync_on_ack());
+    }
+}

@@ -1,0 +1,228 @@
+//! Segment and index files through io_uring.
+//!
+//! Log segments are written either with O_DIRECT (the partial last block is
+//! kept in memory by the caller and rewritten with the next append, so every
+//! write is block aligned) or through the page cache. Reads use io_uring in
+//! both modes.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::io::{BufferedFile, DmaFile, OpenOptions};
+
+/// Block size every O_DIRECT write is aligned to.
+pub const ALIGN: u64 = 4096;
+
+/// How segment files are written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IoMode {
+    /// O_DIRECT through DmaFile: no page cache, predictable latency.
+    Direct,
+    /// Buffered writes through the page cache.
+    Buffered,
+}
+
+impl std::str::FromStr for IoMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "direct" => Ok(IoMode::Direct),
+            "buffered" => Ok(IoMode::Buffered),
+            other => Err(format!("unknown io mode {other:?} (direct or buffered)")),
+        }
+    }
+}
+
+fn gerr(e: glommio::GlommioError<()>) -> io::Error {
+    match e {
+        glommio::GlommioError::IoError(e) => e,
+        other => io::Error::other(other.to_string()),
+    }
+}
+
+#[derive(Clone)]
+enum Kind {
+    Direct(Rc<DmaFile>),
+    Buffered(Rc<BufferedFile>),
+}
+
+/// An open segment file. Cheap to clone (shared handle on this shard).
+#[derive(Clone)]
+pub struct LogFile {
+    kind: Kind,
+}
+
+impl LogFile {
+    /// Open (creating if missing) for reading and appending.
+    pub async fn open(path: &Path, mode: IoMode) -> io::Result<Self> {
+        let mut opts = OpenOptions::new();
+        opts.read(true).write(true).create(true);
+        let kind = match mode {
+            IoMode::Direct => match opts.dma_open(path).await {
+                Ok(f) => Kind::Direct(Rc::new(f)),
+                // Some filesystems (tmpfs) refuse O_DIRECT: fall back.
+                Err(glommio::GlommioError::IoError(e))
+                    if e.raw_os_error() == Some(libc::EINVAL) =>
+                {
+                    tracing::warn!(path = %path.display(), "O_DIRECT not supported here, using buffered IO");
+                    Kind::Buffered(Rc::new(opts.buffered_open(path).await.map_err(gerr)?))
+                }
+                Err(e) => return Err(gerr(e)),
+            },
+            IoMode::Buffered => Kind::Buffered(Rc::new(opts.buffered_open(path).await.map_err(gerr)?)),
+        };
+        Ok(Self { kind })
+    }
+
+    pub fn mode(&self) -> IoMode {
+        match self.kind {
+            Kind::Direct(_) => IoMode::Direct,
+            Kind::Buffered(_) => IoMode::Buffered,
+        }
+    }
+
+    /// Append `chunks` at logical position `end`. `tail` must hold the file's
+    /// bytes between `end` rounded down to [`ALIGN`] and `end` (only used in
+    /// direct mode, where that partial block is rewritten together with the
+    /// new data). The file may grow past `end + len` with zero padding in
+    /// direct mode; recovery and [`LogFile::truncate`] deal with that.
+    pub async fn append(&self, end: u64, tail: &[u8], chunks: &[Bytes]) -> io::Result<()> {
+        let data_len: usize = chunks.iter().map(|c| c.len()).sum();
+        match &self.kind {
+            Kind::Direct(f) => {
+                let start = end - tail.len() as u64;
+                if start % ALIGN != 0 {
+                    return Err(io::Error::other("unaligned tail for O_DIRECT append"));
+                }
+                let len = tail.len() + data_len;
+                let padded = len.div_ceil(ALIGN as usize) * ALIGN as usize;
+                let mut buf = f.alloc_dma_buffer(padded);
+                let dst = buf.as_bytes_mut();
+                dst[..tail.len()].copy_from_slice(tail);
+                let mut at = tail.len();
+                for c in chunks {
+                    dst[at..at + c.len()].copy_from_slice(c);
+                    at += c.len();
+                }
+                dst[at..].fill(0);
+                let written = f.write_at(buf, start).await.map_err(gerr)?;
+                if written < len {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "short O_DIRECT write"));
+                }
+                Ok(())
+            }
+            Kind::Buffered(f) => {
+                let mut buf = Vec::with_capacity(data_len);
+                for c in chunks {
+                    buf.extend_from_slice(c);
+                }
+                let written = f.write_at(buf, end).await.map_err(gerr)?;
+                if written < data_len {
+                    return Err(io::Error::new(io::ErrorKind::WriteZero, "short buffered write"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Read up to `len` bytes at `pos` (fewer at end of file).
+    pub async fn read_at(&self, pos: u64, len: usize) -> io::Result<Bytes> {
+        if len == 0 {
+            return Ok(Bytes::new());
+        }
+        let r = match &self.kind {
+            Kind::Direct(f) => f.read_at(pos, len).await.map_err(gerr)?,
+            Kind::Buffered(f) => f.read_at(pos, len).await.map_err(gerr)?,
+        };
+        Ok(Bytes::copy_from_slice(&r))
+    }
+
+    /// fdatasync: everything appended so far is on stable storage.
+    pub async fn sync(&self) -> io::Result<()> {
+        match &self.kind {
+            Kind::Direct(f) => f.fdatasync().await.map_err(gerr),
+            Kind::Buffered(f) => f.fdatasync().await.map_err(gerr),
+        }
+    }
+
+    pub async fn truncate(&self, len: u64) -> io::Result<()> {
+        match &self.kind {
+            Kind::Direct(f) => f.truncate(len).await.map_err(gerr),
+            Kind::Buffered(f) => f.truncate(len).await.map_err(gerr),
+        }
+    }
+
+    pub async fn size(&self) -> io::Result<u64> {
+        match &self.kind {
+            Kind::Direct(f) => f.file_size().await.map_err(gerr),
+            Kind::Buffered(f) => f.file_size().await.map_err(gerr),
+        }
+    }
+}
+
+/// Write a small file atomically: temp file, fdatasync, rename, directory sync.
+pub async fn write_file_atomic(path: &Path, data: &[u8]) -> io::Result<()> {
+    let tmp: PathBuf = path.with_extension("tmp");
+    {
+        let f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .buffered_open(&tmp)
+            .await
+            .map_err(gerr)?;
+        let n = f.write_at(data.to_vec(), 0).await.map_err(gerr)?;
+        if n != data.len() {
+            return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+        }
+        f.fdatasync().await.map_err(gerr)?;
+        f.close().await.map_err(gerr)?;
+    }
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+/// Write a whole file without syncing (index files are rebuilt from the log
+/// if they are lost).
+pub async fn write_file(path: &Path, data: Vec<u8>) -> io::Result<()> {
+    let f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .buffered_open(path)
+        .await
+        .map_err(gerr)?;
+    let len = data.len();
+    let n = if len == 0 { 0 } else { f.write_at(data, 0).await.map_err(gerr)? };
+    if n != len {
+        return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+    }
+    f.close().await.map_err(gerr)
+}
+
+/// Read a whole file; `None` if it does not exist.
+pub async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    let f = match OpenOptions::new().read(true).buffered_open(path).await {
+        Ok(f) => f,
+        Err(glommio::GlommioError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(None)
+        }
+        Err(e) => return Err(gerr(e)),
+    };
+    let size = f.file_size().await.map_err(gerr)? as usize;
+    let data = if size == 0 {
+        Vec::new()
+    } else {
+        f.read_at(0, size).await.map_err(gerr)?.to_vec()
+    };
+    f.close().await.map_err(gerr)?;
+    Ok(Some(data))
+}
+
+/// fsync a directory so that created, renamed or removed entries are durable.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,0 +1,25 @@
+//! ringlog: a Kafka-compatible message broker, thread-per-core on io_uring.
+//!
+//! Data flows network → protocol → routing → shard → partition log → segment:
+//! - [`server`] accepts connections on every shard and frames requests,
+//! - [`protocol`] decodes them with the `kafka-protocol` crate,
+//! - [`api`] holds one handler per Kafka API,
+//! - [`routing`] sends work for partitions owned by other shards over the
+//!   cross-core mesh and gathers the replies,
+//! - [`shard`] owns the partitions placed on its core,
+//! - [`log`] is a partition's segmented log, [`record`] the batch format.
+//!
+//! [`io`] is the only module that names the runtime (glommio).
+
+pub mod api;
+pub mod broker;
+pub mod config;
+pub mod group;
+pub mod io;
+pub mod log;
+pub mod metadata;
+pub mod protocol;
+pub mod record;
+pub mod routing;
+pub mod server;
+pub mod shard;

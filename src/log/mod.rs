@@ -1,0 +1,8 @@
+//! A partition's append-only log: segments (`.log`, sparse `.index` and
+//! `.timeindex`), recovery, staging for group commit and reads.
+
+pub mod index;
+pub mod partition;
+pub mod segment;
+
+pub use partition::{AppendInfo, FlushJob, LogError, PartitionLog, ReadPlan};

@@ -1,0 +1,679 @@
+//! A partition's log: segments, offsets, staging for group commit, the
+//! recent-batch cache, and the high watermark.
+//!
+//! Appends are synchronous and only touch memory: the batch is rewritten with
+//! its offsets and staged. The shard's group-commit loop takes the staged
+//! bytes as a [`FlushJob`], writes them with io_uring, syncs, and reports
+//! back; only then does the high watermark (what consumers see, and what
+//! acks wait for) move. Everything here except `open`/recovery and the job
+//! execution helpers is plain state manipulation.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+
+use bytes::{Bytes, BytesMut};
+
+use crate::config::TopicConfig;
+use crate::io::file::{IoMode, LogFile, ALIGN};
+use crate::io::notify::Notify;
+use crate::record::{self, BatchHeader, ValidatedBatches, LOG_OVERHEAD};
+
+use super::segment::Segment;
+
+/// Kafka error codes the log can produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LogError {
+    #[error("offset out of range")]
+    OffsetOutOfRange,
+    #[error("storage error")]
+    Storage,
+}
+
+impl LogError {
+    pub fn kafka_code(self) -> i16 {
+        match self {
+            LogError::OffsetOutOfRange => 1,
+            LogError::Storage => 56,
+        }
+    }
+}
+
+/// Result of an append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker timestamp when the topic uses LogAppendTime, else -1.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+struct Staged {
+    segment_base: i64,
+    bytes: Bytes,
+}
+
+/// One segment's part of a flush job.
+pub struct SegmentWrite {
+    pub segment_base: i64,
+    pub path: PathBuf,
+    pub file: Option<LogFile>,
+    /// Logical file position where the chunks go.
+    pub start: u64,
+    pub tail: Vec<u8>,
+    pub chunks: Vec<Bytes>,
+    /// Set when the segment is complete after this write (a newer segment
+    /// exists): truncate to this size and write its index files.
+    pub seal: Option<SealInfo>,
+}
+
+pub struct SealInfo {
+    pub size: u64,
+    pub index_path: PathBuf,
+    pub index: Vec<u8>,
+    pub time_index_path: PathBuf,
+    pub time_index: Vec<u8>,
+}
+
+/// Work the group-commit loop does for one partition.
+pub struct FlushJob {
+    pub writes: Vec<SegmentWrite>,
+    /// Offsets below this are in the files once the job is done.
+    pub upto_offset: i64,
+    pub io_mode: IoMode,
+    /// fdatasync before acknowledging.
+    pub sync: bool,
+}
+
+/// Where the bytes for a fetch come from.
+pub enum ReadPlan {
+    /// Nothing at or past this offset yet.
+    Empty,
+    /// Whole batches from the in-memory cache.
+    Cached(Vec<Bytes>),
+    /// Read `len` bytes at `position` of `file`, then keep whole batches
+    /// covering offsets in [`offset`, `high_watermark`).
+    File {
+        file: LogFile,
+        position: u64,
+        len: usize,
+        file_end: u64,
+    },
+}
+
+struct CachedBatch {
+    base: i64,
+    last: i64,
+    bytes: Bytes,
+}
+
+pub struct PartitionLog {
+    pub topic: String,
+    pub partition: i32,
+    pub dir: PathBuf,
+    pub config: TopicConfig,
+    io_mode: IoMode,
+    segments: Vec<Segment>,
+    log_start_offset: i64,
+    next_offset: i64,
+    written_offset: i64,
+    high_watermark: i64,
+    leader_epoch: i32,
+    staged: Vec<Staged>,
+    staged_bytes: usize,
+    cache: VecDeque<CachedBatch>,
+    cache_bytes: usize,
+    cache_limit: usize,
+    /// Messages written but not yet synced (flush.messages relaxation).
+    unsynced_messages: i64,
+    last_sync_ms: i64,
+    failed: bool,
+    /// Woken whenever the high watermark moves or the log fails.
+    pub changed: Notify,
+}
+
+impl PartitionLog {
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    pub fn log_end_offset(&self) -> i64 {
+        self.next_offset
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.high_watermark
+    }
+    pub fn leader_epoch(&self) -> i32 {
+        self.leader_epoch
+    }
+    pub fn is_failed(&self) -> bool {
+        self.failed
+    }
+    pub fn has_staged(&self) -> bool {
+        !self.staged.is_empty()
+    }
+    pub fn staged_bytes(&self) -> usize {
+        self.staged_bytes
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.iter().map(|s| s.size).sum()
+    }
+    pub fn set_cache_limit(&mut self, bytes: usize) {
+        self.cache_limit = bytes;
+        self.trim_cache();
+    }
+
+    fn active(&mut self) -> &mut Segment {
+        let last = self.segments.len() - 1;
+        &mut self.segments[last]
+    }
+
+    /// Append a validated produce payload. The batches get consecutive
+    /// offsets starting at the log end; nothing is visible to consumers or
+    /// acknowledged until a flush job completes.
+    pub fn append(
+        &mut self,
+        payload: &[u8],
+        batches: &ValidatedBatches,
+        now_ms: i64,
+    ) -> Result<AppendInfo, LogError> {
+        if self.failed {
+            return Err(LogError::Storage);
+        }
+        let log_append_time = if self.config.log_append_time { Some(now_ms) } else { None };
+        let base_offset = self.next_offset;
+        for span in &batches.batches {
+            let src = payload.get(span.start..span.start + span.len).ok_or(LogError::Storage)?;
+            let base = self.next_offset;
+            let last = base + i64::from(span.last_offset_delta);
+            let mut buf = BytesMut::from(src);
+            record::rewrite_batch(&mut buf, base, self.leader_epoch, log_append_time);
+            let bytes = buf.freeze();
+            let len = bytes.len() as u64;
+            let max_ts = log_append_time.unwrap_or(span.max_timestamp);
+            let must_roll = {
+                let seg = self.active();
+                !seg.is_empty()
+                    && (seg.size + len > self.config.segment_bytes
+                        || now_ms - seg.created_ms >= self.config.segment_ms
+                        || last - seg.base_offset > i64::from(u32::MAX) - 1)
+            };
+            if must_roll {
+                let seg = Segment::new(&self.dir, base, now_ms);
+                self.segments.push(seg);
+            }
+            let interval = self.config.index_interval_bytes;
+            let seg = self.active();
+            seg.note_append(base, last, max_ts, len, interval);
+            let segment_base = seg.base_offset;
+            self.staged.push(Staged { segment_base, bytes: bytes.clone() });
+            self.staged_bytes += bytes.len();
+            self.cache.push_back(CachedBatch { base, last, bytes });
+            self.cache_bytes += len as usize;
+            self.next_offset = last + 1;
+        }
+        self.trim_cache();
+        Ok(AppendInfo {
+            base_offset,
+            last_offset: self.next_offset - 1,
+            log_append_time: log_append_time.unwrap_or(-1),
+            log_start_offset: self.log_start_offset,
+        })
+    }
+
+    fn trim_cache(&mut self) {
+        while self.cache_bytes > self.cache_limit {
+            match self.cache.pop_front() {
+                Some(b) => self.cache_bytes -= b.bytes.len(),
+                None => break,
+            }
+        }
+    }
+
+    /// Take everything staged as one job for the group-commit loop.
+    pub fn take_flush_job(&mut self, now_ms: i64) -> Option<FlushJob> {
+        if self.staged.is_empty() || self.failed {
+            return None;
+        }
+        let staged = std::mem::take(&mut self.staged);
+        let messages = self.staged_bytes as i64; // approximation refined below
+        self.staged_bytes = 0;
+        let mut writes: Vec<SegmentWrite> = Vec::new();
+        for s in staged {
+            match writes.last_mut() {
+                Some(w) if w.segment_base == s.segment_base => w.chunks.push(s.bytes),
+                _ => {
+                    let seg = self
+                        .segments
+                        .iter()
+                        .find(|g| g.base_offset == s.segment_base)?;
+                    writes.push(SegmentWrite {
+                        segment_base: seg.base_offset,
+                        path: seg.log_path(),
+                        file: seg.file.clone(),
+                        start: seg.written,
+                        tail: seg.tail.clone(),
+                        chunks: vec![s.bytes],
+                        seal: None,
+                    });
+                }
+            }
+        }
+        let active_base = self.segments.last().map(|s| s.base_offset).unwrap_or(0);
+        for w in writes.iter_mut() {
+            if w.segment_base != active_base {
+                if let Some(seg) = self.segments.iter().find(|g| g.base_offset == w.segment_base) {
+                    w.seal = Some(SealInfo {
+                        size: seg.size,
+                        index_path: seg.index_path(),
+                        index: seg.index.encode(),
+                        time_index_path: seg.time_index_path(),
+                        time_index: seg.time_index.encode(),
+                    });
+                }
+            }
+        }
+        let _ = messages;
+        let sync = self.config.sync_on_ack()
+            || self.unsynced_messages + 1 >= self.config.flush_messages
+            || now_ms - self.last_sync_ms >= self.config.flush_ms;
+        Some(FlushJob { writes, upto_offset: self.next_offset, io_mode: self.io_mode, sync })
+    }
+
+    /// Record the outcome of a flush job. On success the written data becomes
+    /// visible (and acknowledged) if the job synced or the topic relaxed
+    /// syncing; on failure the partition stops accepting writes.
+    pub fn complete_flush(&mut self, job: FlushJob, ok: bool, now_ms: i64) {
+        if !ok {
+            self.failed = true;
+            self.changed.notify_all();
+            return;
+        }
+        for w in job.writes {
+            let Some(seg) = self.segments.iter_mut().find(|g| g.base_offset == w.segment_base) else {
+                continue;
+            };
+            if seg.file.is_none() {
+                seg.file = w.file.clone();
+            }
+            let added: u64 = w.chunks.iter().map(|c| c.len() as u64).sum();
+            seg.written = w.start + added;
+            if job.io_mode == IoMode::Direct {
+                let keep = (seg.written % ALIGN) as usize;
+                let mut all = w.tail;
+                for c in &w.chunks {
+                    all.extend_from_slice(c);
+                }
+                let from = all.len().saturating_sub(keep);
+                seg.tail = all.split_off(from);
+            }
+            if w.seal.is_some() {
+                seg.tail = Vec::new();
+            }
+        }
+        let newly = job.upto_offset - self.written_offset;
+        self.written_offset = job.upto_offset;
+        if job.sync {
+            self.unsynced_messages = 0;
+            self.last_sync_ms = now_ms;
+        } else {
+            self.unsynced_messages += newly.max(0);
+        }
+        if self.written_offset > self.high_watermark {
+            self.high_watermark = self.written_offset;
+            self.changed.notify_all();
+        }
+    }
+
+    /// Plan a read of whole batches starting with the one containing
+    /// `offset`, up to about `max_bytes` (the first batch always whole).
+    pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError> {
+        if offset < self.log_start_offset || offset > self.high_watermark {
+            return Err(LogError::OffsetOutOfRange);
+        }
+        if offset == self.high_watermark {
+            return Ok(ReadPlan::Empty);
+        }
+        if let Some(front) = self.cache.front() {
+            if front.base <= offset {
+                let i = self.cache.partition_point(|b| b.last < offset);
+                let mut out = Vec::new();
+                let mut total = 0usize;
+                for b in self.cache.iter().skip(i) {
+                    if b.base >= self.high_watermark {
+                        break;
+                    }
+                    if !out.is_empty() && total + b.bytes.len() > max_bytes {
+                        break;
+                    }
+                    total += b.bytes.len();
+                    out.push(b.bytes.clone());
+                }
+                return Ok(ReadPlan::Cached(out));
+            }
+        }
+        let i = self.segments.partition_point(|s| s.base_offset <= offset);
+        let Some(seg) = i.checked_sub(1).and_then(|i| self.segments.get(i)) else {
+            return Err(LogError::OffsetOutOfRange);
+        };
+        let seg = if offset >= seg.next_offset {
+            match self.segments.get(i) {
+                Some(s) => s,
+                None => return Ok(ReadPlan::Empty),
+            }
+        } else {
+            seg
+        };
+        let Some(file) = seg.file.clone() else {
+            return Ok(ReadPlan::Empty);
+        };
+        let position = u64::from(seg.index.lookup(seg.relative(offset)));
+        let file_end = seg.written;
+        if position >= file_end {
+            return Ok(ReadPlan::Empty);
+        }
+        let want = max_bytes.max(LOG_OVERHEAD + record::BATCH_HEADER_LEN) as u64
+            + self.config.index_interval_bytes;
+        let len = want.min(file_end - position) as usize;
+        Ok(ReadPlan::File { file, position, len, file_end })
+    }
+
+    /// Offsets for ListOffsets: earliest, latest (high watermark).
+    pub fn earliest(&self) -> i64 {
+        self.log_start_offset
+    }
+
+    /// Segments that may hold a record with timestamp >= ts: returns the
+    /// read position to scan from (file, position, end) in the first segment
+    /// whose max timestamp reaches ts, or None when no record is that late.
+    pub fn plan_time_lookup(&self, ts: i64) -> Option<(LogFile, u64, u64)> {
+        let seg = self.segments.iter().find(|s| s.max_timestamp >= ts)?;
+        let rel = seg.time_index.lookup(ts);
+        let position = u64::from(seg.index.lookup(rel));
+        Some((seg.file.clone()?, position, seg.written))
+    }
+
+    /// Every segment's file, position 0 and end, for a max-timestamp scan.
+    pub fn max_timestamp_segment(&self) -> Option<(LogFile, u64, u64, i64)> {
+        let seg = self
+            .segments
+            .iter()
+            .filter(|s| s.max_timestamp >= 0)
+            .max_by_key(|s| s.max_timestamp)?;
+        Some((seg.file.clone()?, 0, seg.written, seg.max_timestamp))
+    }
+
+    /// Files to close and index data to persist at shutdown.
+    pub fn shutdown_info(&self) -> Vec<(LogFile, u64, Option<SealInfo>)> {
+        let n = self.segments.len();
+        self.segments
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| {
+                let f = s.file.clone()?;
+                let seal = (i + 1 == n).then(|| SealInfo {
+                    size: s.written,
+                    index_path: s.index_path(),
+                    index: s.index.encode(),
+                    time_index_path: s.time_index_path(),
+                    time_index: s.time_index.encode(),
+                });
+                Some((f, s.written, seal))
+            })
+            .collect()
+    }
+}
+
+/// Execute the writes of a flush job (no sync).
+pub async fn execute_writes(job: &mut FlushJob) -> std::io::Result<()> {
+    for w in job.writes.iter_mut() {
+        let file = match &w.file {
+            Some(f) => f.clone(),
+            None => {
+                let f = LogFile::open(&w.path, job.io_mode).await?;
+                if let Some(dir) = w.path.parent() {
+                    crate::io::file::sync_dir(dir)?;
+                }
+                w.file = Some(f.clone());
+                f
+            }
+        };
+        let tail = if file.mode() == IoMode::Direct { &w.tail[..] } else { &[][..] };
+        file.append(w.start, tail, &w.chunks).await?;
+        if let Some(seal) = &w.seal {
+            file.sync().await?;
+            file.truncate(seal.size).await?;
+            crate::io::file::write_file(&seal.index_path, seal.index.clone()).await?;
+            crate::io::file::write_file(&seal.time_index_path, seal.time_index.clone()).await?;
+        }
+    }
+    Ok(())
+}
+
+/// fdatasync the files a job wrote to.
+pub async fn execute_sync(job: &FlushJob) -> std::io::Result<()> {
+    for w in &job.writes {
+        if w.seal.is_some() {
+            continue; // synced when sealed
+        }
+        if let Some(f) = &w.file {
+            f.sync().await?;
+        }
+    }
+    Ok(())
+}
+
+/// Keep whole batches from `data` (read at some position of a segment)
+/// that contain offsets >= `offset` and start below `hwm`, up to
+/// `max_bytes` (the first always whole). Returns the slices and whether the
+/// first wanted batch was cut off by the end of `data` (its full size then).
+pub fn select_batches(data: &Bytes, offset: i64, hwm: i64, max_bytes: usize) -> (Vec<Bytes>, Option<(usize, usize)>) {
+    let mut out = Vec::new();
+    let mut total = 0usize;
+    let mut pos = 0usize;
+    while pos + LOG_OVERHEAD + record::BATCH_HEADER_LEN - LOG_OVERHEAD <= data.len() {
+        let Some(h) = BatchHeader::parse(&data[pos..]) else { break };
+        if h.batch_length < 0 {
+            break;
+        }
+        let size = h.total_size();
+        if h.base_offset >= hwm {
+            break;
+        }
+        if h.last_offset() < offset {
+            pos += size;
+            continue;
+        }
+        if pos + size > data.len() {
+            if out.is_empty() {
+                return (out, Some((pos, size)));
+            }
+            break;
+        }
+        if !out.is_empty() && total + size > max_bytes {
+            break;
+        }
+        total += size;
+        out.push(data.slice(pos..pos + size));
+        pos += size;
+    }
+    (out, None)
+}
+
+/// Open a partition directory, recovering it: segments are listed, the
+/// last one (all of them after an unclean shutdown) is scanned and CRC
+/// checked, a torn tail is truncated, indexes are rebuilt when missing or
+/// inconsistent with the log.
+pub async fn open(
+    dir: &Path,
+    topic: &str,
+    partition: i32,
+    config: TopicConfig,
+    io_mode: IoMode,
+    clean_shutdown: bool,
+    now_ms: i64,
+) -> std::io::Result<PartitionLog> {
+    std::fs::create_dir_all(dir)?;
+    let mut bases: Vec<i64> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| super::segment::parse_segment_file_name(&e.file_name().to_string_lossy()))
+        .collect();
+    bases.sort_unstable();
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut corrupt_from: Option<usize> = None;
+    for (i, &base) in bases.iter().enumerate() {
+        let mut seg = Segment::new(dir, base, now_ms);
+        let file = LogFile::open(&seg.log_path(), io_mode).await?;
+        let size = file.size().await?;
+        let last = i + 1 == bases.len();
+        let mut trusted = false;
+        if clean_shutdown && !last {
+            if let (Some(idx), Some(tidx)) = (
+                crate::io::file::read_file(&seg.index_path()).await?,
+                crate::io::file::read_file(&seg.time_index_path()).await?,
+            ) {
+                if let (Some(idx), Some(tidx)) = (
+                    super::index::OffsetIndex::decode(&idx, size),
+                    super::index::TimeIndex::decode(&tidx),
+                ) {
+                    // Trust the indexes; learn the segment's end offset and
+                    // max timestamp from its last indexed region.
+                    seg.index = idx;
+                    seg.time_index = tidx;
+                    trusted = true;
+                }
+            }
+        }
+        let valid = scan_segment(&file, &mut seg, size, !trusted, config.index_interval_bytes, trusted).await?;
+        if valid < size {
+            tracing::warn!(dir = %dir.display(), base, valid, size, "truncating torn or corrupt segment tail");
+            file.truncate(valid).await?;
+            file.sync().await?;
+            if !last {
+                corrupt_from = Some(i + 1);
+            }
+        }
+        seg.size = valid;
+        seg.written = valid;
+        if io_mode == IoMode::Direct && file.mode() == IoMode::Direct {
+            let start = valid - valid % ALIGN;
+            seg.tail = file.read_at(start, (valid - start) as usize).await?.to_vec();
+        }
+        seg.file = Some(file);
+        segments.push(seg);
+        if corrupt_from.is_some() {
+            break;
+        }
+    }
+    if let Some(from) = corrupt_from {
+        for &base in &bases[from..] {
+            for ext in ["log", "index", "timeindex"] {
+                let _ = std::fs::remove_file(dir.join(super::segment::segment_file_name(base, ext)));
+            }
+        }
+    }
+    // Drop stale index files of segments whose log vanished.
+    if segments.is_empty() {
+        segments.push(Segment::new(dir, 0, now_ms));
+    }
+    let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
+    let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
+    Ok(PartitionLog {
+        topic: topic.to_string(),
+        partition,
+        dir: dir.to_path_buf(),
+        config,
+        io_mode,
+        segments,
+        log_start_offset,
+        next_offset,
+        written_offset: next_offset,
+        high_watermark: next_offset,
+        leader_epoch: 0,
+        staged: Vec::new(),
+        staged_bytes: 0,
+        cache: VecDeque::new(),
+        cache_bytes: 0,
+        cache_limit: 4 << 20,
+        unsynced_messages: 0,
+        last_sync_ms: now_ms,
+        failed: false,
+        changed: Notify::new(),
+    })
+}
+
+/// Scan a segment file: returns the length of its valid prefix and fills in
+/// the segment's offsets, timestamps and indexes. When the indexes are
+/// trusted (clean shutdown) only the region after the last index entry is
+/// scanned.
+async fn scan_segment(
+    file: &LogFile,
+    seg: &mut Segment,
+    size: u64,
+    verify_crc: bool,
+    interval: u64,
+    trusted: bool,
+) -> std::io::Result<u64> {
+    const CHUNK: usize = 1 << 20;
+    let mut pos: u64 = 0;
+    if trusted {
+        pos = u64::from(seg.index.lookup(u32::MAX));
+        if let Some((ts, _)) = seg.time_index.last() {
+            seg.max_timestamp = ts;
+        }
+    } else {
+        seg.index = super::index::OffsetIndex::new();
+        seg.time_index = super::index::TimeIndex::new();
+    }
+    seg.size = pos;
+    seg.bytes_since_index = 0;
+    while pos < size {
+        let want = CHUNK.min((size - pos) as usize);
+        let buf = file.read_at(pos, want).await?;
+        if buf.is_empty() {
+            break;
+        }
+        let mut it = record::BatchIter::new(&buf, verify_crc);
+        for (_, h) in it.by_ref() {
+            if seg.size > 0 && h.base_offset < seg.next_offset {
+                return Ok(pos); // offsets must grow: the rest is garbage
+            }
+            seg.note_append(h.base_offset, h.last_offset(), h.max_timestamp, h.total_size() as u64, interval);
+            pos = seg.size;
+        }
+        let valid = it.valid_len();
+        if valid == buf.len() {
+            continue;
+        }
+        // The next batch is cut by the chunk end, or the data is torn.
+        let rest = &buf[valid..];
+        let spans_chunk = match BatchHeader::parse(rest) {
+            Some(h) => {
+                h.batch_length >= 49
+                    && h.total_size() > rest.len()
+                    && pos + h.total_size() as u64 <= size
+            }
+            None => rest.len() < record::BATCH_HEADER_LEN && pos + rest.len() as u64 <= size && want == CHUNK,
+        };
+        if !spans_chunk {
+            return Ok(pos);
+        }
+        if valid > 0 {
+            continue; // re-read starting at this batch
+        }
+        // A single batch larger than the chunk.
+        let Some(h) = BatchHeader::parse(rest) else { return Ok(pos) };
+        let big = file.read_at(pos, h.total_size()).await?;
+        let mut it2 = record::BatchIter::new(&big, verify_crc);
+        match it2.next() {
+            Some((_, h2)) if seg.size == 0 || h2.base_offset >= seg.next_offset => {
+                seg.note_append(h2.base_offset, h2.last_offset(), h2.max_timestamp, h2.total_size() as u64, interval);
+                pos = seg.size;
+            }
+            _ => return Ok(pos),
+        }
+    }
+    Ok(pos.min(size))
+}

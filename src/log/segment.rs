@@ -1,0 +1,133 @@
+//! One segment: a `.log` file of record batches plus its sparse indexes.
+//!
+//! The in-memory state tracks two sizes: `size` counts every appended byte
+//! (the logical end, including bytes staged for the next write) and
+//! `written` the bytes already handed to the file. Reads never look past
+//! `written`; the partition's high watermark keeps them below it anyway.
+
+use std::path::{Path, PathBuf};
+
+use crate::io::file::LogFile;
+
+use super::index::{OffsetIndex, TimeIndex};
+
+/// File name of a segment: the 20-digit base offset and an extension.
+pub fn segment_file_name(base_offset: i64, ext: &str) -> String {
+    format!("{base_offset:020}.{ext}")
+}
+
+/// Parse `00000000000000001234.log` into 1234.
+pub fn parse_segment_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub struct Segment {
+    pub base_offset: i64,
+    pub dir: PathBuf,
+    /// Open once the first write reaches it (or at recovery).
+    pub file: Option<LogFile>,
+    /// Logical size, including staged bytes not yet written.
+    pub size: u64,
+    /// Bytes written to the file.
+    pub written: u64,
+    /// Content of the partial last block: bytes [align_down(written), written).
+    pub tail: Vec<u8>,
+    pub index: OffsetIndex,
+    pub time_index: TimeIndex,
+    pub bytes_since_index: u64,
+    /// One past the last offset appended to this segment.
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    /// Wall-clock time the segment was created (segment.ms rolling).
+    pub created_ms: i64,
+}
+
+impl Segment {
+    pub fn new(dir: &Path, base_offset: i64, now_ms: i64) -> Self {
+        Segment {
+            base_offset,
+            dir: dir.to_path_buf(),
+            file: None,
+            size: 0,
+            written: 0,
+            tail: Vec::new(),
+            index: OffsetIndex::new(),
+            time_index: TimeIndex::new(),
+            bytes_since_index: 0,
+            next_offset: base_offset,
+            max_timestamp: -1,
+            created_ms: now_ms,
+        }
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join(segment_file_name(self.base_offset, "log"))
+    }
+
+    pub fn index_path(&self) -> PathBuf {
+        self.dir.join(segment_file_name(self.base_offset, "index"))
+    }
+
+    pub fn time_index_path(&self) -> PathBuf {
+        self.dir.join(segment_file_name(self.base_offset, "timeindex"))
+    }
+
+    /// Offset relative to the segment base, as stored in the indexes.
+    pub fn relative(&self, offset: i64) -> u32 {
+        (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// Record a batch of `len` bytes with offsets [base, last] appended at
+    /// the current logical end; maintains the sparse indexes.
+    pub fn note_append(&mut self, base: i64, last: i64, max_ts: i64, len: u64, interval: u64) {
+        let position = self.size;
+        if self.size > 0 && self.bytes_since_index >= interval {
+            self.index.push(self.relative(base), position as u32);
+            if self.max_timestamp >= 0 {
+                self.time_index.push(self.max_timestamp, self.relative(base));
+            }
+            self.bytes_since_index = 0;
+        }
+        self.bytes_since_index += len;
+        self.size += len;
+        self.next_offset = last + 1;
+        if max_ts > self.max_timestamp {
+            self.max_timestamp = max_ts;
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.size == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        assert_eq!(segment_file_name(42, "log"), "00000000000000000042.log");
+        assert_eq!(parse_segment_file_name("00000000000000000042.log"), Some(42));
+        assert_eq!(parse_segment_file_name("42.log"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
+    }
+
+    #[test]
+    fn index_every_interval() {
+        let mut s = Segment::new(Path::new("/x"), 100, 0);
+        for i in 0..10 {
+            s.note_append(100 + i * 10, 100 + i * 10 + 9, 1000 + i, 1000, 2500);
+        }
+        // entries at the batches starting once 2500 bytes accumulated
+        assert_eq!(s.index.lookup(0), 0);
+        assert_eq!(s.index.lookup(30), 3000);
+        assert_eq!(s.index.lookup(65), 6000);
+        assert_eq!(s.next_offset, 200);
+        assert_eq!(s.max_timestamp, 1009);
+    }
+}
