@@ -1,0 +1,333 @@
+#!/usr/bin/env bash
+# Runs librdkafka's own regression test suite against a ringlog broker.
+#
+# librdkafka's sources come from the rdkafka-sys crate on crates.io (it ships
+# a copy of librdkafka, tests included). They are fetched into a throwaway
+# cargo project, copied into a build directory, built once (cached), and the
+# test-runner is run test by test against a fresh broker.
+#
+# Usage: scripts/compat-librdkafka.sh [--build-only] [TESTNUM...]
+#
+# Environment:
+#   RINGLOG_BIN            broker binary (default: target/release/ringlog)
+#   COMPAT_DIR             cache/build directory (default: target/compat)
+#   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 150)
+#   COMPAT_KNOWN_TIMEOUT   limit for tests on the known-failures list (default 90)
+#   COMPAT_BUDGET          overall budget in seconds for running tests
+#                          (default 1500); tests not started by then are
+#                          reported as not run (and count as failed)
+#   COMPAT_TIMEOUT_MULT    librdkafka test.timeout.multiplier (default 1.5)
+#   COMPAT_JOBS            make -j (default: nproc)
+#   COMPAT_KEEP            1 = keep the broker's data dir after the run
+#   TEST_KAFKA_VERSION     broker version the tests assume (default 3.4.0)
+#
+# Last line of output: "N passed, N failed". Tests listed in
+# scripts/librdkafka-known-failures.txt that fail are reported as known
+# failures and not counted as failed; exit status is non-zero only when a
+# test not on that list fails.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091 # helpers only; linted on their own
+source "$REPO_ROOT/scripts/lib/common.sh"
+cd "$REPO_ROOT"
+
+RDKAFKA_SYS_VERSION="4.10.0"
+RINGLOG_BIN="${RINGLOG_BIN:-$REPO_ROOT/target/release/ringlog}"
+COMPAT_DIR="${COMPAT_DIR:-$REPO_ROOT/target/compat}"
+COMPAT_TEST_TIMEOUT="${COMPAT_TEST_TIMEOUT:-150}"
+COMPAT_KNOWN_TIMEOUT="${COMPAT_KNOWN_TIMEOUT:-90}"
+COMPAT_BUDGET="${COMPAT_BUDGET:-1500}"
+COMPAT_TIMEOUT_MULT="${COMPAT_TIMEOUT_MULT:-1.5}"
+COMPAT_JOBS="${COMPAT_JOBS:-$(nproc)}"
+KNOWN_FILE="$REPO_ROOT/scripts/librdkafka-known-failures.txt"
+export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.4.0}"
+
+build_only=0
+selected=()
+for arg in "$@"; do
+    case "$arg" in
+        --build-only) build_only=1 ;;
+        -h | --help)
+            sed -n '2,30p' "$0"
+            exit 0
+            ;;
+        [0-9][0-9][0-9][0-9]) selected+=("$arg") ;;
+        *) die "unknown argument: $arg" ;;
+    esac
+done
+
+mkdir -p "$COMPAT_DIR"
+COMPAT_DIR="$(cd "$COMPAT_DIR" && pwd)"
+
+# ---------------------------------------------------------------------------
+# 1. Fetch librdkafka's sources through the rdkafka-sys crate.
+# ---------------------------------------------------------------------------
+fetch_sources() {
+    local proj="$COMPAT_DIR/fetch"
+    mkdir -p "$proj/src"
+    cat >"$proj/Cargo.toml" <<EOF
+[package]
+name = "ringlog-compat-fetch"
+version = "0.0.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+rdkafka-sys = { version = "=$RDKAFKA_SYS_VERSION", default-features = false }
+
+[workspace]
+EOF
+    echo 'fn main() {}' >"$proj/src/main.rs"
+    log "fetching rdkafka-sys $RDKAFKA_SYS_VERSION (librdkafka sources)"
+    cargo fetch --quiet --manifest-path "$proj/Cargo.toml" >&2
+    local manifest
+    manifest="$(cargo metadata --quiet --offline --format-version 1 \
+        --manifest-path "$proj/Cargo.toml" |
+        python3 -c 'import json, sys
+d = json.load(sys.stdin)
+print(next(p["manifest_path"] for p in d["packages"] if p["name"] == "rdkafka-sys"))')"
+    local src
+    src="$(dirname "$manifest")/librdkafka"
+    [[ -f $src/tests/test.c ]] || die "no librdkafka test sources in $src"
+    echo "$src"
+}
+
+SRC="$(fetch_sources)"
+RDK_VERSION="$(basename "$(dirname "$SRC")")" # rdkafka-sys-X+LIBRDKAFKA
+BUILD="$COMPAT_DIR/build/$RDK_VERSION"
+TESTS_DIR="$BUILD/tests"
+RUNNER="$TESTS_DIR/test-runner"
+CONFIGURE_ARGS=(--disable-gssapi --disable-curl --disable-lz4-ext)
+STAMP="$BUILD/.ringlog-build-ok"
+stamp_content="$RDK_VERSION ${CONFIGURE_ARGS[*]}"
+
+# ---------------------------------------------------------------------------
+# 2. Build librdkafka and its test-runner (cached).
+# ---------------------------------------------------------------------------
+build_suite() {
+    if [[ -x $RUNNER && -f $STAMP && "$(cat "$STAMP")" == "$stamp_content" ]]; then
+        log "librdkafka test-runner is up to date ($RUNNER)"
+        return 0
+    fi
+    log "building librdkafka + test-runner from $SRC in $BUILD"
+    rm -rf "$BUILD"
+    mkdir -p "$(dirname "$BUILD")"
+    cp -a "$SRC" "$BUILD"
+    chmod -R u+w "$BUILD"
+    (
+        cd "$BUILD"
+        ./configure "${CONFIGURE_ARGS[@]}" >ringlog-configure.txt 2>&1 ||
+            { tail -40 ringlog-configure.txt >&2; exit 1; }
+        make -j"$COMPAT_JOBS" libs >ringlog-build.txt 2>&1 ||
+            { tail -60 ringlog-build.txt >&2; exit 1; }
+        make -C tests -j"$COMPAT_JOBS" build >ringlog-tests-build.txt 2>&1 ||
+            { tail -60 ringlog-tests-build.txt >&2; exit 1; }
+    )
+    [[ -x $RUNNER ]] || die "test-runner was not built"
+    echo "$stamp_content" >"$STAMP"
+    log "built $RUNNER"
+}
+
+build_suite
+if ((build_only)); then
+    exit 0
+fi
+
+# ---------------------------------------------------------------------------
+# 3. Known failures.
+# ---------------------------------------------------------------------------
+declare -A KNOWN=()
+if [[ -f $KNOWN_FILE ]]; then
+    while read -r num reason; do
+        [[ -z $num || $num == \#* ]] && continue
+        KNOWN[$num]="${reason:-known failure}"
+    done <"$KNOWN_FILE"
+fi
+
+# ---------------------------------------------------------------------------
+# 4. Broker.
+# ---------------------------------------------------------------------------
+[[ -x $RINGLOG_BIN ]] || die "broker binary not found: $RINGLOG_BIN (run cargo build --release)"
+
+# Logs of the last run stay in $COMPAT_DIR/last-run (broker.log, results/).
+RUN_DIR="$COMPAT_DIR/last-run"
+rm -rf "$RUN_DIR"
+DATA_DIR="$RUN_DIR/data"
+BROKER_LOG="$RUN_DIR/broker.log"
+BROKER_CONF="$RUN_DIR/broker.toml"
+RESULTS_DIR="$RUN_DIR/results"
+mkdir -p "$DATA_DIR" "$RESULTS_DIR"
+PORT="$(free_port)"
+BROKER_PID=""
+
+cat >"$BROKER_CONF" <<'EOF'
+# librdkafka's "default" test scenario: Kafka's defaults, auto-create on,
+# 4 partitions per auto-created topic.
+"auto.create.topics.enable" = true
+"num.partitions" = 4
+"message.max.bytes" = 1048588
+"socket.request.max.bytes" = 104857600
+EOF
+
+start_broker() {
+    "$RINGLOG_BIN" start --data-dir "$DATA_DIR" --listen "127.0.0.1:$PORT" \
+        --advertised-listener "127.0.0.1:$PORT" --shards 2 \
+        --config "$BROKER_CONF" --log-level info >>"$BROKER_LOG" 2>&1 &
+    BROKER_PID=$!
+    if ! wait_port 127.0.0.1 "$PORT" 30 "$BROKER_PID"; then
+        tail -30 "$BROKER_LOG" >&2 || true
+        die "broker did not start listening on 127.0.0.1:$PORT"
+    fi
+}
+
+cleanup() {
+    if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+        stop_pid "$BROKER_PID" 5 >/dev/null
+    fi
+    if [[ ${COMPAT_KEEP:-0} != 1 ]]; then
+        rm -rf "$DATA_DIR"
+    fi
+    log "broker log and per-test output: $RUN_DIR"
+}
+trap cleanup EXIT
+
+log "starting ringlog on 127.0.0.1:$PORT (data $DATA_DIR)"
+start_broker
+
+cat >"$TESTS_DIR/test.conf" <<EOF
+# Written by scripts/compat-librdkafka.sh
+metadata.broker.list=127.0.0.1:$PORT
+test.timeout.multiplier=$COMPAT_TIMEOUT_MULT
+test.topic.random=true
+EOF
+
+# ---------------------------------------------------------------------------
+# 5. Run the tests one by one.
+# ---------------------------------------------------------------------------
+if ((${#selected[@]} == 0)); then
+    mapfile -t selected < <(
+        cd "$TESTS_DIR" &&
+            find . -maxdepth 1 -name '[0-7][0-9][0-9][0-9]-*.c*' -printf '%f\n' |
+            cut -c1-4 | sort -u
+    )
+fi
+
+passed=() failed=() known_failed=() known_passed=() skipped=() not_run=()
+declare -A DETAIL=()
+budget_end=$((SECONDS + COMPAT_BUDGET))
+
+summary_states() {
+    # Prints "NAME STATE" for each line of the test-runner summary table.
+    sed 's/\x1b\[[0-9;]*m//g' "$1" |
+        awk -F'|' '/^\|/ && NF >= 4 { n=$2; s=$3; gsub(/ /, "", n); gsub(/ /, "", s); if (n ~ /^[0-9][0-9][0-9][0-9]_/) print n, s }'
+}
+
+for num in "${selected[@]}"; do
+    if ((SECONDS >= budget_end)); then
+        not_run+=("$num")
+        continue
+    fi
+    tmo=$COMPAT_TEST_TIMEOUT
+    [[ -n ${KNOWN[$num]:-} ]] && tmo=$COMPAT_KNOWN_TIMEOUT
+    out="$RESULTS_DIR/$num.log"
+    start=$SECONDS
+    rc=0
+    (
+        cd "$TESTS_DIR"
+        export LD_LIBRARY_PATH="../src:../src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export TESTS="$num" TEST_MODE=bare RDKAFKA_GITVER="$RDK_VERSION"
+        # Each test runs alone: no CI-specific concurrency/timeout scaling.
+        unset CI
+        exec timeout -k 10 "$tmo" ./test-runner -L -Q -p1
+    ) >"$out" 2>&1 || rc=$?
+    dur=$((SECONDS - start))
+
+    states="$(summary_states "$out")"
+    n_pass=$(grep -c ' PASSED$' <<<"$states" || true)
+    n_bad=$(grep -cE ' (FAILED|RUNNING)$' <<<"$states" || true)
+    verdict=""
+    if ((rc == 124 || rc == 137)); then
+        verdict=fail
+        DETAIL[$num]="timed out after ${tmo}s"
+    elif ((rc != 0 || n_bad > 0)); then
+        verdict=fail
+        reason="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -E 'TEST FAILURE|FAILED|Assertion|Segmentation|core dumped' || true)"
+        DETAIL[$num]="exit $rc: ${reason:0:200}"
+    elif ((n_pass > 0)); then
+        verdict=pass
+    else
+        verdict=skip
+    fi
+
+    broker_note=""
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        broker_note=" (BROKER DIED during this test; restarted)"
+        warn "broker died during test $num; see $BROKER_LOG"
+        {
+            echo "=== broker died during test $num ==="
+        } >>"$BROKER_LOG"
+        wait "$BROKER_PID" 2>/dev/null || true
+        start_broker
+        if [[ $verdict != fail ]]; then
+            verdict=fail
+        fi
+        DETAIL[$num]="${DETAIL[$num]:-}$broker_note"
+    fi
+
+    case "$verdict" in
+        pass)
+            if [[ -n ${KNOWN[$num]:-} ]]; then
+                known_passed+=("$num")
+                printf '%s  PASS (listed as known failure: %s)  %ss\n' "$num" "${KNOWN[$num]}" "$dur"
+            else
+                passed+=("$num")
+                printf '%s  PASS  %ss\n' "$num" "$dur"
+            fi
+            ;;
+        fail)
+            if [[ -n ${KNOWN[$num]:-} && -z $broker_note ]]; then
+                known_failed+=("$num")
+                printf '%s  KNOWN-FAIL (%s)  %ss\n' "$num" "${KNOWN[$num]}" "$dur"
+            else
+                failed+=("$num")
+                printf '%s  FAIL  %ss  %s\n' "$num" "$dur" "${DETAIL[$num]}"
+                if [[ -n ${KNOWN[$num]:-} ]]; then
+                    printf '      (listed as known failure: %s, but the broker died)\n' "${KNOWN[$num]}"
+                fi
+                # Show the tail of the failing test's output for diagnosis.
+                sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -v '^\s*$' | tail -15 | sed 's/^/      | /'
+            fi
+            ;;
+        skip)
+            skipped+=("$num")
+            ;;
+    esac
+done
+
+echo
+echo "librdkafka $RDK_VERSION compat results (broker $RINGLOG_BIN):"
+echo "  passed:                 ${#passed[@]} ${passed[*]:-}"
+echo "  skipped (local/n.a.):   ${#skipped[@]}"
+echo "  known failures:         ${#known_failed[@]} ${known_failed[*]:-}"
+if ((${#known_passed[@]})); then
+    echo "  KNOWN FAILURES THAT NOW PASS (remove from $(basename "$KNOWN_FILE")):"
+    for n in "${known_passed[@]}"; do
+        echo "    $n  ${KNOWN[$n]}"
+    done
+fi
+if ((${#not_run[@]})); then
+    echo "  NOT RUN (budget of ${COMPAT_BUDGET}s exhausted): ${not_run[*]}"
+fi
+if ((${#failed[@]})); then
+    echo "  UNEXPECTED FAILURES:"
+    for n in "${failed[@]}"; do
+        echo "    $n  ${DETAIL[$n]:-}"
+    done
+fi
+n_pass=$((${#passed[@]} + ${#known_passed[@]}))
+n_fail=$((${#failed[@]} + ${#not_run[@]}))
+echo "$n_pass passed, $n_fail failed"
+if ((n_fail > 0)); then
+    exit 1
+fi

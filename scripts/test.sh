@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# The project's test command.
+#
+#   scripts/test.sh
+#
+# 1. installs what the tests need (Debian packages, a Python venv in
+#    .venv-test/) -- quick when everything is already there;
+# 2. cargo fmt --check, cargo clippy --all-targets -- -D warnings,
+#    cargo build --release, cargo test --release;
+# 3. the end-to-end pytest suite (tests/python) against target/release/ringlog;
+# 4. librdkafka's own test suite against the broker
+#    (scripts/compat-librdkafka.sh);
+# 5. prints one summary line "N passed, N failed" over everything and exits
+#    non-zero if anything failed.
+#
+# Environment:
+#   RINGLOG_SKIP_COMPAT=1   skip step 4 (CI always runs it)
+#   RINGLOG_SKIP_INSTALL=1  skip step 1
+#   RINGLOG_PYTEST_ARGS     extra pytest arguments (e.g. "-k kcat -x")
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck disable=SC1091 # helpers only; linted on their own
+source "$REPO_ROOT/scripts/lib/common.sh"
+cd "$REPO_ROOT"
+
+VENV="$REPO_ROOT/.venv-test"
+REQUIREMENTS="$REPO_ROOT/tests/python/requirements.txt"
+LOG_DIR="$REPO_ROOT/target/test-logs"
+mkdir -p "$LOG_DIR"
+
+if [[ ${CI:-} == true && ${RINGLOG_SKIP_COMPAT:-0} == 1 ]]; then
+    warn "RINGLOG_SKIP_COMPAT is ignored on CI"
+    RINGLOG_SKIP_COMPAT=0
+fi
+
+total_pass=0
+total_fail=0
+declare -a breakdown=()
+declare -a failures=()
+
+record() { # record NAME PASSED FAILED
+    total_pass=$((total_pass + $2))
+    total_fail=$((total_fail + $3))
+    breakdown+=("$(printf '%-26s %6d passed, %d failed' "$1" "$2" "$3")")
+    if (($3 > 0)); then
+        failures+=("$1")
+    fi
+}
+
+finish() {
+    echo
+    echo "================================ summary ================================"
+    local line
+    for line in "${breakdown[@]}"; do
+        echo "  $line"
+    done
+    if ((${#failures[@]})); then
+        echo "  failing: ${failures[*]}"
+    fi
+    echo "$total_pass passed, $total_fail failed"
+    if ((total_fail > 0)); then
+        exit 1
+    fi
+    exit 0
+}
+
+# ---------------------------------------------------------------------------
+# 1. Install
+# ---------------------------------------------------------------------------
+install_deps() {
+    # kcat: CLI client for the e2e tests. The rest builds librdkafka and its
+    # test-runner (scripts/compat-librdkafka.sh) and lints the scripts.
+    apt_ensure kcat build-essential pkg-config libssl-dev zlib1g-dev \
+        libzstd-dev liblz4-dev libsasl2-dev shellcheck python3-venv
+
+    local req_hash
+    req_hash="$(sha256sum "$REQUIREMENTS" | cut -d' ' -f1)"
+    if [[ -x $VENV/bin/python && -f $VENV/.requirements.sha256 &&
+        "$(cat "$VENV/.requirements.sha256")" == "$req_hash" ]] &&
+        "$VENV/bin/python" -c 'import confluent_kafka, kafka, pytest' 2>/dev/null; then
+        return 0
+    fi
+    log "creating Python venv $VENV"
+    rm -rf "$VENV"
+    local py=python3
+    if ! python3 -m venv --help >/dev/null 2>&1; then
+        py=/usr/bin/python3
+    fi
+    "$py" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check -r "$REQUIREMENTS"
+    echo "$req_hash" >"$VENV/.requirements.sha256"
+}
+
+if [[ ${RINGLOG_SKIP_INSTALL:-0} != 1 ]]; then
+    log "checking test dependencies"
+    install_deps
+fi
+
+# ---------------------------------------------------------------------------
+# 2. Rust: fmt, clippy, build, tests
+# ---------------------------------------------------------------------------
+log "cargo fmt --check"
+if cargo fmt --all -- --check; then
+    record "cargo fmt" 1 0
+else
+    record "cargo fmt" 0 1
+fi
+
+if command -v shellcheck >/dev/null; then
+    log "shellcheck scripts"
+    if shellcheck scripts/test.sh scripts/compat-librdkafka.sh scripts/lib/*.sh .ci/run; then
+        record "shellcheck" 1 0
+    else
+        record "shellcheck" 0 1
+    fi
+fi
+
+log "cargo clippy --all-targets -- -D warnings"
+if cargo clippy --all-targets -- -D warnings; then
+    record "cargo clippy" 1 0
+else
+    record "cargo clippy" 0 1
+fi
+
+log "cargo build --release"
+if cargo build --release; then
+    record "cargo build" 1 0
+else
+    record "cargo build" 0 1
+    warn "the release build failed: no tests can run against the broker"
+    finish
+fi
+
+log "cargo test --release"
+cargo_log="$LOG_DIR/cargo-test.log"
+cargo_rc=0
+cargo test --release 2>&1 | tee "$cargo_log" || cargo_rc=$?
+# "test result: ok. 12 passed; 0 failed; 1 ignored; ..."
+read -r ct_pass ct_fail < <(
+    sed -n 's/^test result: [A-Za-z]*\. \([0-9]*\) passed; \([0-9]*\) failed;.*/\1 \2/p' "$cargo_log" |
+        awk '{p += $1; f += $2} END {print p + 0, f + 0}'
+)
+if ((cargo_rc != 0 && ct_fail == 0)); then
+    ct_fail=1 # failed to compile or crashed: count it
+fi
+record "cargo test" "$ct_pass" "$ct_fail"
+
+# ---------------------------------------------------------------------------
+# 3. End-to-end tests (pytest)
+# ---------------------------------------------------------------------------
+log "pytest tests/python"
+junit="$LOG_DIR/pytest-junit.xml"
+rm -f "$junit"
+py_rc=0
+read -ra extra_args <<<"${RINGLOG_PYTEST_ARGS:-}"
+RINGLOG_BIN="$REPO_ROOT/target/release/ringlog" \
+    "$VENV/bin/python" -m pytest tests/python --junitxml="$junit" "${extra_args[@]}" || py_rc=$?
+if [[ -f $junit ]]; then
+    read -r py_pass py_fail < <("$VENV/bin/python" - "$junit" <<'PY'
+import sys
+import xml.etree.ElementTree as ET
+root = ET.parse(sys.argv[1]).getroot()
+suites = [root] if root.tag == "testsuite" else root.findall("testsuite")
+t = f = e = s = 0
+for su in suites:
+    t += int(su.get("tests", 0))
+    f += int(su.get("failures", 0))
+    e += int(su.get("errors", 0))
+    s += int(su.get("skipped", 0))
+print(t - f - e - s, f + e)
+PY
+    )
+else
+    py_pass=0 py_fail=0
+fi
+if ((py_rc != 0 && py_fail == 0)); then
+    py_fail=1 # collection error, no tests, or crash
+fi
+record "pytest (e2e)" "$py_pass" "$py_fail"
+
+# ---------------------------------------------------------------------------
+# 4. librdkafka's test suite
+# ---------------------------------------------------------------------------
+if [[ ${RINGLOG_SKIP_COMPAT:-0} == 1 ]]; then
+    log "skipping the librdkafka compat suite (RINGLOG_SKIP_COMPAT=1)"
+else
+    log "librdkafka compat suite"
+    compat_log="$LOG_DIR/compat-librdkafka.log"
+    compat_rc=0
+    scripts/compat-librdkafka.sh 2>&1 | tee "$compat_log" || compat_rc=$?
+    last="$(grep -E '^[0-9]+ passed, [0-9]+ failed$' "$compat_log" | tail -1 || true)"
+    if [[ $last =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        c_pass=${BASH_REMATCH[1]} c_fail=${BASH_REMATCH[2]}
+    else
+        c_pass=0 c_fail=0
+    fi
+    if ((compat_rc != 0 && c_fail == 0)); then
+        c_fail=1 # the build or the broker start failed
+    fi
+    record "librdkafka compat" "$c_pass" "$c_fail"
+fi
+
+finish

@@ -1,0 +1,254 @@
+"""Topic administration, offsets lookups and cluster description through
+confluent-kafka's AdminClient / Consumer."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from confluent_kafka import (
+    OFFSET_END,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
+from confluent_kafka.admin import (
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+    OffsetSpec,
+    ResourceType,
+)
+
+from kafkahelpers import admin_client, consume_all, consumer_conf, create_topic, wait_for_topic
+
+BROKER_CONFIG = {
+    "auto.create.topics.enable": True,
+    "num.partitions": 3,
+    "log.segment.bytes": 1048576,
+    "message.max.bytes": 1048588,
+}
+
+
+@pytest.fixture
+def cfg_broker(broker_factory):
+    return broker_factory(config=BROKER_CONFIG)
+
+
+def topic_names(admin) -> set[str]:
+    return set(admin.list_topics(timeout=30).topics)
+
+
+def error_code_of(future) -> int:
+    with pytest.raises(KafkaException) as ei:
+        future.result(timeout=30)
+    return ei.value.args[0].code()
+
+
+def test_create_list_describe_delete(cfg_broker):
+    admin = admin_client(cfg_broker.bootstrap)
+    topic = "admin-topic"
+    configs = {"retention.ms": "3600000", "cleanup.policy": "delete", "segment.bytes": "2097152"}
+
+    # validate_only: accepted, but nothing is created.
+    fs = admin.create_topics(
+        [NewTopic(topic, num_partitions=5, replication_factor=1, config=configs)],
+        validate_only=True,
+        request_timeout=30,
+    )
+    fs[topic].result(timeout=30)
+    assert topic not in topic_names(admin)
+
+    fs = admin.create_topics([NewTopic(topic, num_partitions=5, replication_factor=1, config=configs)])
+    fs[topic].result(timeout=30)
+    wait_for_topic(cfg_broker.bootstrap, topic, 5)
+    md = admin.list_topics(timeout=30)
+    assert topic in md.topics
+    assert sorted(md.topics[topic].partitions) == [0, 1, 2, 3, 4]
+    broker_ids = [b.id for b in md.brokers.values()]
+    assert len(broker_ids) == 1
+    for p in md.topics[topic].partitions.values():
+        assert p.leader == broker_ids[0]
+        assert p.replicas == [broker_ids[0]]
+        assert p.isrs == [broker_ids[0]]
+
+    # describe_topics (Metadata) agrees.
+    desc = admin.describe_topics(TopicCollection([topic]))[topic].result(timeout=30)
+    assert desc.name == topic
+    assert len(desc.partitions) == 5
+
+    # Creating it again: TOPIC_ALREADY_EXISTS.
+    fs = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1)])
+    assert error_code_of(fs[topic]) == KafkaError.TOPIC_ALREADY_EXISTS
+
+    # Topic configs: the ones we set, plus defaults.
+    res = ConfigResource(ResourceType.TOPIC, topic)
+    entries = admin.describe_configs([res])[res].result(timeout=30)
+    assert entries["retention.ms"].value == "3600000"
+    assert not entries["retention.ms"].is_default
+    assert entries["cleanup.policy"].value == "delete"
+    assert entries["segment.bytes"].value == "2097152"
+    for name in ("max.message.bytes", "retention.bytes", "compression.type"):
+        assert name in entries, f"topic config {name} missing from DescribeConfigs"
+        assert entries[name].value is not None
+
+    # Broker configs: what the config file set, and defaults.
+    bres = ConfigResource(ResourceType.BROKER, str(broker_ids[0]))
+    bentries = admin.describe_configs([bres])[bres].result(timeout=30)
+    assert bentries["num.partitions"].value == "3"
+    assert bentries["log.segment.bytes"].value == "1048576"
+    assert bentries["auto.create.topics.enable"].value == "true"
+    assert bentries["message.max.bytes"].value == "1048588"
+    defaults = [e for e in bentries.values() if e.is_default]
+    assert defaults, "no broker config reported as a default"
+
+    # CreatePartitions 5 -> 8; the new partitions take writes.
+    fs = admin.create_partitions([NewPartitions(topic, 8)])
+    fs[topic].result(timeout=30)
+    wait_for_topic(cfg_broker.bootstrap, topic, 8)
+    p = Producer({"bootstrap.servers": cfg_broker.bootstrap, "acks": "all", "topic.metadata.refresh.interval.ms": 500})
+    reports = []
+    for part in range(8):
+        p.produce(topic, value=f"v{part}", partition=part, on_delivery=lambda e, m: reports.append((e, m.partition())))
+    assert p.flush(60) == 0
+    assert all(e is None for e, _ in reports), reports
+    assert sorted(pt for _, pt in reports) == list(range(8))
+    # Shrinking is refused.
+    fs = admin.create_partitions([NewPartitions(topic, 4)])
+    assert error_code_of(fs[topic]) == KafkaError.INVALID_PARTITIONS
+
+    # Delete.
+    fs = admin.delete_topics([topic], operation_timeout=30)
+    fs[topic].result(timeout=30)
+    deadline = time.monotonic() + 30
+    while topic in topic_names(admin) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert topic not in topic_names(admin)
+    # Deleting it again: UNKNOWN_TOPIC_OR_PART.
+    fs = admin.delete_topics([topic], operation_timeout=30)
+    assert error_code_of(fs[topic]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["bad topic", "bad/topic", "ünïcode", "x" * 250, ".", "..", "a*b"],
+    ids=["space", "slash", "unicode", "too-long", "dot", "dotdot", "star"],
+)
+def test_invalid_topic_names_rejected(broker, name):
+    admin = admin_client(broker.bootstrap)
+    fs = admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=1)])
+    assert error_code_of(fs[name]) == KafkaError.TOPIC_EXCEPTION  # 17 INVALID_TOPIC_EXCEPTION
+    assert name not in topic_names(admin)
+
+
+def test_invalid_create_arguments(broker):
+    admin = admin_client(broker.bootstrap)
+    fs = admin.create_topics([NewTopic("zero-parts", num_partitions=0, replication_factor=1)])
+    assert error_code_of(fs["zero-parts"]) == KafkaError.INVALID_PARTITIONS
+    fs = admin.create_topics([NewTopic("bad-config", num_partitions=1, replication_factor=1,
+                                       config={"cleanup.policy": "no-such-policy"})])
+    assert error_code_of(fs["bad-config"]) == KafkaError.INVALID_CONFIG
+    assert not {"zero-parts", "bad-config"} & topic_names(admin)
+
+
+def test_list_offsets(broker):
+    topic = "offsets"
+    create_topic(broker.bootstrap, topic, 1)
+    base = 1_700_000_000_000
+    n = 100
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 0})
+    for i in range(n):
+        # Timestamps base, base+10, ...; a few batches so the lookup has to
+        # search across batches.
+        p.produce(topic, value=f"m{i}", partition=0, timestamp=base + 10 * i)
+        if i % 10 == 9:
+            p.flush(30)
+    assert p.flush(30) == 0
+
+    c = Consumer(consumer_conf(broker.bootstrap))
+    try:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30)
+        assert (lo, hi) == (0, n)
+        cached = c.get_watermark_offsets(TopicPartition(topic, 0), timeout=30, cached=False)
+        assert cached == (0, n)
+
+        def for_time(ts):
+            [tp] = c.offsets_for_times([TopicPartition(topic, 0, ts)], timeout=30)
+            assert tp.error is None, tp.error
+            return tp.offset
+
+        assert for_time(base - 1000) == 0
+        assert for_time(base) == 0
+        assert for_time(base + 1) == 1
+        assert for_time(base + 10 * 37) == 37
+        assert for_time(base + 10 * 37 - 5) == 37
+        assert for_time(base + 10 * (n - 1)) == n - 1
+        # Past the last timestamp: no such offset (-1, OFFSET_END).
+        assert for_time(base + 10 * n + 1) == OFFSET_END
+    finally:
+        c.close()
+
+    # The same through AdminClient.list_offsets.
+    admin = admin_client(broker.bootstrap)
+    tp = TopicPartition(topic, 0)
+    for spec, expected in (
+        (OffsetSpec.earliest(), 0),
+        (OffsetSpec.latest(), n),
+        (OffsetSpec.for_timestamp(base + 10 * 50), 50),
+    ):
+        res = admin.list_offsets({tp: spec}, request_timeout=30)[tp].result(timeout=30)
+        assert res.offset == expected, (spec, res.offset, expected)
+
+
+def test_auto_create_on_produce(cfg_broker):
+    topic = "auto-created-topic"
+    admin = admin_client(cfg_broker.bootstrap)
+    assert topic not in topic_names(admin)
+    p = Producer({"bootstrap.servers": cfg_broker.bootstrap, "acks": "all", "message.timeout.ms": 60000})
+    reports = []
+    for i in range(30):
+        p.produce(topic, key=f"k{i}", value=f"v{i}", on_delivery=lambda e, m: reports.append((e, m)))
+    assert p.flush(90) == 0
+    assert [e for e, _ in reports if e is not None] == []
+    md = admin.list_topics(topic=topic, timeout=30)
+    assert topic in md.topics
+    assert len(md.topics[topic].partitions) == BROKER_CONFIG["num.partitions"]
+    records = consume_all(cfg_broker.bootstrap, topic, BROKER_CONFIG["num.partitions"], expected=30)
+    assert sorted(r.value for r in records) == sorted(f"v{i}".encode() for i in range(30))
+
+
+def test_no_auto_create_when_disabled(broker_factory):
+    b = broker_factory(config={"auto.create.topics.enable": False})
+    admin = admin_client(b.bootstrap)
+    p = Producer({"bootstrap.servers": b.bootstrap, "message.timeout.ms": 3000})
+    reports = []
+    p.produce("not-auto-created", value="x", on_delivery=lambda e, m: reports.append(e))
+    p.flush(30)
+    assert len(reports) == 1 and reports[0] is not None
+    assert reports[0].code() in (
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._UNKNOWN_TOPIC,
+        KafkaError._MSG_TIMED_OUT,
+    ), reports[0]
+    assert "not-auto-created" not in topic_names(admin)
+
+
+def test_describe_cluster(broker):
+    admin = admin_client(broker.bootstrap)
+    desc = admin.describe_cluster(request_timeout=30).result(timeout=30)
+    assert desc.cluster_id, "no cluster id"
+    assert len(desc.nodes) == 1
+    node = desc.nodes[0]
+    assert (node.host, node.port) == ("127.0.0.1", broker.port)
+    assert desc.controller is not None and desc.controller.id == node.id
+    # Metadata agrees on the cluster id and the node.
+    md = admin.list_topics(timeout=30)
+    assert md.cluster_id == desc.cluster_id
+    assert [b.id for b in md.brokers.values()] == [node.id]
+    # The cluster id survives a restart.
+    broker.restart()
+    desc2 = admin_client(broker.bootstrap).describe_cluster(request_timeout=30).result(timeout=30)
+    assert desc2.cluster_id == desc.cluster_id
