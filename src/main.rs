@@ -1,3 +1,54 @@
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use ringlog::config::{BrokerConfig, Overrides};
+
+#[derive(Parser)]
+#[command(name = "ringlog", version, about = "A Kafka-compatible message broker, thread-per-core on io_uring")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker.
+    Start {
+        /// Data directory (default ./data).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on (default 0.0.0.0:9092).
+        #[arg(long, value_name = "HOST:PORT")]
+        listen: Option<String>,
+        /// Address clients are told to connect to (default 127.0.0.1:<listen port>).
+        #[arg(long, value_name = "HOST:PORT")]
+        advertised_listener: Option<String>,
+        /// Number of shards (pinned cores); default one per available core.
+        #[arg(long)]
+        shards: Option<usize>,
+        /// TOML file whose keys are Kafka broker properties.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Log level (error, warn, info, debug, trace) or a tracing filter.
+        #[arg(long, default_value = "info")]
+        log_level: String,
+    },
+}
+
 fn main() {
-    println!("Hello, world!");
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Start { data_dir, listen, advertised_listener, shards, config, log_level } => {
+            let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log_level));
+            tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
+            let overrides = Overrides { data_dir, listen, advertised_listener, shards, config_file: config };
+            let result = BrokerConfig::load(&overrides).and_then(ringlog::broker::run);
+            if let Err(e) = result {
+                eprintln!("ringlog: {e:#}");
+                std::process::exit(1);
+            }
+        }
+    }
 }

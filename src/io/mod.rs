@@ -9,6 +9,7 @@ pub mod file;
 pub mod mesh;
 pub mod net;
 pub mod notify;
+pub mod sync;
 pub mod time;
 
 pub use executor::{spawn, yield_if_needed, Task};

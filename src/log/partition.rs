@@ -193,11 +193,12 @@ impl PartitionLog {
             let bytes = buf.freeze();
             let len = bytes.len() as u64;
             let max_ts = log_append_time.unwrap_or(span.max_timestamp);
+            let (segment_bytes, segment_ms) = (self.config.segment_bytes, self.config.segment_ms);
             let must_roll = {
                 let seg = self.active();
                 !seg.is_empty()
-                    && (seg.size + len > self.config.segment_bytes
-                        || now_ms - seg.created_ms >= self.config.segment_ms
+                    && (seg.size + len > segment_bytes
+                        || now_ms - seg.created_ms >= segment_ms
                         || last - seg.base_offset > i64::from(u32::MAX) - 1)
             };
             if must_roll {
@@ -465,30 +466,43 @@ pub async fn execute_sync(job: &FlushJob) -> std::io::Result<()> {
     Ok(())
 }
 
-/// Keep whole batches from `data` (read at some position of a segment)
-/// that contain offsets >= `offset` and start below `hwm`, up to
-/// `max_bytes` (the first always whole). Returns the slices and whether the
-/// first wanted batch was cut off by the end of `data` (its full size then).
-pub fn select_batches(data: &Bytes, offset: i64, hwm: i64, max_bytes: usize) -> (Vec<Bytes>, Option<(usize, usize)>) {
+/// What [`select_batches`] found in a chunk read from a segment.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Selection {
+    /// Whole batches to return (never empty).
+    Batches(Vec<Bytes>),
+    /// Every complete batch in the chunk ends before the wanted offset:
+    /// continue reading this many bytes further.
+    Skip(usize),
+    /// The first wanted batch starts at `at` but is cut off by the end of
+    /// the chunk; it is `size` bytes long.
+    Partial { at: usize, size: usize },
+    /// Nothing more to return (end of data, or past the high watermark).
+    End,
+}
+
+/// Select whole batches from `data` (read from a segment) that contain
+/// offsets >= `offset` and start below `hwm`, up to `max_bytes` (the first
+/// batch always whole).
+pub fn select_batches(data: &Bytes, offset: i64, hwm: i64, max_bytes: usize) -> Selection {
     let mut out = Vec::new();
     let mut total = 0usize;
     let mut pos = 0usize;
-    while pos + LOG_OVERHEAD + record::BATCH_HEADER_LEN - LOG_OVERHEAD <= data.len() {
-        let Some(h) = BatchHeader::parse(&data[pos..]) else { break };
-        if h.batch_length < 0 {
+    while let Some(h) = data.get(pos..).and_then(BatchHeader::parse) {
+        if h.batch_length < 49 || h.base_offset >= hwm {
             break;
         }
         let size = h.total_size();
-        if h.base_offset >= hwm {
-            break;
-        }
         if h.last_offset() < offset {
+            if pos + size > data.len() {
+                break;
+            }
             pos += size;
             continue;
         }
         if pos + size > data.len() {
             if out.is_empty() {
-                return (out, Some((pos, size)));
+                return Selection::Partial { at: pos, size };
             }
             break;
         }
@@ -499,7 +513,13 @@ pub fn select_batches(data: &Bytes, offset: i64, hwm: i64, max_bytes: usize) -> 
         out.push(data.slice(pos..pos + size));
         pos += size;
     }
-    (out, None)
+    if !out.is_empty() {
+        Selection::Batches(out)
+    } else if pos > 0 {
+        Selection::Skip(pos)
+    } else {
+        Selection::End
+    }
 }
 
 /// Open a partition directory, recovering it: segments are listed, the

@@ -1,0 +1,36 @@
+//! CreatePartitions: grow a topic; new partitions are placed on the least
+//! loaded shards.
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+
+use super::RequestContext;
+use crate::protocol::error::{self as ec, ApiError};
+use crate::protocol::str_bytes;
+use crate::routing::{ControllerOp, ShardRequest, ShardResponse};
+
+pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
+    let shard = &ctx.shard;
+    let topics: Vec<(String, i32)> = req.topics.iter().map(|t| (t.name.0.as_str().to_string(), t.count)).collect();
+    let results = match shard
+        .dispatch(0, ShardRequest::Controller(ControllerOp::CreatePartitions { topics: topics.clone(), validate_only: req.validate_only }))
+        .await
+        .await
+    {
+        Some(ShardResponse::Controller(r)) => r,
+        _ => topics.iter().map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"))).collect(),
+    };
+    let out = req
+        .topics
+        .iter()
+        .zip(results)
+        .map(|(t, r)| {
+            let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+            match r {
+                Ok(_) => base,
+                Err(e) => base.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message))),
+            }
+        })
+        .collect();
+    CreatePartitionsResponse::default().with_results(out)
+}

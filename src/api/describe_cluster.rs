@@ -1,0 +1,25 @@
+//! DescribeCluster: this broker, the cluster id and the controller.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+
+use super::RequestContext;
+use crate::protocol::error as ec;
+use crate::protocol::str_bytes;
+
+pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let cfg = &ctx.shard.config;
+    let cluster_id = ctx.shard.meta.borrow().cluster_id.clone();
+    // endpoint_type 1 = brokers; 2 = controllers (we are both).
+    let endpoint_type = if req.endpoint_type == 0 { 1 } else { req.endpoint_type };
+    DescribeClusterResponse::default()
+        .with_error_code(ec::NONE)
+        .with_endpoint_type(endpoint_type)
+        .with_cluster_id(str_bytes(&cluster_id))
+        .with_controller_id(BrokerId(cfg.node_id))
+        .with_cluster_authorized_operations(i32::MIN)
+        .with_brokers(vec![DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(cfg.node_id))
+            .with_host(str_bytes(&cfg.advertised_host))
+            .with_port(cfg.advertised_port)])
+}

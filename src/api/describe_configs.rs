@@ -1,0 +1,101 @@
+//! DescribeConfigs: topic configs (overrides and their broker defaults) and
+//! broker configs, with sources and synonyms as Kafka reports them.
+
+use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+
+use super::RequestContext;
+use crate::config::{BrokerConfig, TOPIC_CONFIGS};
+use crate::protocol::error as ec;
+use crate::protocol::str_bytes;
+
+const TOPIC: i8 = 2;
+const BROKER: i8 = 4;
+const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) -> bool {
+    match keys {
+        None => true,
+        Some(k) if k.is_empty() => true,
+        Some(k) => k.iter().any(|x| x.as_str() == name),
+    }
+}
+
+fn entry(name: &str, value: &str, source: i8, ty: i8, synonyms: Vec<DescribeConfigsSynonym>, read_only: bool, doc: Option<&str>) -> DescribeConfigsResourceResult {
+    DescribeConfigsResourceResult::default()
+        .with_name(str_bytes(name))
+        .with_value(Some(str_bytes(value)))
+        .with_read_only(read_only)
+        .with_config_source(source)
+        .with_config_type(ty)
+        .with_synonyms(synonyms)
+        .with_documentation(doc.map(str_bytes))
+}
+
+pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+    let shard = &ctx.shard;
+    let cfg = &shard.config;
+    let mut results = Vec::new();
+    for r in &req.resources {
+        let name = r.resource_name.as_str();
+        let base = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+        match r.resource_type {
+            TOPIC => {
+                let Some(t) = shard.meta.borrow().topic(name).cloned() else {
+                    results.push(
+                        base.with_error_code(ec::UNKNOWN_TOPIC_OR_PARTITION)
+                            .with_error_message(Some(str_bytes(&format!("Topic '{name}' does not exist.")))),
+                    );
+                    continue;
+                };
+                let mut configs = Vec::new();
+                for d in TOPIC_CONFIGS.iter().filter(|d| wanted(&r.configuration_keys, d.name)) {
+                    let mut synonyms = Vec::new();
+                    let broker_set = cfg.properties.get(d.broker_name).cloned();
+                    let (value, source) = match t.configs.get(d.name) {
+                        Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                        None if broker_set.is_some() => (cfg.topic_default(d.name), SOURCE_STATIC_BROKER),
+                        None => (cfg.topic_default(d.name), SOURCE_DEFAULT),
+                    };
+                    if req.include_synonyms {
+                        if let Some(v) = t.configs.get(d.name) {
+                            synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(d.name)).with_value(Some(str_bytes(v))).with_source(SOURCE_DYNAMIC_TOPIC));
+                        }
+                        if let Some(v) = &broker_set {
+                            synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(d.broker_name)).with_value(Some(str_bytes(v))).with_source(SOURCE_STATIC_BROKER));
+                        }
+                        synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(d.broker_name)).with_value(Some(str_bytes(d.default))).with_source(SOURCE_DEFAULT));
+                    }
+                    let doc = req.include_documentation.then_some(d.doc);
+                    configs.push(entry(d.name, &value, source, d.ty.kafka_code(), synonyms, false, doc));
+                }
+                results.push(base.with_configs(configs));
+            }
+            BROKER => {
+                if !name.is_empty() && name != cfg.node_id.to_string() {
+                    results.push(base.with_error_code(ec::INVALID_REQUEST).with_error_message(Some(str_bytes(&format!("Unexpected broker id, expected {} but received {name}", cfg.node_id)))));
+                    continue;
+                }
+                let mut configs = Vec::new();
+                for n in BrokerConfig::broker_config_names().into_iter().filter(|n| wanted(&r.configuration_keys, n)) {
+                    let Some((value, explicit)) = cfg.broker_value(n) else { continue };
+                    let source = if explicit { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
+                    let synonyms = if req.include_synonyms {
+                        vec![DescribeConfigsSynonym::default().with_name(str_bytes(n)).with_value(Some(str_bytes(&value))).with_source(source)]
+                    } else {
+                        vec![]
+                    };
+                    configs.push(entry(n, &value, source, BrokerConfig::broker_config_type(n).kafka_code(), synonyms, true, None));
+                }
+                results.push(base.with_configs(configs));
+            }
+            other => results.push(
+                base.with_error_code(ec::INVALID_REQUEST)
+                    .with_error_message(Some(str_bytes(&format!("Unsupported resource type {other}")))),
+            ),
+        }
+    }
+    DescribeConfigsResponse::default().with_results(results)
+}

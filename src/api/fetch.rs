@@ -1,0 +1,159 @@
+//! Fetch: read from each partition's owning shard, long-polling (woken by
+//! appends, not timers) until `min_bytes` are there or `max_wait_ms` passed.
+//! Fetch sessions (KIP-227) are declined (session id 0), so every request
+//! is a full fetch.
+
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use futures::FutureExt;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use uuid::Uuid;
+
+use super::RequestContext;
+use crate::protocol::error as ec;
+use crate::protocol::str_bytes;
+use crate::routing::{FetchPart, FetchPartResult, ShardRequest, ShardResponse, WatchPart};
+
+struct Slot {
+    topic_index: usize,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+    shard: Option<usize>,
+    result: FetchPartResult,
+}
+
+fn concat(batches: &[Bytes]) -> Bytes {
+    match batches {
+        [] => Bytes::new(),
+        [one] => one.clone(),
+        many => {
+            let mut b = BytesMut::with_capacity(many.iter().map(|x| x.len()).sum());
+            for x in many {
+                b.extend_from_slice(x);
+            }
+            b.freeze()
+        }
+    }
+}
+
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+    let shard = &ctx.shard;
+    let started = Instant::now();
+    let by_id = ctx.api_version >= 13;
+    let mut topics: Vec<(String, Uuid)> = Vec::with_capacity(req.topics.len());
+    let mut slots: Vec<Slot> = Vec::new();
+    {
+        let meta = shard.meta.borrow();
+        for t in &req.topics {
+            let resolved = if by_id {
+                meta.topic_by_id(&t.topic_id).map(|m| (m.name.clone(), m.id))
+            } else {
+                let n = t.topic.0.as_str();
+                meta.topic(n).map(|m| (m.name.clone(), m.id))
+            };
+            let ti = topics.len();
+            let (name, id, err) = match resolved {
+                Some((n, id)) => (n, id, None),
+                None if by_id => (String::new(), t.topic_id, Some(ec::UNKNOWN_TOPIC_ID)),
+                None => (t.topic.0.as_str().to_string(), Uuid::nil(), Some(ec::UNKNOWN_TOPIC_OR_PARTITION)),
+            };
+            for p in &t.partitions {
+                let owner = if err.is_none() { meta.owner(&name, p.partition) } else { None };
+                let error = err.unwrap_or(if owner.is_none() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::NONE });
+                slots.push(Slot {
+                    topic_index: ti,
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes.max(0) as usize,
+                    shard: owner,
+                    result: FetchPartResult { error, high_watermark: -1, log_start_offset: -1, batches: vec![] },
+                });
+            }
+            topics.push((name, id));
+        }
+    }
+    let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let involved: Vec<usize> = {
+        let mut v: Vec<usize> = slots.iter().filter_map(|s| s.shard).collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    };
+    loop {
+        // Read round: every involved shard reads its partitions.
+        let share = (max_bytes / involved.len().max(1)).max(1);
+        let mut replies = Vec::with_capacity(involved.len());
+        for &s in &involved {
+            let parts: Vec<FetchPart> = slots
+                .iter()
+                .filter(|x| x.shard == Some(s))
+                .map(|x| FetchPart { topic: topics[x.topic_index].0.clone(), partition: x.partition, offset: x.offset, max_bytes: x.max_bytes })
+                .collect();
+            replies.push((s, shard.dispatch(s, ShardRequest::Fetch { parts, max_bytes: share }).await));
+        }
+        for (s, r) in replies {
+            let results = match r.await {
+                Some(ShardResponse::Fetch(r)) => r,
+                _ => Vec::new(),
+            };
+            let mut it = results.into_iter();
+            for slot in slots.iter_mut().filter(|x| x.shard == Some(s)) {
+                slot.result = it.next().unwrap_or(FetchPartResult {
+                    error: ec::UNKNOWN_SERVER_ERROR,
+                    high_watermark: -1,
+                    log_start_offset: -1,
+                    batches: vec![],
+                });
+            }
+        }
+        let total: usize = slots.iter().map(|s| s.result.bytes()).sum();
+        let any_error = slots.iter().any(|s| s.result.error != ec::NONE);
+        let elapsed = started.elapsed();
+        if total >= min_bytes.max(1) || any_error || elapsed >= max_wait || involved.is_empty() || shard.shutting_down.get() {
+            break;
+        }
+        // Long poll: wait until an append moves any watched partition.
+        let remaining = (max_wait - elapsed).as_millis() as u64;
+        let mut watches = Vec::with_capacity(involved.len());
+        for &s in &involved {
+            let parts: Vec<WatchPart> = slots
+                .iter()
+                .filter(|x| x.shard == Some(s))
+                .map(|x| WatchPart { topic: topics[x.topic_index].0.clone(), partition: x.partition, offset: x.offset })
+                .collect();
+            watches.push(shard.dispatch(s, ShardRequest::Watch { parts, max_wait_ms: remaining }).await);
+        }
+        let _ = crate::io::time::timeout(
+            Duration::from_millis(remaining),
+            futures::future::select_all(watches.into_iter().map(|w| w.map(|_| ()).boxed_local())),
+        )
+        .await;
+    }
+    let mut responses: Vec<FetchableTopicResponse> = topics
+        .iter()
+        .map(|(name, id)| {
+            FetchableTopicResponse::default().with_topic(TopicName(str_bytes(name))).with_topic_id(*id)
+        })
+        .collect();
+    for slot in slots {
+        let r = &slot.result;
+        let data = PartitionData::default()
+            .with_partition_index(slot.partition)
+            .with_error_code(r.error)
+            .with_high_watermark(r.high_watermark)
+            .with_last_stable_offset(r.high_watermark)
+            .with_log_start_offset(r.log_start_offset)
+            .with_aborted_transactions(Some(vec![]))
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            .with_records(Some(concat(&r.batches)));
+        if let Some(t) = responses.get_mut(slot.topic_index) {
+            t.partitions.push(data);
+        }
+    }
+    FetchResponse::default().with_error_code(ec::NONE).with_session_id(0).with_responses(responses)
+}

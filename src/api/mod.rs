@@ -1,0 +1,100 @@
+//! Kafka API handlers, one per file. [`dispatch`] decodes a request body
+//! and runs its handler; each handler turns a decoded request into a
+//! response using the shard's metadata and the routing layer.
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod fetch;
+pub mod list_offsets;
+pub mod metadata;
+pub mod produce;
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::Encodable;
+
+use crate::protocol::{decode_body, encode_response};
+use crate::shard::Shard;
+
+/// What a handler knows about the request it serves.
+#[derive(Clone)]
+pub struct RequestContext {
+    pub shard: Rc<Shard>,
+    pub api_key: ApiKey,
+    pub api_version: i16,
+    pub correlation_id: i32,
+    pub client_id: Option<String>,
+    pub client_host: String,
+}
+
+/// A response being produced: resolves to the encoded frame, or None when
+/// the request gets no response (acks=0 produce).
+pub type PendingResponse = LocalBoxFuture<'static, Option<Bytes>>;
+
+/// The request cannot be served; the connection must be closed.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct CloseConnection(pub String);
+
+fn respond<T: Encodable + 'static>(ctx: &RequestContext, body: T) -> Option<Bytes> {
+    match encode_response(ctx.api_key, ctx.api_version, ctx.correlation_id, &body) {
+        Ok(b) => Some(b),
+        Err(e) => {
+            tracing::error!(api = ?ctx.api_key, version = ctx.api_version, "cannot encode response: {e}");
+            None
+        }
+    }
+}
+
+macro_rules! simple {
+    ($ctx:expr, $body:expr, $module:ident) => {{
+        let req = decode_body(&mut $body, $ctx.api_version)
+            .map_err(|e| CloseConnection(format!("malformed {:?} request: {e}", $ctx.api_key)))?;
+        let ctx = $ctx;
+        Ok(async move {
+            let resp = $module::handle(&ctx, req).await;
+            respond(&ctx, resp)
+        }
+        .boxed_local())
+    }};
+}
+
+/// Decode and start serving one request. Produce does its routing (the
+/// part that must keep per-connection order) before this returns.
+pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingResponse, CloseConnection> {
+    match ctx.api_key {
+        ApiKey::ApiVersions => simple!(ctx, body, api_versions),
+        ApiKey::Metadata => simple!(ctx, body, metadata),
+        ApiKey::Fetch => simple!(ctx, body, fetch),
+        ApiKey::ListOffsets => simple!(ctx, body, list_offsets),
+        ApiKey::CreateTopics => simple!(ctx, body, create_topics),
+        ApiKey::DeleteTopics => simple!(ctx, body, delete_topics),
+        ApiKey::CreatePartitions => simple!(ctx, body, create_partitions),
+        ApiKey::DescribeConfigs => simple!(ctx, body, describe_configs),
+        ApiKey::DescribeCluster => simple!(ctx, body, describe_cluster),
+        ApiKey::Produce => {
+            let req = decode_body(&mut body, ctx.api_version)
+                .map_err(|e| CloseConnection(format!("malformed Produce request: {e}")))?;
+            let acks_zero = produce::acks_of(&req) == 0;
+            let pending = produce::start(&ctx, req).await;
+            Ok(async move {
+                let resp = pending.await;
+                if acks_zero {
+                    None
+                } else {
+                    respond(&ctx, resp)
+                }
+            }
+            .boxed_local())
+        }
+        other => Err(CloseConnection(format!("unsupported API {other:?}"))),
+    }
+}

@@ -1,0 +1,75 @@
+//! The Kafka wire protocol: framing, request headers, the API versions
+//! ringlog implements, and error codes. Message bodies are decoded and
+//! encoded with the `kafka-protocol` crate.
+
+pub mod error;
+pub mod frame;
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+
+/// The APIs ringlog implements and the version ranges it implements them at.
+/// ApiVersions advertises exactly this table.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 18),
+    (ApiKey::ListOffsets, 1, 10),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeCluster, 0, 2),
+];
+
+/// The implemented version range of an API, if it is implemented at all.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| (*lo, *hi))
+}
+
+/// The fixed part of every request header, read without trusting the rest.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderPrefix {
+    pub api_key: i16,
+    pub api_version: i16,
+    pub correlation_id: i32,
+}
+
+impl HeaderPrefix {
+    pub fn peek(frame: &[u8]) -> Option<HeaderPrefix> {
+        let b = frame.get(..8)?;
+        Some(HeaderPrefix {
+            api_key: i16::from_be_bytes([b[0], b[1]]),
+            api_version: i16::from_be_bytes([b[2], b[3]]),
+            correlation_id: i32::from_be_bytes([b[4], b[5], b[6], b[7]]),
+        })
+    }
+}
+
+/// Decode the full request header; the body follows in `frame`.
+pub fn decode_header(key: ApiKey, version: i16, frame: &mut Bytes) -> anyhow::Result<RequestHeader> {
+    RequestHeader::decode(frame, key.request_header_version(version))
+}
+
+/// Encode a response (size prefix, header, body) ready for the socket.
+pub fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> anyhow::Result<Bytes> {
+    let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let size = header.compute_size(header_version)? + body.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(4 + size);
+    buf.extend_from_slice(&(size as i32).to_be_bytes());
+    header.encode(&mut buf, header_version)?;
+    body.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+/// Decode a request body of type `T`.
+pub fn decode_body<T: Decodable>(body: &mut Bytes, version: i16) -> anyhow::Result<T> {
+    T::decode(body, version)
+}
+
+pub fn str_bytes(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_string())
+}

@@ -1,0 +1,94 @@
+//! Requests and replies exchanged between shards (all `Send`).
+
+use bytes::Bytes;
+
+use crate::metadata::controller::CreateTopic;
+use crate::metadata::MetaUpdate;
+use crate::protocol::error::ApiError;
+
+/// Records for one partition.
+pub struct ProducePart {
+    pub topic: String,
+    pub partition: i32,
+    pub records: Bytes,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ProducePartResult {
+    pub error: i16,
+    pub message: Option<String>,
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+pub struct FetchPart {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct FetchPartResult {
+    pub error: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    /// Whole record batches, in order.
+    pub batches: Vec<Bytes>,
+}
+
+impl FetchPartResult {
+    pub fn bytes(&self) -> usize {
+        self.batches.iter().map(|b| b.len()).sum()
+    }
+}
+
+/// Wait until any listed partition's high watermark passes its offset.
+pub struct WatchPart {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+pub struct ListOffsetsPart {
+    pub topic: String,
+    pub partition: i32,
+    pub timestamp: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct ListOffsetsPartResult {
+    pub error: i16,
+    pub timestamp: i64,
+    pub offset: i64,
+    pub leader_epoch: i32,
+}
+
+/// Metadata changes, handled by the controller (shard 0).
+pub enum ControllerOp {
+    CreateTopics { topics: Vec<CreateTopic>, validate_only: bool },
+    DeleteTopics { names: Vec<String> },
+    CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
+}
+
+pub enum ShardRequest {
+    Produce { parts: Vec<ProducePart>, acks: i16, timeout_ms: i32 },
+    Fetch { parts: Vec<FetchPart>, max_bytes: usize },
+    Watch { parts: Vec<WatchPart>, max_wait_ms: u64 },
+    ListOffsets { parts: Vec<ListOffsetsPart> },
+    Controller(ControllerOp),
+    /// From the controller: apply a metadata change (open/remove logs).
+    Apply(MetaUpdate),
+}
+
+pub enum ShardResponse {
+    Produce(Vec<ProducePartResult>),
+    Fetch(Vec<FetchPartResult>),
+    /// Something changed, or the wait timed out.
+    Watch,
+    ListOffsets(Vec<ListOffsetsPartResult>),
+    /// Per item of the controller op: Ok or an error, in request order.
+    Controller(Vec<Result<Option<crate::metadata::TopicMeta>, ApiError>>),
+    Applied,
+}

@@ -1,0 +1,108 @@
+//! One client connection: frames in, responses out in request order.
+//!
+//! The read side decodes each request and starts it (routing happens in
+//! request order, so appends from one connection keep their order) while
+//! earlier requests are still being worked on; the write side sends the
+//! responses strictly in request order (pipelining).
+
+use std::rc::Rc;
+
+use futures::channel::mpsc;
+use futures::{SinkExt, StreamExt};
+use futures_lite::AsyncWriteExt;
+use kafka_protocol::messages::ApiKey;
+
+use crate::api::{self, PendingResponse, RequestContext};
+use crate::io::net::Connection;
+use crate::protocol::frame::{FrameError, FrameReader};
+use crate::protocol::{decode_header, encode_response, supported_range, HeaderPrefix};
+use crate::shard::Shard;
+
+/// Requests in flight per connection before the reader stops reading.
+const MAX_IN_FLIGHT: usize = 64;
+
+pub async fn serve(shard: Rc<Shard>, conn: Connection) {
+    let peer = conn.peer_addr();
+    let client_host = peer.map(|p| p.ip().to_string()).unwrap_or_default();
+    let (rd, mut wr) = conn.split();
+    let (mut tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
+    let writer = crate::io::spawn(async move {
+        while let Some(pending) = rx.next().await {
+            if let Some(bytes) = pending.await {
+                if let Err(e) = wr.write_all(&bytes).await {
+                    tracing::debug!("write to client failed: {e}");
+                    return;
+                }
+            }
+        }
+        let _ = wr.flush().await;
+        let _ = wr.close().await;
+    });
+    let mut frames = FrameReader::new(rd, shard.config.socket_request_max_bytes);
+    loop {
+        if shard.shutting_down.get() {
+            break;
+        }
+        let mut frame = match frames.next().await {
+            Ok(f) => f,
+            Err(FrameError::Closed) => break,
+            Err(e) => {
+                tracing::info!(peer = ?peer, "closing connection: {e}");
+                break;
+            }
+        };
+        let Some(prefix) = HeaderPrefix::peek(&frame) else { break };
+        let Ok(key) = ApiKey::try_from(prefix.api_key) else {
+            tracing::info!(peer = ?peer, api_key = prefix.api_key, "closing connection: unknown API key");
+            break;
+        };
+        let supported = supported_range(key);
+        let version_ok = matches!(supported, Some((lo, hi)) if prefix.api_version >= lo && prefix.api_version <= hi);
+        if !version_ok {
+            if key == ApiKey::ApiVersions {
+                // Answer with v0 and the list we support (KIP-511).
+                let body = api::api_versions::unsupported_version_reply();
+                if let Ok(bytes) = encode_response(key, 0, prefix.correlation_id, &body) {
+                    let fut: PendingResponse = Box::pin(async move { Some(bytes) });
+                    if tx.send(fut).await.is_err() {
+                        break;
+                    }
+                }
+                continue;
+            }
+            tracing::info!(peer = ?peer, api = ?key, version = prefix.api_version, "closing connection: unsupported version");
+            break;
+        }
+        let header = match decode_header(key, prefix.api_version, &mut frame) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(peer = ?peer, "closing connection: bad request header: {e}");
+                break;
+            }
+        };
+        let ctx = RequestContext {
+            shard: shard.clone(),
+            api_key: key,
+            api_version: prefix.api_version,
+            correlation_id: prefix.correlation_id,
+            client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()),
+            client_host: client_host.clone(),
+        };
+        let pending = match api::dispatch(ctx, frame).await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(peer = ?peer, "closing connection: {e}");
+                break;
+            }
+        };
+        // Run the handler as its own task so it makes progress while the
+        // writer waits for earlier responses.
+        let task = crate::io::spawn(pending);
+        let fut: PendingResponse = Box::pin(task);
+        if tx.send(fut).await.is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    writer.await;
+}

@@ -1,0 +1,81 @@
+//! The controller shell on shard 0: runs metadata operations one at a time,
+//! persists the result, then has every shard apply it before answering.
+
+use std::rc::Rc;
+
+use crate::metadata::controller::{plan_create, plan_create_partitions, plan_delete};
+use crate::metadata::{store, MetaUpdate, TopicMeta};
+use crate::protocol::error::{self as ec, ApiError};
+use crate::routing::{ControllerOp, ShardRequest};
+
+use super::Shard;
+
+type ItemResult = Result<Option<TopicMeta>, ApiError>;
+
+pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> Vec<ItemResult> {
+    let Some(_guard) = shard.controller_lock.lock().await else {
+        return vec![Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"))];
+    };
+    match op {
+        ControllerOp::CreateTopics { topics, validate_only } => {
+            let mut out = Vec::with_capacity(topics.len());
+            for t in topics {
+                let planned = plan_create(&shard.meta.borrow(), &shard.config, &t);
+                match planned {
+                    Ok(meta) if validate_only => out.push(Ok(Some(meta))),
+                    Ok(meta) => match commit(shard, MetaUpdate::Upsert(meta.clone())).await {
+                        Ok(()) => out.push(Ok(Some(meta))),
+                        Err(e) => out.push(Err(e)),
+                    },
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            out
+        }
+        ControllerOp::DeleteTopics { names } => {
+            let mut out = Vec::with_capacity(names.len());
+            for n in names {
+                let planned = plan_delete(&shard.meta.borrow(), &n);
+                match planned {
+                    Ok(update) => {
+                        let meta = shard.meta.borrow().topic(&n).cloned();
+                        out.push(commit(shard, update).await.map(|()| meta));
+                    }
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            out
+        }
+        ControllerOp::CreatePartitions { topics, validate_only } => {
+            let mut out = Vec::with_capacity(topics.len());
+            for (name, count) in topics {
+                let planned = plan_create_partitions(&shard.meta.borrow(), &shard.config, &name, count, false);
+                match planned {
+                    Ok(meta) if validate_only => out.push(Ok(Some(meta))),
+                    Ok(meta) => out.push(commit(shard, MetaUpdate::Upsert(meta.clone())).await.map(|()| Some(meta))),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            out
+        }
+    }
+}
+
+/// Persist a change, then apply it on every shard (this one included).
+async fn commit(shard: &Rc<Shard>, update: MetaUpdate) -> Result<(), ApiError> {
+    let mut next = shard.meta.borrow().clone();
+    next.apply(&update);
+    store::save(&shard.config.data_dir, &next)
+        .await
+        .map_err(|e| ApiError::new(ec::KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}")))?;
+    let mut replies = Vec::with_capacity(shard.shards());
+    for target in 0..shard.shards() {
+        replies.push(shard.dispatch(target, ShardRequest::Apply(update.clone())).await);
+    }
+    for r in replies {
+        if r.await.is_none() {
+            return Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "a shard did not apply the change"));
+        }
+    }
+    Ok(())
+}

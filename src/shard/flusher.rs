@@ -1,0 +1,83 @@
+//! The group-commit loop of a shard.
+//!
+//! Appends only stage data in memory. This loop takes everything staged on
+//! the shard's partitions, writes each partition's bytes with one io_uring
+//! write, fdatasyncs the files concurrently, then moves the high watermarks,
+//! which releases the acks waiting on them. While one round is on disk, new
+//! appends accumulate for the next, so concurrent producers share syncs.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::io::time::now_ms;
+use crate::log::partition::{execute_sync, execute_writes};
+
+use super::Shard;
+
+/// Run until shutdown has been requested and nothing is left staged.
+pub async fn run(shard: Rc<Shard>) {
+    loop {
+        let listener = shard.flush_wanted.listen();
+        let dirty = shard.take_dirty();
+        if dirty.is_empty() {
+            if shard.shutting_down.get() {
+                return;
+            }
+            // Relaxed topics (flush.ms) need a periodic look even when idle.
+            let _ = crate::io::time::timeout(Duration::from_millis(100), listener).await;
+            continue;
+        }
+        let now = now_ms();
+        let jobs: Vec<_> = dirty
+            .into_iter()
+            .filter_map(|p| {
+                let job = p.log.borrow_mut().take_flush_job(now)?;
+                Some((p, job))
+            })
+            .collect();
+        let done = futures::future::join_all(jobs.into_iter().map(|(p, mut job)| async move {
+            let mut ok = match execute_writes(&mut job).await {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::error!("write to {}-{} failed: {e}", p.topic, p.index);
+                    false
+                }
+            };
+            if ok && job.sync {
+                if let Err(e) = execute_sync(&job).await {
+                    tracing::error!("fdatasync of {}-{} failed: {e}", p.topic, p.index);
+                    ok = false;
+                }
+            }
+            (p, job, ok)
+        }))
+        .await;
+        let now = now_ms();
+        for (p, job, ok) in done {
+            p.log.borrow_mut().complete_flush(job, ok, now);
+        }
+    }
+}
+
+/// Final step of a clean shutdown: write index files, cut O_DIRECT padding
+/// off the active segments and sync.
+pub async fn close_logs(shard: &Rc<Shard>) {
+    for p in shard.all_partitions() {
+        let files = p.log.borrow().shutdown_info();
+        for (file, size, seal) in files {
+            let r: std::io::Result<()> = async {
+                file.truncate(size).await?;
+                file.sync().await?;
+                if let Some(seal) = seal {
+                    crate::io::file::write_file(&seal.index_path, seal.index).await?;
+                    crate::io::file::write_file(&seal.time_index_path, seal.time_index).await?;
+                }
+                Ok(())
+            }
+            .await;
+            if let Err(e) = r {
+                tracing::warn!("closing {}-{}: {e}", p.topic, p.index);
+            }
+        }
+    }
+}

@@ -1,0 +1,275 @@
+//! A shard: one core's executor state. It owns the partitions placed on it,
+//! a copy of the cluster metadata, its side of the mesh, and the
+//! group-commit loop that writes and syncs its partitions' logs.
+
+pub mod controller;
+pub mod flusher;
+pub mod ops;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+
+use crate::config::{BrokerConfig, TopicConfig};
+use crate::io::notify::Notify;
+use crate::io::sync::LocalMutex;
+use crate::log::PartitionLog;
+use crate::metadata::{partition_dir_name, ClusterMeta, MetaUpdate};
+use crate::routing::{Router, ShardRequest, ShardResponse};
+
+/// A partition owned by this shard.
+pub struct Partition {
+    pub topic: String,
+    pub index: i32,
+    pub log: RefCell<PartitionLog>,
+    /// Queued for the group-commit loop.
+    pub dirty: Cell<bool>,
+    /// Removed (topic deleted): no more appends.
+    pub deleted: Cell<bool>,
+}
+
+pub type PartitionRef = Rc<Partition>;
+
+pub struct Shard {
+    pub id: usize,
+    pub config: Rc<BrokerConfig>,
+    pub meta: RefCell<ClusterMeta>,
+    pub router: Router,
+    partitions: RefCell<HashMap<String, Vec<Option<PartitionRef>>>>,
+    /// Partitions with staged data, for the group-commit loop.
+    dirty: RefCell<Vec<PartitionRef>>,
+    pub flush_wanted: Notify,
+    /// Serializes controller operations (shard 0 only).
+    pub controller_lock: LocalMutex,
+    pub clean_start: bool,
+    pub shutting_down: Cell<bool>,
+}
+
+impl Shard {
+    pub fn new(id: usize, config: Rc<BrokerConfig>, meta: ClusterMeta, router: Router, clean_start: bool) -> Rc<Self> {
+        Rc::new(Shard {
+            id,
+            config,
+            meta: RefCell::new(meta),
+            router,
+            partitions: RefCell::new(HashMap::new()),
+            dirty: RefCell::new(Vec::new()),
+            flush_wanted: Notify::new(),
+            controller_lock: LocalMutex::default(),
+            clean_start,
+            shutting_down: Cell::new(false),
+        })
+    }
+
+    pub fn shards(&self) -> usize {
+        self.config.shards
+    }
+
+    /// The partition if this shard owns it.
+    pub fn partition(&self, topic: &str, partition: i32) -> Option<PartitionRef> {
+        let parts = self.partitions.borrow();
+        let v = parts.get(topic)?;
+        v.get(usize::try_from(partition).ok()?)?.clone()
+    }
+
+    pub fn all_partitions(&self) -> Vec<PartitionRef> {
+        self.partitions.borrow().values().flatten().flatten().cloned().collect()
+    }
+
+    pub fn partition_count(&self) -> usize {
+        self.partitions.borrow().values().map(|v| v.iter().flatten().count()).sum()
+    }
+
+    /// Queue a partition for the next group commit.
+    pub fn mark_dirty(&self, p: &PartitionRef) {
+        if !p.dirty.replace(true) {
+            self.dirty.borrow_mut().push(p.clone());
+            self.flush_wanted.notify_all();
+        }
+    }
+
+    fn take_dirty(&self) -> Vec<PartitionRef> {
+        let v = std::mem::take(&mut *self.dirty.borrow_mut());
+        for p in &v {
+            p.dirty.set(false);
+        }
+        v
+    }
+
+    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+        self.config.data_dir.join(partition_dir_name(topic, partition))
+    }
+
+    fn cache_limit_per_partition(&self) -> usize {
+        let n = self.partition_count().max(1);
+        (self.config.cache_bytes_per_shard / n).max(64 << 10)
+    }
+
+    fn rebalance_cache(&self) {
+        let limit = self.cache_limit_per_partition();
+        for p in self.all_partitions() {
+            p.log.borrow_mut().set_cache_limit(limit);
+        }
+    }
+
+    /// Open (recovering) every partition this shard owns per its metadata.
+    pub async fn open_owned_partitions(self: &Rc<Self>) -> anyhow::Result<()> {
+        let wanted: Vec<(String, i32, TopicConfig)> = {
+            let meta = self.meta.borrow();
+            meta.topics
+                .values()
+                .flat_map(|t| {
+                    let cfg = TopicConfig::resolve(&t.configs, &self.config);
+                    t.partitions
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, p)| p.shard as usize == self.id)
+                        .map(move |(i, _)| (t.name.clone(), i as i32, cfg.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect()
+        };
+        for chunk in wanted.chunks(64) {
+            let opened = futures::future::join_all(chunk.iter().map(|(t, p, cfg)| self.open_partition(t, *p, cfg.clone()))).await;
+            for r in opened {
+                r?;
+            }
+        }
+        self.rebalance_cache();
+        Ok(())
+    }
+
+    async fn open_partition(self: &Rc<Self>, topic: &str, partition: i32, cfg: TopicConfig) -> anyhow::Result<()> {
+        if self.partition(topic, partition).is_some() {
+            return Ok(());
+        }
+        let dir = self.partition_dir(topic, partition);
+        let log = crate::log::partition::open(
+            &dir,
+            topic,
+            partition,
+            cfg,
+            self.config.io_mode,
+            self.clean_start,
+            crate::io::time::now_ms(),
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("opening {}: {e}", dir.display()))?;
+        let p = Rc::new(Partition {
+            topic: topic.to_string(),
+            index: partition,
+            log: RefCell::new(log),
+            dirty: Cell::new(false),
+            deleted: Cell::new(false),
+        });
+        let mut parts = self.partitions.borrow_mut();
+        let v = parts.entry(topic.to_string()).or_default();
+        let i = partition as usize;
+        if v.len() <= i {
+            v.resize(i + 1, None);
+        }
+        v[i] = Some(p);
+        Ok(())
+    }
+
+    /// Apply a metadata change sent by the controller.
+    pub async fn apply(self: &Rc<Self>, update: MetaUpdate) {
+        self.meta.borrow_mut().apply(&update);
+        match update {
+            MetaUpdate::Upsert(t) => {
+                let cfg = TopicConfig::resolve(&t.configs, &self.config);
+                for (i, p) in t.partitions.iter().enumerate() {
+                    if p.shard as usize != self.id {
+                        continue;
+                    }
+                    if let Some(existing) = self.partition(&t.name, i as i32) {
+                        existing.log.borrow_mut().config = cfg.clone();
+                        continue;
+                    }
+                    if let Err(e) = self.open_partition(&t.name, i as i32, cfg.clone()).await {
+                        tracing::error!("cannot create partition {}-{i}: {e:#}", t.name);
+                    }
+                }
+            }
+            MetaUpdate::Delete { name, .. } => {
+                let removed = self.partitions.borrow_mut().remove(&name).unwrap_or_default();
+                for p in removed.into_iter().flatten() {
+                    p.deleted.set(true);
+                    p.log.borrow().changed.notify_all();
+                    let dir = self.partition_dir(&p.topic, p.index);
+                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                        if e.kind() != std::io::ErrorKind::NotFound {
+                            tracing::warn!("removing {}: {e}", dir.display());
+                        }
+                    }
+                }
+                let _ = crate::io::file::sync_dir(&self.config.data_dir);
+            }
+        }
+        self.rebalance_cache();
+    }
+
+    /// Run a request on this shard. The synchronous part (appends) happens
+    /// before this returns; the returned future completes the request.
+    pub fn handle(self: &Rc<Self>, req: ShardRequest) -> LocalBoxFuture<'static, ShardResponse> {
+        let shard = self.clone();
+        match req {
+            ShardRequest::Produce { parts, acks, timeout_ms } => {
+                let fut = ops::produce(&shard, parts, acks, timeout_ms);
+                fut.map(ShardResponse::Produce).boxed_local()
+            }
+            ShardRequest::Fetch { parts, max_bytes } => {
+                async move { ShardResponse::Fetch(ops::fetch(&shard, parts, max_bytes).await) }.boxed_local()
+            }
+            ShardRequest::Watch { parts, max_wait_ms } => async move {
+                ops::watch(&shard, parts, max_wait_ms).await;
+                ShardResponse::Watch
+            }
+            .boxed_local(),
+            ShardRequest::ListOffsets { parts } => {
+                async move { ShardResponse::ListOffsets(ops::list_offsets(&shard, parts).await) }.boxed_local()
+            }
+            ShardRequest::Controller(op) => {
+                async move { ShardResponse::Controller(controller::run(&shard, op).await) }.boxed_local()
+            }
+            ShardRequest::Apply(update) => async move {
+                shard.apply(update).await;
+                ShardResponse::Applied
+            }
+            .boxed_local(),
+        }
+    }
+
+    /// Send a request to `target` (or run it here when it is this shard).
+    /// Completes once the request is queued at the target, in call order;
+    /// the returned future yields the reply (None if the shard went away).
+    pub async fn dispatch(self: &Rc<Self>, target: usize, req: ShardRequest) -> LocalBoxFuture<'static, Option<ShardResponse>> {
+        if target == self.id {
+            self.handle(req).map(Some).boxed_local()
+        } else {
+            self.router.send(target, req).await.boxed_local()
+        }
+    }
+
+    /// Serve requests arriving from one peer shard.
+    pub async fn serve_peer(self: Rc<Self>, rx: crate::io::mesh::MeshReceiver<crate::routing::Envelope>) {
+        use crate::routing::Envelope;
+        while let Some(env) = rx.recv().await {
+            match env {
+                Envelope::Request { from, id, req } => {
+                    let fut = self.handle(req);
+                    let shard = self.clone();
+                    crate::io::executor::spawn_detached(async move {
+                        let resp = fut.await;
+                        shard.router.respond(from, id, resp).await;
+                    });
+                }
+                Envelope::Response { id, resp } => self.router.complete(id, resp),
+            }
+        }
+    }
+}

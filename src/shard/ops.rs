@@ -1,0 +1,310 @@
+//! Partition operations run on the owning shard: produce, fetch, long-poll
+//! watch and offset lookups.
+
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+
+use crate::io::time::{now_ms, timeout};
+use crate::log::partition::{select_batches, Selection};
+use crate::log::ReadPlan;
+use crate::protocol::error as ec;
+use crate::record;
+use crate::routing::{
+    FetchPart, FetchPartResult, ListOffsetsPart, ListOffsetsPartResult, ProducePart, ProducePartResult, WatchPart,
+};
+
+use super::{PartitionRef, Shard};
+
+fn produce_error(code: i16, message: impl Into<String>) -> ProducePartResult {
+    ProducePartResult { error: code, message: Some(message.into()), base_offset: -1, log_append_time: -1, log_start_offset: -1 }
+}
+
+/// Validate and append every part now (in call order), then return a
+/// future that resolves once the appends are acknowledged per `acks`.
+pub fn produce(
+    shard: &Rc<Shard>,
+    parts: Vec<ProducePart>,
+    acks: i16,
+    timeout_ms: i32,
+) -> impl Future<Output = Vec<ProducePartResult>> + 'static {
+    let now = now_ms();
+    let mut results = Vec::with_capacity(parts.len());
+    let mut waits: Vec<Option<(PartitionRef, i64)>> = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(p) = shard.partition(&part.topic, part.partition) else {
+            let code = if shard.meta.borrow().owner(&part.topic, part.partition).is_some() {
+                ec::NOT_LEADER_OR_FOLLOWER
+            } else {
+                ec::UNKNOWN_TOPIC_OR_PARTITION
+            };
+            results.push(produce_error(code, "This server does not host this topic-partition."));
+            waits.push(None);
+            continue;
+        };
+        let max = p.log.borrow().config.max_message_bytes;
+        let validated = match record::validate_produce_payload(&part.records, max) {
+            Ok(v) => v,
+            Err(e) => {
+                results.push(produce_error(e.kafka_code(), e.to_string()));
+                waits.push(None);
+                continue;
+            }
+        };
+        let appended = p.log.borrow_mut().append(&part.records, &validated, now);
+        match appended {
+            Ok(info) => {
+                shard.mark_dirty(&p);
+                results.push(ProducePartResult {
+                    error: ec::NONE,
+                    message: None,
+                    base_offset: info.base_offset,
+                    log_append_time: info.log_append_time,
+                    log_start_offset: info.log_start_offset,
+                });
+                waits.push(Some((p, info.last_offset)));
+            }
+            Err(e) => {
+                results.push(produce_error(e.kafka_code(), e.to_string()));
+                waits.push(None);
+            }
+        }
+    }
+    let wait = acks != 0;
+    let limit = Duration::from_millis(timeout_ms.max(0) as u64).max(Duration::from_millis(1));
+    async move {
+        if !wait {
+            return results;
+        }
+        for (r, w) in results.iter_mut().zip(waits) {
+            let Some((p, last)) = w else { continue };
+            match timeout(limit, wait_high_watermark(&p, last + 1)).await {
+                Some(Ok(())) => {}
+                Some(Err(code)) => {
+                    *r = produce_error(code, "The log could not be written.");
+                }
+                None => *r = produce_error(ec::REQUEST_TIMED_OUT, "Timed out waiting for the append to be durable."),
+            }
+        }
+        results
+    }
+}
+
+/// Wait until the partition's high watermark reaches `target`.
+pub async fn wait_high_watermark(p: &PartitionRef, target: i64) -> Result<(), i16> {
+    loop {
+        let listener = {
+            let log = p.log.borrow();
+            if log.high_watermark() >= target {
+                return Ok(());
+            }
+            if log.is_failed() {
+                return Err(ec::KAFKA_STORAGE_ERROR);
+            }
+            if p.deleted.get() {
+                return Err(ec::UNKNOWN_TOPIC_OR_PARTITION);
+            }
+            log.changed.listen()
+        };
+        listener.await;
+    }
+}
+
+/// Read each part, sharing `max_bytes` across them (the first batch found
+/// is always returned whole, as Kafka does).
+pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -> Vec<FetchPartResult> {
+    let mut remaining = max_bytes;
+    let mut any = false;
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(p) = shard.partition(&part.topic, part.partition) else {
+            let code = if shard.meta.borrow().owner(&part.topic, part.partition).is_some() {
+                ec::NOT_LEADER_OR_FOLLOWER
+            } else {
+                ec::UNKNOWN_TOPIC_OR_PARTITION
+            };
+            out.push(FetchPartResult { error: code, high_watermark: -1, log_start_offset: -1, batches: vec![] });
+            continue;
+        };
+        let budget = if any { part.max_bytes.min(remaining) } else { part.max_bytes.min(max_bytes) };
+        let r = if any && budget == 0 {
+            let log = p.log.borrow();
+            FetchPartResult { error: 0, high_watermark: log.high_watermark(), log_start_offset: log.log_start_offset(), batches: vec![] }
+        } else {
+            read_partition(&p, part.offset, budget.max(1)).await
+        };
+        let n = r.bytes();
+        if n > 0 {
+            any = true;
+            remaining = remaining.saturating_sub(n);
+        }
+        out.push(r);
+    }
+    out
+}
+
+async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
+    let (plan, hwm, lso) = {
+        let log = p.log.borrow();
+        (log.plan_read(offset, max_bytes), log.high_watermark(), log.log_start_offset())
+    };
+    let mut r = FetchPartResult { error: 0, high_watermark: hwm, log_start_offset: lso, batches: vec![] };
+    match plan {
+        Err(e) => r.error = e.kafka_code(),
+        Ok(ReadPlan::Empty) => {}
+        Ok(ReadPlan::Cached(b)) => r.batches = b,
+        Ok(ReadPlan::File { file, position, len, file_end }) => {
+            let mut pos = position;
+            while pos < file_end {
+                let want = (len as u64).min(file_end - pos) as usize;
+                let data = match file.read_at(pos, want).await {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::error!("read of {}-{} failed: {e}", p.topic, p.index);
+                        r.error = ec::KAFKA_STORAGE_ERROR;
+                        break;
+                    }
+                };
+                match select_batches(&data, offset, hwm, max_bytes) {
+                    Selection::Batches(b) => {
+                        r.batches = b;
+                        break;
+                    }
+                    Selection::Skip(n) => pos += n as u64,
+                    Selection::Partial { at, size } => {
+                        match file.read_at(pos + at as u64, size).await {
+                            Ok(d) => {
+                                if let Selection::Batches(b) = select_batches(&d, offset, hwm, usize::MAX) {
+                                    r.batches = b;
+                                }
+                            }
+                            Err(_) => r.error = ec::KAFKA_STORAGE_ERROR,
+                        }
+                        break;
+                    }
+                    Selection::End => break,
+                }
+            }
+        }
+    }
+    r
+}
+
+/// Complete when any listed partition's high watermark passes its offset,
+/// or after `max_wait_ms`.
+pub async fn watch(shard: &Rc<Shard>, parts: Vec<WatchPart>, max_wait_ms: u64) {
+    let mut listeners = Vec::with_capacity(parts.len());
+    for part in &parts {
+        let Some(p) = shard.partition(&part.topic, part.partition) else {
+            return; // gone or moved: let the fetch report it
+        };
+        let log = p.log.borrow();
+        if log.high_watermark() > part.offset || log.is_failed() {
+            return;
+        }
+        listeners.push(log.changed.listen());
+    }
+    if listeners.is_empty() {
+        return;
+    }
+    let _ = timeout(Duration::from_millis(max_wait_ms), futures::future::select_all(listeners.into_iter().map(|l| l.boxed_local()))).await;
+}
+
+/// Offset lookups: -1 latest, -2 earliest, -3 max timestamp, -4 earliest
+/// local, -5 latest tiered (none), or the first offset with a timestamp at
+/// or after the given one.
+pub async fn list_offsets(shard: &Rc<Shard>, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsPartResult> {
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(p) = shard.partition(&part.topic, part.partition) else {
+            out.push(ListOffsetsPartResult { error: ec::UNKNOWN_TOPIC_OR_PARTITION, timestamp: -1, offset: -1, leader_epoch: -1 });
+            continue;
+        };
+        let (hw, start, epoch) = {
+            let log = p.log.borrow();
+            (log.high_watermark(), log.log_start_offset(), log.leader_epoch())
+        };
+        let mut r = ListOffsetsPartResult { error: 0, timestamp: -1, offset: -1, leader_epoch: epoch };
+        match part.timestamp {
+            -1 => r.offset = hw,
+            -2 | -4 => r.offset = start,
+            -5 => r.offset = -1,
+            -3 => {
+                let seg = p.log.borrow().max_timestamp_segment();
+                if let Some((file, pos, end, max_ts)) = seg {
+                    if let Some((off, ts)) = find_by_timestamp(&file, pos, end, max_ts, hw, true).await {
+                        r.offset = off;
+                        r.timestamp = ts;
+                    }
+                }
+            }
+            ts if ts >= 0 => {
+                let plan = p.log.borrow().plan_time_lookup(ts);
+                if let Some((file, pos, end)) = plan {
+                    if let Some((off, found_ts)) = find_by_timestamp(&file, pos, end, ts, hw, false).await {
+                        r.offset = off;
+                        r.timestamp = found_ts;
+                    }
+                }
+            }
+            _ => r.error = ec::INVALID_REQUEST,
+        }
+        out.push(r);
+    }
+    out
+}
+
+/// Scan batches from `pos` for the first record with timestamp >= `ts`
+/// (or, with `exact`, equal to `ts`: the max-timestamp lookup). Returns
+/// (offset, timestamp).
+async fn find_by_timestamp(file: &crate::io::file::LogFile, mut pos: u64, end: u64, ts: i64, hwm: i64, exact: bool) -> Option<(i64, i64)> {
+    const CHUNK: usize = 1 << 20;
+    while pos < end {
+        let data: Bytes = file.read_at(pos, CHUNK.min((end - pos) as usize)).await.ok()?;
+        let mut consumed = 0usize;
+        for (at, h) in record::BatchIter::new(&data, false) {
+            consumed = at + h.total_size();
+            if h.base_offset >= hwm {
+                return None;
+            }
+            if h.max_timestamp < ts {
+                continue;
+            }
+            let batch = data.get(at..at + h.total_size())?;
+            let log_append = h.timestamp_type() == record::TimestampType::LogAppendTime;
+            if log_append {
+                return Some((h.base_offset, h.max_timestamp));
+            }
+            let records = record::decode_records(batch).ok()?;
+            for rec in records {
+                let t = h.base_timestamp + rec.timestamp_delta;
+                if (exact && t == ts) || (!exact && t >= ts) {
+                    return Some((h.base_offset + i64::from(rec.offset_delta), t));
+                }
+            }
+        }
+        if consumed == 0 {
+            // a batch larger than the chunk
+            let h = record::BatchHeader::parse(&data)?;
+            let big = file.read_at(pos, h.total_size()).await.ok()?;
+            if big.len() < h.total_size() {
+                return None;
+            }
+            if h.max_timestamp >= ts {
+                let records = record::decode_records(&big).ok()?;
+                for rec in records {
+                    let t = h.base_timestamp + rec.timestamp_delta;
+                    if (exact && t == ts) || (!exact && t >= ts) {
+                        return Some((h.base_offset + i64::from(rec.offset_delta), t));
+                    }
+                }
+            }
+            consumed = h.total_size();
+        }
+        pos += consumed as u64;
+    }
+    None
+}
