@@ -1,0 +1,467 @@
+//! Records inside a batch: the validating walker, the batch builder and the
+//! decoder.
+//!
+//! Record layout (all lengths zig-zag varints, -1 = null):
+//! `length, attributes i8, timestampDelta varlong, offsetDelta varint,
+//!  keyLength, key, valueLength, value, headerCount,
+//!  [headerKeyLength, headerKey, headerValueLength, headerValue]*`.
+
+use bytes::Bytes;
+
+use super::batch::{
+    get_i32, BatchHeader, Compression, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE,
+    ATTR_TRANSACTIONAL, MAGIC_V2, MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
+    NO_PRODUCER_ID, NO_SEQUENCE,
+};
+use super::compression::{self, decompression_limit};
+use super::varint::{
+    corrupt, invalid, put_varint, put_varlong, varint_len, varlong_len, SliceSource, Source,
+};
+use super::{RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD};
+
+/// Smallest possible encoded record: length, attributes, timestamp delta,
+/// offset delta, key length, value length and header count, one byte each.
+pub(crate) const MIN_RECORD_LEN: u64 = 7;
+
+/// One record to put in a batch with [`build_batch`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    pub headers: &'a [(&'a str, Option<&'a [u8]>)],
+    /// Timestamp relative to the batch's `base_timestamp`.
+    pub timestamp_delta: i64,
+}
+
+/// A decoded record (see [`decode_records`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// Header keys are decoded as UTF-8, invalid sequences replaced (as Java does).
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Producer and attribute fields for [`build_batch_with`]. The default is what
+/// a non-idempotent producer writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchOptions {
+    pub partition_leader_epoch: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub is_transactional: bool,
+    pub is_control: bool,
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for BatchOptions {
+    fn default() -> Self {
+        BatchOptions {
+            partition_leader_epoch: NO_PARTITION_LEADER_EPOCH,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_PRODUCER_EPOCH,
+            base_sequence: NO_SEQUENCE,
+            is_transactional: false,
+            is_control: false,
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+#[inline]
+fn len_i32(n: usize) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}
+
+#[inline]
+fn nullable_len(b: Option<&[u8]>) -> usize {
+    match b {
+        None => 1,
+        Some(b) => varint_len(len_i32(b.len())) + b.len(),
+    }
+}
+
+#[inline]
+fn put_nullable(out: &mut Vec<u8>, b: Option<&[u8]>) {
+    match b {
+        None => put_varint(out, -1),
+        Some(b) => {
+            put_varint(out, len_i32(b.len()));
+            out.extend_from_slice(b);
+        }
+    }
+}
+
+/// Size of a record body (everything after its length varint).
+fn body_len(offset_delta: i32, r: &Record<'_>) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|(k, v)| varint_len(len_i32(k.len())) + k.len() + nullable_len(*v))
+        .sum();
+    1 + varlong_len(r.timestamp_delta)
+        + varint_len(offset_delta)
+        + nullable_len(r.key)
+        + nullable_len(r.value)
+        + varint_len(len_i32(r.headers.len()))
+        + headers
+}
+
+fn encode_record(out: &mut Vec<u8>, offset_delta: i32, body: usize, r: &Record<'_>) {
+    put_varint(out, len_i32(body));
+    out.push(0); // attributes: unused in v2
+    put_varlong(out, r.timestamp_delta);
+    put_varint(out, offset_delta);
+    put_nullable(out, r.key);
+    put_nullable(out, r.value);
+    put_varint(out, len_i32(r.headers.len()));
+    for (k, v) in r.headers {
+        put_varint(out, len_i32(k.len()));
+        out.extend_from_slice(k.as_bytes());
+        put_nullable(out, *v);
+    }
+}
+
+/// Build a v2 batch of `records` (offset deltas `0..n`), compressed with
+/// `compression`, as a non-idempotent producer would (producer id/epoch and
+/// base sequence -1, partition leader epoch -1, `CreateTime`). `max_timestamp`
+/// is `base_timestamp` plus the largest timestamp delta.
+pub fn build_batch(
+    base_offset: i64,
+    base_timestamp: i64,
+    compression: Compression,
+    records: &[Record<'_>],
+) -> Vec<u8> {
+    build_batch_with(
+        base_offset,
+        base_timestamp,
+        compression,
+        &BatchOptions::default(),
+        records,
+    )
+}
+
+/// [`build_batch`] with explicit producer fields and attribute flags (for
+/// idempotent/transactional producers and control batches). If the codec
+/// fails (it cannot for in-memory data), the batch is written uncompressed.
+pub fn build_batch_with(
+    base_offset: i64,
+    base_timestamp: i64,
+    compression: Compression,
+    opts: &BatchOptions,
+    records: &[Record<'_>],
+) -> Vec<u8> {
+    let bodies: Vec<usize> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| body_len(len_i32(i), r))
+        .collect();
+    let records_len: usize = bodies.iter().map(|&b| varint_len(len_i32(b)) + b).sum();
+
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records_len);
+    out.resize(BATCH_HEADER_LEN, 0);
+    let mut codec = compression;
+    if compression == Compression::None {
+        for (i, (r, &body)) in records.iter().zip(&bodies).enumerate() {
+            encode_record(&mut out, len_i32(i), body, r);
+        }
+    } else {
+        let mut raw = Vec::with_capacity(records_len);
+        for (i, (r, &body)) in records.iter().zip(&bodies).enumerate() {
+            encode_record(&mut raw, len_i32(i), body, r);
+        }
+        match compression::compress(compression, &raw) {
+            Ok(c) => out.extend_from_slice(&c),
+            Err(_) => {
+                codec = Compression::None;
+                out.extend_from_slice(&raw);
+            }
+        }
+    }
+
+    let mut attributes = codec.id();
+    if opts.timestamp_type == TimestampType::LogAppendTime {
+        attributes |= ATTR_TIMESTAMP_TYPE;
+    }
+    if opts.is_transactional {
+        attributes |= ATTR_TRANSACTIONAL;
+    }
+    if opts.is_control {
+        attributes |= ATTR_CONTROL;
+    }
+    let max_timestamp = records
+        .iter()
+        .map(|r| r.timestamp_delta)
+        .max()
+        .map_or(base_timestamp, |d| base_timestamp.wrapping_add(d));
+    let header = BatchHeader {
+        base_offset,
+        batch_length: len_i32(out.len() - LOG_OVERHEAD),
+        partition_leader_epoch: opts.partition_leader_epoch,
+        magic: MAGIC_V2,
+        crc: 0,
+        attributes,
+        last_offset_delta: len_i32(records.len().saturating_sub(1)),
+        base_timestamp,
+        max_timestamp,
+        producer_id: opts.producer_id,
+        producer_epoch: opts.producer_epoch,
+        base_sequence: opts.base_sequence,
+        record_count: len_i32(records.len()),
+    };
+    header.write(&mut out);
+    super::batch::update_crc(&mut out);
+    out
+}
+
+/// Rules applied while walking the records of a produced batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WalkRules {
+    /// Offset deltas must be exactly `0, 1, .., count-1`.
+    pub sequential_offsets: bool,
+    /// Every record must have a (non-null) key (compacted topics).
+    pub require_keys: bool,
+}
+
+/// Walk `count` records from `src`, checking that each record's length matches
+/// its contents, and that exactly `count` records fill the data.
+pub(crate) fn walk_records<S: Source>(
+    src: &mut S,
+    count: i32,
+    rules: WalkRules,
+) -> Result<(), RecordError> {
+    for i in 0..count {
+        let len = src.varint()?;
+        if len < 0 {
+            return Err(corrupt(format!("record {i} has a negative length {len}")));
+        }
+        let start = src.pos();
+        let end = start.saturating_add(len as u64);
+        src.u8()?; // attributes
+        src.varlong()?; // timestamp delta
+        let offset_delta = src.varint()?;
+        if rules.sequential_offsets && offset_delta != i {
+            return Err(invalid(format!(
+                "record {i} has offset delta {offset_delta}, expected {i}"
+            )));
+        }
+        let key_len = src.varint()?;
+        if key_len >= 0 {
+            skip_within(src, key_len as u64, end, i)?;
+        } else if rules.require_keys {
+            return Err(invalid("compacted topic cannot accept message without key"));
+        }
+        let value_len = src.varint()?;
+        if value_len >= 0 {
+            skip_within(src, value_len as u64, end, i)?;
+        }
+        let header_count = src.varint()?;
+        if header_count < 0 {
+            return Err(invalid(format!(
+                "record {i} has an invalid header count {header_count}"
+            )));
+        }
+        // Each header takes at least 2 bytes.
+        if (header_count as u64).saturating_mul(2) > end.saturating_sub(src.pos()) {
+            return Err(corrupt(format!(
+                "record {i} has more headers ({header_count}) than bytes"
+            )));
+        }
+        for _ in 0..header_count {
+            let key_len = src.varint()?;
+            if key_len < 0 {
+                return Err(invalid(format!("record {i} has a null header key")));
+            }
+            skip_within(src, key_len as u64, end, i)?;
+            let value_len = src.varint()?;
+            if value_len >= 0 {
+                skip_within(src, value_len as u64, end, i)?;
+            }
+        }
+        if src.pos() != end {
+            return Err(corrupt(format!(
+                "record {i}: length says {len} bytes, contents take {}",
+                src.pos().saturating_sub(start)
+            )));
+        }
+    }
+    if !src.at_end()? {
+        return Err(corrupt(format!("batch has data after its {count} records")));
+    }
+    Ok(())
+}
+
+/// Skip `n` bytes of a record ending at `end`, refusing to go past it.
+#[inline]
+fn skip_within<S: Source>(src: &mut S, n: u64, end: u64, i: i32) -> Result<(), RecordError> {
+    if src.pos().saturating_add(n) > end {
+        return Err(corrupt(format!("record {i} overruns its length")));
+    }
+    // n <= end - pos <= 2^31, so it fits in usize.
+    src.skip(n as usize)
+}
+
+/// Check the framing of the batch at the start of `buf`: at least the magic is
+/// readable (magic 2), `batch_length >= 49` and the whole batch is present.
+/// Returns the header and the batch's total size.
+pub(crate) fn check_frame(buf: &[u8], at: usize) -> Result<(BatchHeader, usize), RecordError> {
+    const MAGIC_END: usize = super::batch::MAGIC_OFFSET + 1;
+    if buf.len() < MAGIC_END {
+        return Err(corrupt(format!(
+            "truncated batch at byte {at}: {} bytes left",
+            buf.len()
+        )));
+    }
+    let magic = buf.get(super::batch::MAGIC_OFFSET).map_or(0, |&m| m as i8);
+    if magic != MAGIC_V2 {
+        return Err(invalid(format!(
+            "batch at byte {at} has magic {magic}, only magic 2 is supported"
+        )));
+    }
+    let batch_length = get_i32(buf, super::batch::BATCH_LENGTH_OFFSET).unwrap_or(0);
+    if batch_length < MIN_BATCH_LENGTH {
+        return Err(corrupt(format!(
+            "batch at byte {at} has length {batch_length}, below the minimum {MIN_BATCH_LENGTH}"
+        )));
+    }
+    let total = LOG_OVERHEAD.saturating_add(batch_length as usize);
+    if total > buf.len() {
+        return Err(corrupt(format!(
+            "truncated batch at byte {at}: {total} bytes declared, {} present",
+            buf.len()
+        )));
+    }
+    let header = BatchHeader::parse(buf).ok_or_else(|| corrupt("truncated batch header"))?;
+    Ok((header, total))
+}
+
+/// Decode the records of one batch (at the start of `batch`), decompressing if
+/// needed. The batch must be well-framed with a valid CRC. Offset deltas are
+/// returned as stored (compacted batches have gaps); the number of records and
+/// their lengths must match the header exactly.
+pub fn decode_records(batch: &[u8]) -> Result<Vec<OwnedRecord>, RecordError> {
+    let (h, total) = check_frame(batch, 0)?;
+    let covered = batch
+        .get(super::batch::ATTRIBUTES_OFFSET..total)
+        .ok_or_else(|| corrupt("truncated batch"))?;
+    let crc = crc32c::crc32c(covered);
+    if crc != h.crc {
+        return Err(corrupt(format!(
+            "batch CRC mismatch: stored {:#010x}, computed {crc:#010x}",
+            h.crc
+        )));
+    }
+    let codec = h
+        .compression()
+        .ok_or(RecordError::UnsupportedCompression(h.attributes & 7))?;
+    if h.record_count < 0 {
+        return Err(invalid(format!("invalid record count {}", h.record_count)));
+    }
+    let body = batch
+        .get(BATCH_HEADER_LEN..total)
+        .ok_or_else(|| corrupt("truncated batch"))?;
+    let data = match codec {
+        Compression::None => Bytes::copy_from_slice(body),
+        c => Bytes::from(compression::decompress(
+            c,
+            body,
+            decompression_limit(body.len()),
+        )?),
+    };
+    decode_all(&data, h.record_count)
+}
+
+fn decode_nullable(
+    src: &mut SliceSource<'_>,
+    data: &Bytes,
+    end: usize,
+) -> Result<Option<Bytes>, RecordError> {
+    let len = src.varint()?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let r = take_within(src, len as usize, end)?;
+    Ok(Some(data.slice(r)))
+}
+
+#[inline]
+fn take_within(
+    src: &mut SliceSource<'_>,
+    n: usize,
+    end: usize,
+) -> Result<std::ops::Range<usize>, RecordError> {
+    if src.offset().saturating_add(n) > end {
+        return Err(corrupt("record overruns its length"));
+    }
+    src.take(n)
+}
+
+fn decode_all(data: &Bytes, count: i32) -> Result<Vec<OwnedRecord>, RecordError> {
+    let count_u = count.max(0) as u64;
+    if count_u.saturating_mul(MIN_RECORD_LEN) > data.len() as u64 {
+        return Err(corrupt(format!(
+            "{count} records cannot fit in {} bytes",
+            data.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(count_u as usize);
+    let mut src = SliceSource::new(data);
+    for i in 0..count {
+        let len = src.varint()?;
+        if len < 0 {
+            return Err(corrupt(format!("record {i} has a negative length {len}")));
+        }
+        let start = src.offset();
+        let end = start.saturating_add(len as usize);
+        if end > data.len() {
+            return Err(corrupt(format!("record {i} overruns the batch")));
+        }
+        src.u8()?;
+        let timestamp_delta = src.varlong()?;
+        let offset_delta = src.varint()?;
+        let key = decode_nullable(&mut src, data, end)?;
+        let value = decode_nullable(&mut src, data, end)?;
+        let header_count = src.varint()?;
+        if header_count < 0 {
+            return Err(invalid(format!(
+                "record {i} has an invalid header count {header_count}"
+            )));
+        }
+        if (header_count as usize).saturating_mul(2) > end.saturating_sub(src.offset()) {
+            return Err(corrupt(format!(
+                "record {i} has more headers ({header_count}) than bytes"
+            )));
+        }
+        let mut headers = Vec::with_capacity(header_count as usize);
+        for _ in 0..header_count {
+            let key_len = src.varint()?;
+            if key_len < 0 {
+                return Err(invalid(format!("record {i} has a null header key")));
+            }
+            let r = take_within(&mut src, key_len as usize, end)?;
+            let key = String::from_utf8_lossy(src.bytes(r)).into_owned();
+            let value = decode_nullable(&mut src, data, end)?;
+            headers.push((key, value));
+        }
+        if src.offset() != end {
+            return Err(corrupt(format!(
+                "record {i}: length says {len} bytes, contents take {}",
+                src.offset().saturating_sub(start)
+            )));
+        }
+        out.push(OwnedRecord {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            headers,
+        });
+    }
+    if !src.at_end()? {
+        return Err(corrupt(format!("batch has data after its {count} records")));
+    }
+    Ok(out)
+}

@@ -1,0 +1,258 @@
+//! Validation of produce payloads, following Kafka's `ProduceRequest`,
+//! `UnifiedLog.analyzeAndValidateRecords` and `LogValidator` checks for
+//! magic v2 batches written by clients.
+
+use super::batch::{BatchHeader, Compression, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK};
+use super::compression::{decompression_limit, Decoder, MAX_DECOMPRESSED_BYTES};
+use super::records::{check_frame, walk_records, WalkRules, MIN_RECORD_LEN};
+use super::varint::{corrupt, invalid, SliceSource, StreamSource};
+use super::{RecordError, BATCH_HEADER_LEN};
+
+/// Summary of one validated produce payload (all batches in a
+/// `PartitionProduceData.records`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidatedBatches {
+    pub batches: Vec<BatchSpan>,
+    /// Sum of the batches' record counts.
+    pub total_records: u64,
+    /// Largest batch `max_timestamp` (as stored in the batch headers).
+    pub max_timestamp: i64,
+    /// Offset delta, from the first record of the payload, of the last record
+    /// of the (first) batch holding `max_timestamp`: Kafka's "shallow offset of
+    /// max timestamp" for v2. Add the assigned base offset to get the offset.
+    pub offset_of_max_timestamp_delta: i64,
+}
+
+/// One batch of a validated payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchSpan {
+    /// Position of the batch in the payload.
+    pub start: usize,
+    /// Total size of the batch (`LOG_OVERHEAD + batch_length`).
+    pub len: usize,
+    pub record_count: i32,
+    pub last_offset_delta: i32,
+    pub max_timestamp: i64,
+    pub base_timestamp: i64,
+    pub compression: Compression,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub is_transactional: bool,
+    pub is_control: bool,
+}
+
+impl BatchSpan {
+    /// The batch's byte range in the payload.
+    #[inline]
+    pub fn range(&self) -> std::ops::Range<usize> {
+        self.start..self.start.saturating_add(self.len)
+    }
+}
+
+/// What [`validate_payload`] enforces. [`ValidateOptions::new`] gives the
+/// rules [`validate_produce_payload`] applies; change fields with struct
+/// update syntax: `ValidateOptions { require_keys: true, ..ValidateOptions::new(max) }`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ValidateOptions {
+    /// Largest accepted batch, `LOG_OVERHEAD + batch_length` (Kafka's
+    /// `max.message.bytes`); larger batches fail with `MessageTooLarge`.
+    pub max_batch_bytes: usize,
+    /// Most batches in one payload (default: no limit). Kafka itself accepts
+    /// exactly one batch per partition in a v3+ produce request: set 1 for
+    /// strict parity.
+    pub max_batches: usize,
+    /// Accept control batches (default false: Kafka refuses them from clients).
+    pub allow_control_batches: bool,
+    /// Accept batches whose `base_offset` is not 0 (default false: Kafka
+    /// refuses them from clients).
+    pub allow_nonzero_base_offset: bool,
+    /// Every record must have a key (compacted topics; default false).
+    pub require_keys: bool,
+    /// Upper bound on the decompressed size of one compressed batch, on top of
+    /// [`decompression_limit`] (default [`MAX_DECOMPRESSED_BYTES`]).
+    pub max_decompressed_bytes: usize,
+}
+
+impl ValidateOptions {
+    /// The rules of [`validate_produce_payload`].
+    pub fn new(max_batch_bytes: usize) -> Self {
+        ValidateOptions {
+            max_batch_bytes,
+            max_batches: usize::MAX,
+            allow_control_batches: false,
+            allow_nonzero_base_offset: false,
+            require_keys: false,
+            max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
+        }
+    }
+}
+
+/// Validate everything a broker checks on a produce payload, as Kafka does for
+/// magic v2 (see [`validate_payload`] for the exact list), with
+/// [`ValidateOptions::new`]`(max_batch_bytes)`.
+pub fn validate_produce_payload(
+    payload: &[u8],
+    max_batch_bytes: usize,
+) -> Result<ValidatedBatches, RecordError> {
+    validate_payload(payload, &ValidateOptions::new(max_batch_bytes))
+}
+
+/// Validate a produce payload: one or more concatenated v2 batches. In order,
+/// for each batch:
+///
+/// 1. the bytes up to `magic` are present and magic is 2 (else
+///    `InvalidRecord`); `batch_length >= 49` and the whole batch is present
+///    (a partial trailing batch is `CorruptMessage`);
+/// 2. the batch size is at most `max_batch_bytes` (`MessageTooLarge`);
+/// 3. the CRC-32C matches (`CorruptMessage`);
+/// 4. the codec is known (`UnsupportedCompression`);
+/// 5. `record_count >= 1` and `last_offset_delta == record_count - 1`;
+///    `base_offset == 0`; not a control batch; a producer id implies a
+///    base sequence >= 0 (`InvalidRecord`, each unless allowed by `opts`);
+/// 6. the records are walked, in place or through the decompressor (output
+///    bounded by [`decompression_limit`] and `opts.max_decompressed_bytes`):
+///    exactly `record_count` records whose varint lengths match their contents
+///    must fill the batch (`CorruptMessage`); offset deltas must be
+///    `0..record_count` in order, header counts non-negative, header keys
+///    non-null, keys present if `opts.require_keys` (`InvalidRecord`).
+///
+/// An empty payload, or more than `opts.max_batches` batches, is `InvalidRecord`.
+/// Never panics, whatever the input.
+pub fn validate_payload(
+    payload: &[u8],
+    opts: &ValidateOptions,
+) -> Result<ValidatedBatches, RecordError> {
+    if payload.is_empty() {
+        return Err(invalid("produce payload has no record batch"));
+    }
+    let mut batches = Vec::with_capacity(1);
+    let mut total_records: u64 = 0;
+    let mut max_ts: Option<(i64, i64)> = None;
+    let mut pos = 0usize;
+    while pos < payload.len() {
+        if batches.len() >= opts.max_batches {
+            return Err(invalid(format!(
+                "produce payload has more than {} record batch(es)",
+                opts.max_batches
+            )));
+        }
+        let rest = payload.get(pos..).unwrap_or(&[]);
+        let (h, total) = check_frame(rest, pos)?;
+        let batch = rest.get(..total).unwrap_or(&[]);
+        let span = validate_batch(batch, &h, total, pos, opts)?;
+
+        let last_delta = (total_records as i64).saturating_add(i64::from(h.last_offset_delta));
+        if max_ts.is_none_or(|(ts, _)| h.max_timestamp > ts) {
+            max_ts = Some((h.max_timestamp, last_delta));
+        }
+        total_records = total_records.saturating_add(h.record_count as u64);
+        batches.push(span);
+        pos = pos.saturating_add(total);
+    }
+    let (max_timestamp, offset_of_max_timestamp_delta) = max_ts.unwrap_or((-1, -1));
+    Ok(ValidatedBatches {
+        batches,
+        total_records,
+        max_timestamp,
+        offset_of_max_timestamp_delta,
+    })
+}
+
+/// Steps 2.. of [`validate_payload`] for one framed batch.
+fn validate_batch(
+    batch: &[u8],
+    h: &BatchHeader,
+    total: usize,
+    pos: usize,
+    opts: &ValidateOptions,
+) -> Result<BatchSpan, RecordError> {
+    if total > opts.max_batch_bytes {
+        return Err(RecordError::MessageTooLarge(total));
+    }
+    let covered = batch.get(ATTRIBUTES_OFFSET..).unwrap_or(&[]);
+    let crc = crc32c::crc32c(covered);
+    if crc != h.crc {
+        return Err(corrupt(format!(
+            "batch at byte {pos}: CRC mismatch, stored {:#010x}, computed {crc:#010x}",
+            h.crc
+        )));
+    }
+    let codec = h.compression().ok_or(RecordError::UnsupportedCompression(
+        h.attributes & ATTR_COMPRESSION_MASK,
+    ))?;
+    if h.record_count <= 0 {
+        return Err(invalid(format!(
+            "batch at byte {pos}: invalid record count {}",
+            h.record_count
+        )));
+    }
+    if i64::from(h.last_offset_delta) != i64::from(h.record_count) - 1 {
+        return Err(invalid(format!(
+            "batch at byte {pos}: last offset delta {} does not match record count {}",
+            h.last_offset_delta, h.record_count
+        )));
+    }
+    if h.base_offset != 0 && !opts.allow_nonzero_base_offset {
+        return Err(invalid(format!(
+            "batch at byte {pos}: base offset should be 0, but it is {}",
+            h.base_offset
+        )));
+    }
+    if h.is_control() && !opts.allow_control_batches {
+        return Err(invalid("clients are not allowed to write control records"));
+    }
+    if h.has_producer_id() && h.base_sequence < 0 {
+        return Err(invalid(format!(
+            "invalid sequence number {} in record batch with producer id {}",
+            h.base_sequence, h.producer_id
+        )));
+    }
+
+    let body = batch.get(BATCH_HEADER_LEN..).unwrap_or(&[]);
+    let rules = WalkRules {
+        sequential_offsets: true,
+        require_keys: opts.require_keys,
+    };
+    let min_len = (h.record_count as u64).saturating_mul(MIN_RECORD_LEN);
+    match codec {
+        Compression::None => {
+            if min_len > body.len() as u64 {
+                return Err(corrupt(format!(
+                    "batch at byte {pos}: {} records cannot fit in {} bytes",
+                    h.record_count,
+                    body.len()
+                )));
+            }
+            walk_records(&mut SliceSource::new(body), h.record_count, rules)?;
+        }
+        c => {
+            let limit = decompression_limit(body.len()).min(opts.max_decompressed_bytes);
+            if min_len > limit as u64 {
+                return Err(corrupt(format!(
+                    "batch at byte {pos}: {} records exceed the decompression limit",
+                    h.record_count
+                )));
+            }
+            if let Some(decoder) = Decoder::new(c, body, limit)? {
+                let mut src = StreamSource::new(decoder, limit);
+                walk_records(&mut src, h.record_count, rules)?;
+            }
+        }
+    }
+
+    Ok(BatchSpan {
+        start: pos,
+        len: total,
+        record_count: h.record_count,
+        last_offset_delta: h.last_offset_delta,
+        max_timestamp: h.max_timestamp,
+        base_timestamp: h.base_timestamp,
+        compression: codec,
+        producer_id: h.producer_id,
+        producer_epoch: h.producer_epoch,
+        base_sequence: h.base_sequence,
+        is_transactional: h.is_transactional(),
+        is_control: h.is_control(),
+    })
+}
