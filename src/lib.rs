@@ -11,6 +11,7 @@
 //!
 //! [`io`] is the only module that names the runtime (glommio).
 
+pub mod alloc;
 pub mod api;
 pub mod broker;
 pub mod config;

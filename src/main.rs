@@ -4,6 +4,9 @@ use clap::{Parser, Subcommand};
 
 use ringlog::config::{BrokerConfig, Overrides};
 
+#[global_allocator]
+static ALLOC: ringlog::alloc::BrokerAlloc = ringlog::alloc::BrokerAlloc;
+
 #[derive(Parser)]
 #[command(name = "ringlog", version, about = "A Kafka-compatible message broker, thread-per-core on io_uring")]
 struct Cli {

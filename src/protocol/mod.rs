@@ -50,7 +50,9 @@ impl HeaderPrefix {
 
 /// Decode the full request header; the body follows in `frame`.
 pub fn decode_header(key: ApiKey, version: i16, frame: &mut Bytes) -> anyhow::Result<RequestHeader> {
-    RequestHeader::decode(frame, key.request_header_version(version))
+    let header_version = key.request_header_version(version);
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestHeader::decode(frame, header_version)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("request header decoder panicked")))
 }
 
 /// Encode a response (size prefix, header, body) ready for the socket.
@@ -65,9 +67,12 @@ pub fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: 
     Ok(buf.freeze())
 }
 
-/// Decode a request body of type `T`.
+/// Decode a request body of type `T`. A panic inside the decoder (it is
+/// third-party code fed with client bytes) is turned into an error so the
+/// connection is closed instead of the shard dying.
 pub fn decode_body<T: Decodable>(body: &mut Bytes, version: i16) -> anyhow::Result<T> {
-    T::decode(body, version)
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| T::decode(body, version)))
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("request decoder panicked")))
 }
 
 pub fn str_bytes(s: &str) -> StrBytes {
