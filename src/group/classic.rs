@@ -356,6 +356,14 @@ impl JoinTimer {
     }
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum DueTimer {
+    Join,
+    Sync,
+    Member(String),
+    Pending(String),
+}
+
 /// Everything a classic group operation needs besides the group.
 pub struct ClassicCtx<'a> {
     pub config: &'a ClassicConfig,
@@ -1451,55 +1459,67 @@ impl ClassicGroup {
 
     /// Fires every timer whose deadline is `<= ctx.now_ms`.
     pub fn poll(&mut self, ctx: &mut ClassicCtx<'_>) {
-        loop {
-            let now = ctx.now_ms;
-            if let Some(t) = self.join_timer.filter(|t| t.deadline() <= now) {
-                self.join_timer = None;
-                match t {
-                    JoinTimer::InitialDelay {
-                        delay, remaining, ..
-                    } => self.try_complete_initial_rebalance(ctx, delay, remaining),
-                    JoinTimer::Rebalance { .. } => {
-                        if self.state == ClassicGroupState::PreparingRebalance {
-                            self.complete_join_phase(ctx);
+        // Timers fire one at a time in deadline order (ties: join, sync,
+        // member sessions, pending members), like Kafka's timer wheel.
+        while let Some(due) = self.earliest_due(ctx.now_ms) {
+            match due {
+                DueTimer::Join => {
+                    let Some(t) = self.join_timer.take() else {
+                        continue;
+                    };
+                    match t {
+                        JoinTimer::InitialDelay {
+                            delay, remaining, ..
+                        } => self.try_complete_initial_rebalance(ctx, delay, remaining),
+                        JoinTimer::Rebalance { .. } => {
+                            if self.state == ClassicGroupState::PreparingRebalance {
+                                self.complete_join_phase(ctx);
+                            }
                         }
                     }
                 }
-                continue;
-            }
-            if let Some((_, generation)) = self.sync_timer.filter(|(d, _)| *d <= now) {
-                self.sync_timer = None;
-                self.expire_pending_sync(ctx, generation);
-                continue;
-            }
-            let due_member = self
-                .members
-                .values()
-                .filter_map(|m| m.heartbeat_deadline.map(|d| (d, &m.member_id)))
-                .filter(|(d, _)| *d <= now)
-                .min_by_key(|(d, _)| *d)
-                .map(|(_, id)| id.clone());
-            if let Some(id) = due_member {
-                self.expire_member_heartbeat(ctx, &id);
-                continue;
-            }
-            let due_pending = self
-                .pending_join_members
-                .iter()
-                .filter(|(_, d)| **d <= now)
-                .min_by_key(|(_, d)| **d)
-                .map(|(id, _)| id.clone());
-            if let Some(id) = due_pending {
-                self.pending_join_members.shift_remove(&id);
-                if self.state == ClassicGroupState::PreparingRebalance
-                    && self.has_all_members_joined()
-                {
-                    self.complete_join_phase(ctx);
+                DueTimer::Sync => {
+                    if let Some((_, generation)) = self.sync_timer.take() {
+                        self.expire_pending_sync(ctx, generation);
+                    }
                 }
-                continue;
+                DueTimer::Member(id) => self.expire_member_heartbeat(ctx, &id),
+                DueTimer::Pending(id) => {
+                    self.pending_join_members.shift_remove(&id);
+                    if self.state == ClassicGroupState::PreparingRebalance
+                        && self.has_all_members_joined()
+                    {
+                        self.complete_join_phase(ctx);
+                    }
+                }
             }
-            break;
         }
+    }
+
+    fn earliest_due(&self, now_ms: i64) -> Option<DueTimer> {
+        let mut best: Option<(i64, DueTimer)> = None;
+        let mut consider = |d: i64, t: DueTimer| {
+            if d <= now_ms && best.as_ref().is_none_or(|(b, _)| d < *b) {
+                best = Some((d, t));
+            }
+        };
+        if let Some(t) = &self.join_timer {
+            consider(t.deadline(), DueTimer::Join);
+        }
+        if let Some((d, _)) = self.sync_timer {
+            consider(d, DueTimer::Sync);
+        }
+        for m in self.members.values() {
+            if let Some(d) = m.heartbeat_deadline.filter(|d| *d <= now_ms) {
+                consider(d, DueTimer::Member(m.member_id.clone()));
+            }
+        }
+        for (id, d) in &self.pending_join_members {
+            if *d <= now_ms {
+                consider(*d, DueTimer::Pending(id.clone()));
+            }
+        }
+        best.map(|(_, t)| t)
     }
 
     fn try_complete_initial_rebalance(

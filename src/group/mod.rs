@@ -538,15 +538,25 @@ impl GroupCoordinatorState {
             return fail(e);
         }
         let joining = req.member_epoch == 0;
-        let existing = self.groups.get(&req.group_id).map(|e| &e.group);
         let mut replaced_classic = None;
-        let mut group = match existing {
-            Some(Group::Consumer(g)) => g.clone(),
+        match self.groups.get_mut(&req.group_id).map(|e| &mut e.group) {
+            Some(Group::Consumer(g)) => {
+                // Requests are validated before the group is touched, so an
+                // existing group is updated in place.
+                let mut ctx = ConsumerCtx {
+                    config: &self.config.consumer,
+                    now_ms,
+                    ids: self.ids.as_mut(),
+                    topics,
+                    effects: &mut effects,
+                };
+                let response = g.heartbeat(&mut ctx, req);
+                return Outcome { response, effects };
+            }
             Some(Group::Classic(g)) if joining && g.is_empty() => {
                 replaced_classic = Some(Record::tombstone(RecordKey::GroupMetadata {
                     group: req.group_id.clone(),
                 }));
-                ConsumerGroup::new(&req.group_id)
             }
             Some(Group::Classic(_)) => {
                 return fail(ApiError::with_message(
@@ -554,16 +564,17 @@ impl GroupCoordinatorState {
                     format!("Group {} is not a consumer group.", req.group_id),
                 ))
             }
-            None if joining => ConsumerGroup::new(&req.group_id),
+            None if joining => {}
             None => {
                 return fail(ApiError::with_message(
                     error::GROUP_ID_NOT_FOUND,
                     format!("Consumer group {} not found.", req.group_id),
                 ))
             }
-        };
-        // The heartbeat runs on a copy: a failed request leaves no trace,
-        // like Kafka's reverted timeline snapshot.
+        }
+        // A new group only exists if its first heartbeat succeeds (Kafka
+        // reverts the creation otherwise).
+        let mut group = ConsumerGroup::new(&req.group_id);
         let mut ctx = ConsumerCtx {
             config: &self.config.consumer,
             now_ms,
