@@ -1893,3 +1893,32 @@ pub fn parse_subscription_topics(metadata: &[u8]) -> Option<Vec<String>> {
     }
     Some(topics)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_consumer_protocol_subscription_topics() {
+        let mut v = vec![0, 1, 0, 0, 0, 2, 0, 3];
+        v.extend_from_slice(b"foo");
+        v.extend_from_slice(&[0, 1, b'x']);
+        v.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(
+            parse_subscription_topics(&v),
+            Some(vec!["foo".to_string(), "x".to_string()])
+        );
+        assert_eq!(parse_subscription_topics(&[0, 1, 0, 0, 0, 9]), None);
+        assert_eq!(parse_subscription_topics(&[]), None);
+    }
+
+    #[test]
+    fn state_transitions_follow_kafka() {
+        use ClassicGroupState::*;
+        assert!(PreparingRebalance.valid_previous(Empty));
+        assert!(PreparingRebalance.valid_previous(Stable));
+        assert!(!Stable.valid_previous(PreparingRebalance));
+        assert!(!CompletingRebalance.valid_previous(Empty));
+        assert_eq!(CompletingRebalance.as_str(), "CompletingRebalance");
+    }
+}

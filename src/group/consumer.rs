@@ -1522,3 +1522,88 @@ pub fn from_topic_partitions(tps: &[TopicPartitions]) -> Assignment {
     }
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tid(n: u8) -> TopicId {
+        [n; 16]
+    }
+
+    fn asg(parts: &[(u8, &[i32])]) -> Assignment {
+        parts
+            .iter()
+            .map(|(t, ps)| (tid(*t), ps.iter().copied().collect()))
+            .collect()
+    }
+
+    fn member(epoch: i32, assigned: Assignment) -> ConsumerMember {
+        let mut m = ConsumerMember::new("m");
+        m.member_epoch = epoch;
+        m.previous_member_epoch = epoch - 1;
+        m.assigned = assigned;
+        m
+    }
+
+    #[test]
+    fn reconcile_revokes_before_assigning() {
+        let m = member(3, asg(&[(1, &[0, 1, 2])]));
+        let target = asg(&[(1, &[0]), (2, &[0])]);
+        let owned = to_topic_partitions(&m.assigned);
+        // Partition 2/0 is free but 1/1 and 1/2 must be revoked first.
+        let next = reconcile(&m, 4, &target, Some(&owned), &|_, _| -1).unwrap();
+        assert_eq!(next.state, MemberState::UnrevokedPartitions);
+        assert_eq!(next.member_epoch, 3);
+        assert_eq!(next.assigned, asg(&[(1, &[0])]));
+        assert_eq!(next.pending_revocation, asg(&[(1, &[1, 2])]));
+        // Still owned: no progress.
+        let same = reconcile(&next, 4, &target, Some(&owned), &|_, _| -1).unwrap();
+        assert_eq!(same, next);
+        // Unknown ownership (no owned partitions in the request): no progress.
+        let same = reconcile(&next, 4, &target, None, &|_, _| -1).unwrap();
+        assert_eq!(same, next);
+        // Revoked: the member moves to the target epoch and gets 2/0.
+        let owned = to_topic_partitions(&asg(&[(1, &[0])]));
+        let done = reconcile(&next, 4, &target, Some(&owned), &|_, _| -1).unwrap();
+        assert_eq!(done.state, MemberState::Stable);
+        assert_eq!(done.member_epoch, 4);
+        assert_eq!(done.previous_member_epoch, 3);
+        assert_eq!(done.assigned, target);
+        assert!(done.pending_revocation.is_empty());
+    }
+
+    #[test]
+    fn reconcile_waits_for_unreleased_partitions() {
+        let m = member(3, asg(&[(1, &[0])]));
+        let target = asg(&[(1, &[0, 1])]);
+        let held = |_: &TopicId, p: i32| if p == 1 { 3 } else { -1 };
+        let next = reconcile(&m, 4, &target, Some(&[]), &held).unwrap();
+        assert_eq!(next.state, MemberState::UnreleasedPartitions);
+        assert_eq!(next.member_epoch, 4);
+        assert_eq!(next.assigned, asg(&[(1, &[0])]));
+        let next = reconcile(&next, 4, &target, Some(&[]), &|_, _| -1).unwrap();
+        assert_eq!(next.state, MemberState::Stable);
+        assert_eq!(next.assigned, target);
+        // A member in an unknown state must rejoin without partitions.
+        let mut unknown = member(3, asg(&[(1, &[0])]));
+        unknown.state = MemberState::Unknown;
+        assert!(reconcile(&unknown, 4, &target, None, &|_, _| -1).is_err());
+        assert!(reconcile(&unknown, 4, &target, Some(&[]), &|_, _| -1).is_ok());
+    }
+
+    #[test]
+    fn member_epoch_checks() {
+        let m = member(5, asg(&[(1, &[0, 1])]));
+        assert!(check_member_epoch(&m, 5, None).is_ok());
+        assert_eq!(
+            check_member_epoch(&m, 6, None).unwrap_err().code,
+            error::FENCED_MEMBER_EPOCH
+        );
+        let subset = to_topic_partitions(&asg(&[(1, &[1])]));
+        assert!(check_member_epoch(&m, 4, Some(&subset)).is_ok());
+        let other = to_topic_partitions(&asg(&[(2, &[0])]));
+        assert!(check_member_epoch(&m, 4, Some(&other)).is_err());
+        assert!(check_member_epoch(&m, 3, Some(&subset)).is_err());
+    }
+}

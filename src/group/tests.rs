@@ -1847,3 +1847,53 @@ fn tokens_are_completed_exactly_once_under_churn() {
         h.outstanding
     );
 }
+
+#[test]
+fn initial_rebalance_delay_is_extended_by_new_members() {
+    let mut h = Harness::new();
+    let t1 = h.join_req("g", "", None, &[("range", b"m")], 3);
+    h.advance(90);
+    let t2 = h.join_req("g", "", None, &[("range", b"m")], 3);
+    h.advance(10);
+    // The first delay expired, but a member joined meanwhile: wait again.
+    assert!(!h.done(t1) && !h.done(t2));
+    h.advance(99);
+    assert!(!h.done(t1));
+    h.advance(1);
+    assert!(h.done(t1) && h.done(t2));
+    assert_eq!(h.joins[&t1].members.len(), 2);
+    assert_eq!(h.joins[&t2].generation_id, 1);
+}
+
+#[test]
+fn rejoin_during_completing_rebalance_returns_current_generation() {
+    let mut h = Harness::new();
+    let (a, ta) = h.join_new("g");
+    let (b, _tb) = h.join_new("g");
+    h.advance(1_000);
+    let gen = h.joins[&ta].generation_id;
+    // b lost its JoinGroup response and rejoins with the same metadata.
+    let t = h.join("g", &b);
+    assert_eq!(h.joins[&t].generation_id, gen);
+    assert_eq!(h.joins[&t].leader, a);
+    assert!(h.joins[&t].members.is_empty());
+    assert_eq!(
+        h.classic("g").state(),
+        ClassicGroupState::CompletingRebalance
+    );
+    // The leader gets the members again.
+    let t = h.join("g", &a);
+    assert_eq!(h.joins[&t].members.len(), 2);
+    // Changed metadata forces a new rebalance and fails parked syncs.
+    let sb = h.sync("g", &b, gen, &[]);
+    assert!(!h.done(sb));
+    let t = h.join_req("g", &b, None, &[("range", b"changed")], 9);
+    assert_eq!(h.syncs[&sb].error_code, error::REBALANCE_IN_PROGRESS);
+    assert_eq!(
+        h.classic("g").state(),
+        ClassicGroupState::PreparingRebalance
+    );
+    let ta2 = h.join("g", &a);
+    assert_eq!(h.joins[&t].generation_id, gen + 1);
+    assert_eq!(h.joins[&ta2].members.len(), 2);
+}
