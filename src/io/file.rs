@@ -55,9 +55,47 @@ pub struct LogFile {
     kind: Kind,
 }
 
+thread_local! {
+    /// Devices on which this executor has already opened an O_DIRECT file.
+    static PROBED_DEVICES: std::cell::RefCell<std::collections::HashSet<u64>> = Default::default();
+}
+
+/// glommio decides once per device and thread whether reads can use the
+/// IOPOLL ring, by reading the start of the first O_DIRECT file opened
+/// there. An empty file reads "successfully" and makes it pick IOPOLL on
+/// devices that don't support it (every later read then fails with
+/// EOPNOTSUPP). So before the first O_DIRECT open on a device, open a small
+/// non-empty probe file in the same directory.
+async fn ensure_device_probed(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = std::fs::metadata(dir)?.dev();
+    if PROBED_DEVICES.with(|p| p.borrow().contains(&dev)) {
+        return Ok(());
+    }
+    let probe = dir.join(format!(".io-probe-{:?}", std::thread::current().id()).replace(['(', ')'], ""));
+    std::fs::write(&probe, vec![0u8; 2 * ALIGN as usize])?;
+    let opened = OpenOptions::new().read(true).dma_open(&probe).await;
+    let _ = std::fs::remove_file(&probe);
+    match opened {
+        Ok(f) => {
+            let _ = f.close().await;
+        }
+        Err(e) => return Err(gerr(e)),
+    }
+    PROBED_DEVICES.with(|p| p.borrow_mut().insert(dev));
+    Ok(())
+}
+
 impl LogFile {
     /// Open (creating if missing) for reading and appending.
     pub async fn open(path: &Path, mode: IoMode) -> io::Result<Self> {
+        if mode == IoMode::Direct {
+            if let Some(dir) = path.parent() {
+                // A failed probe (e.g. tmpfs refusing O_DIRECT) is dealt
+                // with by the open below.
+                let _ = ensure_device_probed(dir).await;
+            }
+        }
         let mut opts = OpenOptions::new();
         opts.read(true).write(true).create(true);
         let kind = match mode {

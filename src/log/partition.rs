@@ -262,20 +262,33 @@ impl PartitionLog {
                 }
             }
         }
+        // Every segment behind the active one gets sealed once, in the
+        // first job after the roll (with or without new bytes of its own).
         let active_base = self.segments.last().map(|s| s.base_offset).unwrap_or(0);
-        for w in writes.iter_mut() {
-            if w.segment_base != active_base {
-                if let Some(seg) = self.segments.iter().find(|g| g.base_offset == w.segment_base) {
-                    w.seal = Some(SealInfo {
-                        size: seg.size,
-                        index_path: seg.index_path(),
-                        index: seg.index.encode(),
-                        time_index_path: seg.time_index_path(),
-                        time_index: seg.time_index.encode(),
-                    });
-                }
+        for seg in self.segments.iter_mut().filter(|g| !g.sealed && g.base_offset != active_base) {
+            seg.sealed = true;
+            let seal = SealInfo {
+                size: seg.size,
+                index_path: seg.index_path(),
+                index: seg.index.encode(),
+                time_index_path: seg.time_index_path(),
+                time_index: seg.time_index.encode(),
+            };
+            match writes.iter_mut().find(|w| w.segment_base == seg.base_offset) {
+                Some(w) => w.seal = Some(seal),
+                None => writes.push(SegmentWrite {
+                    segment_base: seg.base_offset,
+                    path: seg.log_path(),
+                    file: seg.file.clone(),
+                    start: seg.written,
+                    tail: Vec::new(),
+                    chunks: Vec::new(),
+                    seal: Some(seal),
+                }),
             }
         }
+        // Seal older segments before writing into newer ones.
+        writes.sort_by_key(|w| w.segment_base);
         let _ = messages;
         let sync = self.config.sync_on_ack()
             || self.unsynced_messages + 1 >= self.config.flush_messages
@@ -441,8 +454,10 @@ pub async fn execute_writes(job: &mut FlushJob) -> std::io::Result<()> {
                 f
             }
         };
-        let tail = if file.mode() == IoMode::Direct { &w.tail[..] } else { &[][..] };
-        file.append(w.start, tail, &w.chunks).await?;
+        if !w.chunks.is_empty() {
+            let tail = if file.mode() == IoMode::Direct { &w.tail[..] } else { &[][..] };
+            file.append(w.start, tail, &w.chunks).await?;
+        }
         if let Some(seal) = &w.seal {
             file.sync().await?;
             file.truncate(seal.size).await?;
@@ -568,13 +583,18 @@ pub async fn open(
         }
         let valid = scan_segment(&file, &mut seg, size, !trusted, config.index_interval_bytes, trusted).await?;
         if valid < size {
-            tracing::warn!(dir = %dir.display(), base, valid, size, "truncating torn or corrupt segment tail");
+            let padding_only = is_zero_padding(&file, valid, size).await?;
+            if !padding_only {
+                tracing::warn!(dir = %dir.display(), base, valid, size, "truncating torn or corrupt segment tail");
+            }
             file.truncate(valid).await?;
             file.sync().await?;
-            if !last {
+            if !last && !padding_only {
+                // Kafka's rule: nothing after a corrupt batch is trusted.
                 corrupt_from = Some(i + 1);
             }
         }
+        seg.sealed = !last;
         seg.size = valid;
         seg.written = valid;
         if io_mode == IoMode::Direct && file.mode() == IoMode::Direct {
@@ -622,6 +642,16 @@ pub async fn open(
         failed: false,
         changed: Notify::new(),
     })
+}
+
+/// Whether the file holds only zeros from `from` to `to` (O_DIRECT padding
+/// of a segment that was not cut to size before a crash).
+async fn is_zero_padding(file: &LogFile, from: u64, to: u64) -> std::io::Result<bool> {
+    if to - from > 2 * ALIGN {
+        return Ok(false);
+    }
+    let data = file.read_at(from, (to - from) as usize).await?;
+    Ok(data.iter().all(|&b| b == 0))
 }
 
 /// Scan a segment file: returns the length of its valid prefix and fills in

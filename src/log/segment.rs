@@ -44,6 +44,9 @@ pub struct Segment {
     pub max_timestamp: i64,
     /// Wall-clock time the segment was created (segment.ms rolling).
     pub created_ms: i64,
+    /// Complete: a newer segment exists and this one's file was cut to its
+    /// logical size and its index files written.
+    pub sealed: bool,
 }
 
 impl Segment {
@@ -61,6 +64,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             created_ms: now_ms,
+            sealed: false,
         }
     }
 
