@@ -159,6 +159,17 @@ async fn shard_main(
     }
     let listener = Listener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let acceptor = crate::io::spawn(crate::server::accept_loop(shard.clone(), listener));
+    if id == 0 {
+        if let Some(addr) = shard.config.metrics_listen {
+            let l = Listener::bind(addr).with_context(|| format!("binding metrics endpoint {addr}"))?;
+            tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+            crate::io::executor::spawn_detached(crate::metrics::http::serve(shard.clone(), l));
+        }
+    }
+    {
+        let s = shard.clone();
+        crate::io::executor::spawn_detached(async move { crate::metrics::probe_task_queue_delay(|| s.shutting_down.get()).await });
+    }
     tracing::info!(shard = id, partitions = shard.partition_count(), "shard ready");
     while !stop.load(Ordering::SeqCst) {
         crate::io::time::sleep(Duration::from_millis(20)).await;

@@ -78,6 +78,7 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("group.initial.rebalance.delay.ms", "3000", ConfigType::Int),
     ("ringlog.io.mode", "direct", ConfigType::String),
     ("ringlog.cache.bytes.per.shard", "67108864", ConfigType::Long),
+    ("ringlog.metrics.listen", "", ConfigType::String),
 ];
 
 /// Whether `name` is a broker property ringlog knows.
@@ -187,6 +188,8 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     pub socket_request_max_bytes: usize,
     pub offsets_topic_partitions: i32,
+    /// Where to serve Prometheus metrics (HTTP), if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Properties given in the config file (Kafka names → value), kept for
     /// DescribeConfigs and topic defaults.
     pub properties: BTreeMap<String, String>,
@@ -270,6 +273,7 @@ pub struct Overrides {
     pub advertised_listener: Option<String>,
     pub shards: Option<usize>,
     pub config_file: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
 }
 
 fn toml_to_string(v: &toml::Value) -> Option<String> {
@@ -367,7 +371,21 @@ impl BrokerConfig {
             Some(m) => m.parse().map_err(|e: String| anyhow::anyhow!(e))?,
             None => IoMode::Direct,
         };
+        let metrics_listen = match o.metrics_listen.clone().or_else(|| get("ringlog.metrics.listen")).filter(|s| !s.is_empty()) {
+            None => None,
+            Some(m) => {
+                let (h, p) = parse_host_port(&m)?;
+                let h = if h.is_empty() { "0.0.0.0".to_string() } else { h };
+                Some(
+                    std::net::ToSocketAddrs::to_socket_addrs(&(h.as_str(), p))
+                        .ok()
+                        .and_then(|mut a| a.next())
+                        .with_context(|| format!("bad metrics address {m}"))?,
+                )
+            }
+        };
         Ok(BrokerConfig {
+            metrics_listen,
             node_id,
             data_dir,
             listen,

@@ -13,12 +13,14 @@
 
 pub mod alloc;
 pub mod api;
+pub mod bench;
 pub mod broker;
 pub mod config;
 pub mod group;
 pub mod io;
 pub mod log;
 pub mod metadata;
+pub mod metrics;
 pub mod protocol;
 pub mod record;
 pub mod routing;

@@ -33,25 +33,31 @@ enum Command {
         /// TOML file whose keys are Kafka broker properties.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve Prometheus metrics over HTTP at this address (path /metrics).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics_listen: Option<String>,
         /// Log level (error, warn, info, debug, trace) or a tracing filter.
         #[arg(long, default_value = "info")]
         log_level: String,
     },
+    /// Load generator for any Kafka-compatible broker (see docs/benchmarks.md).
+    Bench(ringlog::bench::BenchArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Start { data_dir, listen, advertised_listener, shards, config, log_level } => {
+        Command::Start { data_dir, listen, advertised_listener, shards, config, metrics_listen, log_level } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log_level));
             tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-            let overrides = Overrides { data_dir, listen, advertised_listener, shards, config_file: config };
+            let overrides = Overrides { data_dir, listen, advertised_listener, shards, config_file: config, metrics_listen };
             let result = BrokerConfig::load(&overrides).and_then(ringlog::broker::run);
             if let Err(e) = result {
                 eprintln!("ringlog: {e:#}");
                 std::process::exit(1);
             }
         }
+        Command::Bench(args) => std::process::exit(ringlog::bench::main(args)),
     }
 }

@@ -80,6 +80,8 @@ pub enum ShardRequest {
     Controller(ControllerOp),
     /// From the controller: apply a metadata change (open/remove logs).
     Apply(MetaUpdate),
+    /// A metrics snapshot for a scrape.
+    Metrics,
 }
 
 pub enum ShardResponse {
@@ -91,4 +93,5 @@ pub enum ShardResponse {
     /// Per item of the controller op: Ok or an error, in request order.
     Controller(Vec<Result<Option<crate::metadata::TopicMeta>, ApiError>>),
     Applied,
+    Metrics(Box<crate::metrics::Snapshot>),
 }

@@ -55,6 +55,7 @@ impl Router {
         let (tx, rx) = oneshot();
         self.pending.borrow_mut().insert(id, tx);
         let env = Envelope::Request { from: self.me(), id, req };
+        crate::metrics::with(|m| m.cross_shard_sent += 1);
         if self.mesh.send_to(shard, env).await.is_err() {
             self.pending.borrow_mut().remove(&id);
         }

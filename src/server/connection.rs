@@ -22,6 +22,15 @@ use crate::shard::Shard;
 const MAX_IN_FLIGHT: usize = 64;
 
 pub async fn serve(shard: Rc<Shard>, conn: Connection) {
+    crate::metrics::with(|m| {
+        m.connections_opened += 1;
+        m.connections_active += 1;
+    });
+    serve_connection(shard, conn).await;
+    crate::metrics::with(|m| m.connections_active -= 1);
+}
+
+async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
     let peer = conn.peer_addr();
     let client_host = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let (rd, mut wr) = conn.split();
@@ -54,6 +63,7 @@ pub async fn serve(shard: Rc<Shard>, conn: Connection) {
         let Some(prefix) = HeaderPrefix::peek(&frame) else { break };
         let Ok(key) = ApiKey::try_from(prefix.api_key) else {
             tracing::info!(peer = ?peer, api_key = prefix.api_key, "closing connection: unknown API key");
+            crate::metrics::with(|m| m.closed_bad_requests += 1);
             break;
         };
         let supported = supported_range(key);
@@ -71,13 +81,15 @@ pub async fn serve(shard: Rc<Shard>, conn: Connection) {
                 continue;
             }
             tracing::info!(peer = ?peer, api = ?key, version = prefix.api_version, "closing connection: unsupported version");
+            crate::metrics::with(|m| m.closed_bad_requests += 1);
             break;
         }
         let header = match decode_header(key, prefix.api_version, &mut frame) {
             Ok(h) => h,
             Err(e) => {
                 tracing::info!(peer = ?peer, "closing connection: bad request header: {e}");
-                break;
+                crate::metrics::with(|m| m.closed_bad_requests += 1);
+            break;
             }
         };
         let ctx = RequestContext {
@@ -88,16 +100,23 @@ pub async fn serve(shard: Rc<Shard>, conn: Connection) {
             client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()),
             client_host: client_host.clone(),
         };
+        let started = std::time::Instant::now();
         let pending = match api::dispatch(ctx, frame).await {
             Ok(p) => p,
             Err(e) => {
                 tracing::info!(peer = ?peer, "closing connection: {e}");
+                crate::metrics::with(|m| m.closed_bad_requests += 1);
                 break;
             }
         };
+        let api_name = crate::metrics::api_name(key);
         // Run the handler as its own task so it makes progress while the
         // writer waits for earlier responses.
-        let task = crate::io::spawn(pending);
+        let task = crate::io::spawn(async move {
+            let r = pending.await;
+            crate::metrics::request_done(api_name, started.elapsed());
+            r
+        });
         let fut: PendingResponse = Box::pin(task);
         if tx.send(fut).await.is_err() {
             break;

@@ -44,7 +44,10 @@ pub async fn run(shard: Rc<Shard>) {
                 }
             };
             if ok && job.sync {
-                if let Err(e) = execute_sync(&job).await {
+                let started = std::time::Instant::now();
+                let synced = execute_sync(&job).await;
+                crate::metrics::fsync_done(started.elapsed());
+                if let Err(e) = synced {
                     tracing::error!("fdatasync of {}-{} failed: {e}", p.topic, p.index);
                     ok = false;
                 }
@@ -53,6 +56,7 @@ pub async fn run(shard: Rc<Shard>) {
         }))
         .await;
         let now = now_ms();
+        crate::metrics::with(|m| m.flush_rounds += 1);
         for (p, job, ok) in done {
             p.log.borrow_mut().complete_flush(job, ok, now);
         }

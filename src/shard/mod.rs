@@ -241,6 +241,10 @@ impl Shard {
                 ShardResponse::Applied
             }
             .boxed_local(),
+            ShardRequest::Metrics => {
+                let snap = shard.local_metrics();
+                async move { ShardResponse::Metrics(Box::new(snap)) }.boxed_local()
+            }
         }
     }
 
@@ -253,6 +257,38 @@ impl Shard {
         } else {
             self.router.send(target, req).await.boxed_local()
         }
+    }
+
+    /// This shard's metrics, with gauges read now.
+    pub fn local_metrics(&self) -> crate::metrics::Snapshot {
+        let parts = self.all_partitions();
+        let (segments, staged_bytes) = parts.iter().fold((0, 0), |(s, b), p| {
+            let log = p.log.borrow();
+            (s + log.segment_count(), b + log.staged_bytes())
+        });
+        crate::metrics::Snapshot {
+            shard: self.id,
+            metrics: crate::metrics::with(|m| m.clone()),
+            partitions: parts.len(),
+            segments,
+            staged_bytes,
+            busy: crate::io::executor::executor_busy_time(),
+        }
+    }
+
+    /// Snapshots of every shard, for a scrape.
+    pub async fn collect_metrics(self: &Rc<Self>) -> Vec<crate::metrics::Snapshot> {
+        let mut replies = Vec::with_capacity(self.shards());
+        for s in 0..self.shards() {
+            replies.push(self.dispatch(s, ShardRequest::Metrics).await);
+        }
+        let mut out = Vec::with_capacity(replies.len());
+        for r in replies {
+            if let Some(ShardResponse::Metrics(s)) = r.await {
+                out.push(*s);
+            }
+        }
+        out
     }
 
     /// Serve requests arriving from one peer shard.

@@ -49,6 +49,7 @@ pub fn produce(
         let validated = match record::validate_produce_payload(&part.records, max) {
             Ok(v) => v,
             Err(e) => {
+                crate::metrics::partition_error("Produce", e.kafka_code());
                 results.push(produce_error(e.kafka_code(), e.to_string()));
                 waits.push(None);
                 continue;
@@ -57,6 +58,7 @@ pub fn produce(
         let appended = p.log.borrow_mut().append(&part.records, &validated, now);
         match appended {
             Ok(info) => {
+                crate::metrics::bytes_in(&part.topic, part.records.len(), validated.total_records);
                 shard.mark_dirty(&p);
                 results.push(ProducePartResult {
                     error: ec::NONE,
@@ -137,6 +139,8 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -
             read_partition(&p, part.offset, budget.max(1)).await
         };
         let n = r.bytes();
+        crate::metrics::bytes_out(&part.topic, n);
+        crate::metrics::partition_error("Fetch", r.error);
         if n > 0 {
             any = true;
             remaining = remaining.saturating_sub(n);
@@ -155,8 +159,12 @@ async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> Fetc
     match plan {
         Err(e) => r.error = e.kafka_code(),
         Ok(ReadPlan::Empty) => {}
-        Ok(ReadPlan::Cached(b)) => r.batches = b,
+        Ok(ReadPlan::Cached(b)) => {
+            crate::metrics::with(|m| m.cache_hits += 1);
+            r.batches = b
+        }
         Ok(ReadPlan::File { file, position, len, file_end }) => {
+            crate::metrics::with(|m| m.cache_misses += 1);
             let mut pos = position;
             while pos < file_end {
                 let want = (len as u64).min(file_end - pos) as usize;

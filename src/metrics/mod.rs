@@ -1,0 +1,269 @@
+//! Broker metrics, kept per shard with no atomics or locks.
+//!
+//! Each shard thread records into its own thread-local [`ShardMetrics`].
+//! A scrape (see [`http`]) asks every shard for a [`Snapshot`] over the
+//! mesh, merges them and renders the Prometheus text format.
+
+pub mod http;
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+fn new_histogram() -> Histogram<u64> {
+    // microseconds, 1 µs .. 1 h, 2 significant digits: constant, valid bounds
+    Histogram::new_with_bounds(1, 3_600_000_000, 2).expect("valid histogram bounds")
+}
+
+fn record(h: &mut Histogram<u64>, d: Duration) {
+    let us = (d.as_micros() as u64).clamp(1, h.high());
+    let _ = h.record(us);
+}
+
+/// Per-topic traffic.
+#[derive(Clone, Debug, Default)]
+pub struct TopicTraffic {
+    pub bytes_in: u64,
+    pub messages_in: u64,
+    pub bytes_out: u64,
+}
+
+/// What one shard has counted.
+#[derive(Clone, Debug)]
+pub struct ShardMetrics {
+    pub requests: BTreeMap<&'static str, (u64, Histogram<u64>)>,
+    pub closed_bad_requests: u64,
+    pub partition_errors: BTreeMap<(&'static str, i16), u64>,
+    pub topics: BTreeMap<String, TopicTraffic>,
+    pub fsync: Histogram<u64>,
+    pub flush_rounds: u64,
+    pub task_queue_delay: Histogram<u64>,
+    pub cross_shard_sent: u64,
+    pub cache_hits: u64,
+    pub cache_misses: u64,
+    pub connections_opened: u64,
+    pub connections_active: i64,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            requests: BTreeMap::new(),
+            closed_bad_requests: 0,
+            partition_errors: BTreeMap::new(),
+            topics: BTreeMap::new(),
+            fsync: new_histogram(),
+            flush_rounds: 0,
+            task_queue_delay: new_histogram(),
+            cross_shard_sent: 0,
+            cache_hits: 0,
+            cache_misses: 0,
+            connections_opened: 0,
+            connections_active: 0,
+        }
+    }
+}
+
+thread_local! {
+    static METRICS: RefCell<ShardMetrics> = RefCell::new(ShardMetrics::default());
+}
+
+/// Update this shard's metrics.
+pub fn with<R>(f: impl FnOnce(&mut ShardMetrics) -> R) -> R {
+    METRICS.with(|m| f(&mut m.borrow_mut()))
+}
+
+thread_local! {
+    static API_NAMES: RefCell<std::collections::HashMap<i16, &'static str>> = RefCell::new(Default::default());
+}
+
+/// The name of a Kafka API, for labels (interned: at most one small string
+/// per API key for the life of the process).
+pub fn api_name(key: kafka_protocol::messages::ApiKey) -> &'static str {
+    API_NAMES.with(|names| {
+        *names
+            .borrow_mut()
+            .entry(key as i16)
+            .or_insert_with(|| Box::leak(format!("{key:?}").into_boxed_str()))
+    })
+}
+
+pub fn request_done(api: &'static str, latency: Duration) {
+    with(|m| {
+        let e = m.requests.entry(api).or_insert_with(|| (0, new_histogram()));
+        e.0 += 1;
+        record(&mut e.1, latency);
+    });
+}
+
+pub fn partition_error(api: &'static str, code: i16) {
+    if code != 0 {
+        with(|m| *m.partition_errors.entry((api, code)).or_insert(0) += 1);
+    }
+}
+
+pub fn bytes_in(topic: &str, bytes: usize, messages: u64) {
+    with(|m| {
+        let t = topic_entry(m, topic);
+        t.bytes_in += bytes as u64;
+        t.messages_in += messages;
+    });
+}
+
+pub fn bytes_out(topic: &str, bytes: usize) {
+    if bytes > 0 {
+        with(|m| topic_entry(m, topic).bytes_out += bytes as u64);
+    }
+}
+
+fn topic_entry<'a>(m: &'a mut ShardMetrics, topic: &str) -> &'a mut TopicTraffic {
+    if !m.topics.contains_key(topic) {
+        m.topics.insert(topic.to_string(), TopicTraffic::default());
+    }
+    m.topics.get_mut(topic).expect("inserted above")
+}
+
+pub fn fsync_done(latency: Duration) {
+    with(|m| record(&mut m.fsync, latency));
+}
+
+/// The current shard's metrics plus figures read at scrape time.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub shard: usize,
+    pub metrics: ShardMetrics,
+    pub partitions: usize,
+    pub segments: usize,
+    pub staged_bytes: usize,
+    pub busy: Duration,
+}
+
+/// Render merged snapshots in the Prometheus text format (0.0.4).
+pub fn render(snaps: &[Snapshot]) -> String {
+    let mut out = String::with_capacity(16 << 10);
+    let mut requests: BTreeMap<&'static str, (u64, Histogram<u64>)> = BTreeMap::new();
+    let mut topics: BTreeMap<String, TopicTraffic> = BTreeMap::new();
+    let mut errors: BTreeMap<(&'static str, i16), u64> = BTreeMap::new();
+    let mut fsync = new_histogram();
+    for s in snaps {
+        for (api, (n, h)) in &s.metrics.requests {
+            let e = requests.entry(api).or_insert_with(|| (0, new_histogram()));
+            e.0 += n;
+            let _ = e.1.add(h);
+        }
+        for (t, v) in &s.metrics.topics {
+            let e = topics.entry(t.clone()).or_default();
+            e.bytes_in += v.bytes_in;
+            e.messages_in += v.messages_in;
+            e.bytes_out += v.bytes_out;
+        }
+        for (k, v) in &s.metrics.partition_errors {
+            *errors.entry(*k).or_insert(0) += v;
+        }
+        let _ = fsync.add(&s.metrics.fsync);
+    }
+    let quantiles = [0.5, 0.9, 0.99, 0.999];
+    let summary = |out: &mut String, name: &str, labels: &str, h: &Histogram<u64>, count: u64| {
+        let sep = if labels.is_empty() { "" } else { "," };
+        for q in quantiles {
+            let v = h.value_at_quantile(q) as f64 / 1e6;
+            let _ = writeln!(out, "{name}{{{labels}{sep}quantile=\"{q}\"}} {v}");
+        }
+        let sum = h.mean() * h.len() as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    };
+    out.push_str("# HELP ringlog_requests_total Requests served, by Kafka API.\n# TYPE ringlog_requests_total counter\n");
+    for (api, (n, _)) in &requests {
+        let _ = writeln!(out, "ringlog_requests_total{{api=\"{api}\"}} {n}");
+    }
+    out.push_str("# HELP ringlog_request_latency_seconds Time from request decode to response ready.\n# TYPE ringlog_request_latency_seconds summary\n");
+    for (api, (n, h)) in &requests {
+        summary(&mut out, "ringlog_request_latency_seconds", &format!("api=\"{api}\""), h, *n);
+    }
+    out.push_str("# HELP ringlog_request_errors_total Partition-level errors returned, by API and Kafka error code.\n# TYPE ringlog_request_errors_total counter\n");
+    for ((api, code), n) in &errors {
+        let _ = writeln!(out, "ringlog_request_errors_total{{api=\"{api}\",code=\"{code}\"}} {n}");
+    }
+    out.push_str("# HELP ringlog_bad_requests_total Connections closed because of an invalid request.\n# TYPE ringlog_bad_requests_total counter\n");
+    let bad: u64 = snaps.iter().map(|s| s.metrics.closed_bad_requests).sum();
+    let _ = writeln!(out, "ringlog_bad_requests_total {bad}");
+    out.push_str("# HELP ringlog_topic_bytes_in_total Record batch bytes appended, by topic.\n# TYPE ringlog_topic_bytes_in_total counter\n");
+    for (t, v) in &topics {
+        let _ = writeln!(out, "ringlog_topic_bytes_in_total{{topic=\"{t}\"}} {}", v.bytes_in);
+    }
+    out.push_str("# HELP ringlog_topic_messages_in_total Records appended, by topic.\n# TYPE ringlog_topic_messages_in_total counter\n");
+    for (t, v) in &topics {
+        let _ = writeln!(out, "ringlog_topic_messages_in_total{{topic=\"{t}\"}} {}", v.messages_in);
+    }
+    out.push_str("# HELP ringlog_topic_bytes_out_total Record batch bytes returned to fetches, by topic.\n# TYPE ringlog_topic_bytes_out_total counter\n");
+    for (t, v) in &topics {
+        let _ = writeln!(out, "ringlog_topic_bytes_out_total{{topic=\"{t}\"}} {}", v.bytes_out);
+    }
+    out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
+    summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
+    let per_shard: [(&str, &str, &str, fn(&Snapshot) -> f64); 10] = [
+        ("ringlog_shard_flush_rounds_total", "counter", "Group-commit rounds.", |s| s.metrics.flush_rounds as f64),
+        ("ringlog_shard_busy_seconds_total", "counter", "Time the shard's executor spent running tasks (utilization = rate).", |s| s.busy.as_secs_f64()),
+        ("ringlog_shard_cross_shard_messages_total", "counter", "Messages sent to other shards over the mesh.", |s| s.metrics.cross_shard_sent as f64),
+        ("ringlog_shard_partitions", "gauge", "Partitions owned.", |s| s.partitions as f64),
+        ("ringlog_shard_segments", "gauge", "Log segments of owned partitions.", |s| s.segments as f64),
+        ("ringlog_shard_staged_bytes", "gauge", "Bytes appended but not yet written.", |s| s.staged_bytes as f64),
+        ("ringlog_shard_fetch_cache_hits_total", "counter", "Partition reads served from the recent-batch cache.", |s| s.metrics.cache_hits as f64),
+        ("ringlog_shard_fetch_cache_misses_total", "counter", "Partition reads served from segment files.", |s| s.metrics.cache_misses as f64),
+        ("ringlog_shard_connections_opened_total", "counter", "Client connections accepted.", |s| s.metrics.connections_opened as f64),
+        ("ringlog_shard_connections_active", "gauge", "Client connections open.", |s| s.metrics.connections_active as f64),
+    ];
+    for (name, ty, help, f) in per_shard {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
+        for s in snaps {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, f(s));
+        }
+    }
+    let hits: u64 = snaps.iter().map(|s| s.metrics.cache_hits).sum();
+    let misses: u64 = snaps.iter().map(|s| s.metrics.cache_misses).sum();
+    let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
+    let _ = writeln!(out, "# HELP ringlog_fetch_cache_hit_ratio Share of partition reads served from memory.\n# TYPE ringlog_fetch_cache_hit_ratio gauge\nringlog_fetch_cache_hit_ratio {ratio}");
+    out.push_str("# HELP ringlog_shard_task_queue_delay_seconds How late a timer wakes up on the shard (scheduling delay).\n# TYPE ringlog_shard_task_queue_delay_seconds summary\n");
+    for s in snaps {
+        let h = &s.metrics.task_queue_delay;
+        summary(&mut out, "ringlog_shard_task_queue_delay_seconds", &format!("shard=\"{}\"", s.shard), h, h.len());
+    }
+    out
+}
+
+/// Measure scheduling delay: sleep 1 ms every 100 ms and record how late
+/// the wake-up is. Runs until `stop` says so.
+pub async fn probe_task_queue_delay(stop: impl Fn() -> bool) {
+    while !stop() {
+        crate::io::time::sleep(Duration::from_millis(100)).await;
+        let start = std::time::Instant::now();
+        crate::io::time::sleep(Duration::from_millis(1)).await;
+        let late = start.elapsed().saturating_sub(Duration::from_millis(1));
+        with(|m| record(&mut m.task_queue_delay, late));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_merged_shards() {
+        request_done("Produce", Duration::from_micros(300));
+        bytes_in("orders", 1000, 10);
+        partition_error("Produce", 3);
+        let a = Snapshot { shard: 0, metrics: with(|m| m.clone()), partitions: 2, segments: 3, staged_bytes: 0, busy: Duration::from_millis(5) };
+        let mut b = a.clone();
+        b.shard = 1;
+        let text = render(&[a, b]);
+        assert!(text.contains("ringlog_requests_total{api=\"Produce\"} 2"), "{text}");
+        assert!(text.contains("ringlog_topic_bytes_in_total{topic=\"orders\"} 2000"));
+        assert!(text.contains("ringlog_request_errors_total{api=\"Produce\",code=\"3\"} 2"));
+        assert!(text.contains("ringlog_shard_partitions{shard=\"1\"} 2"));
+        assert!(text.contains("ringlog_request_latency_seconds_count{api=\"Produce\"} 2"));
+    }
+}
