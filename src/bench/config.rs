@@ -98,6 +98,9 @@ pub struct BenchArgs {
     /// No progress line every second.
     #[arg(long)]
     pub quiet: bool,
+    /// Only create the topics (if missing), print their partitions, and exit.
+    #[arg(long)]
+    pub prepare: bool,
 }
 
 /// A size or rate in a workload file: a number of bytes or a string with a unit.
@@ -711,6 +714,50 @@ mod tests {
         let w = WorkloadFile::parse("suite = [\"a\", \"b\"]").unwrap();
         let e = Settings::from_parts(Some(&w), &BenchArgs::default()).unwrap_err();
         assert!(e.to_string().contains("suite"), "{e}");
+    }
+
+    #[test]
+    fn shipped_workloads_are_valid() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("workloads");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            seen += 1;
+            let w = WorkloadFile::load(&path).unwrap();
+            let stem = path.file_stem().unwrap().to_str().unwrap();
+            assert_eq!(w.name.as_deref(), Some(stem), "{}", path.display());
+            match &w.suite {
+                Some(names) => {
+                    for n in names {
+                        assert!(
+                            dir.join(format!("{n}.toml")).exists(),
+                            "{stem}: no workload {n}"
+                        );
+                    }
+                }
+                None => {
+                    let args = BenchArgs {
+                        workload: Some(path.clone()),
+                        ..Default::default()
+                    };
+                    Settings::resolve(&args)
+                        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                }
+            }
+        }
+        assert!(seen >= 7, "only {seen} workload files");
+        let s = Settings::resolve(&BenchArgs {
+            workload: Some(dir.join("many-partitions.toml")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(s.topic_names().len(), 10);
+        assert_eq!(s.partitions, 1000);
+        assert!(s.key);
+        assert_eq!(s.rate, 20_000_000);
     }
 
     #[test]

@@ -51,6 +51,21 @@ pub fn main(args: BenchArgs) -> i32 {
             "max throughput".to_string()
         }
     ));
+    if args.prepare {
+        return match cluster::discover(&settings, &log) {
+            Ok(c) => {
+                for (i, name) in c.topics.iter().enumerate() {
+                    let n = c.partitions.iter().filter(|(tp, _)| tp.topic == i).count();
+                    println!("{name} {n}");
+                }
+                0
+            }
+            Err(e) => {
+                eprintln!("ringlog bench: {e:#}");
+                2
+            }
+        };
+    }
     let out_dir = settings.out.clone();
     let output = match run::run(settings, &log) {
         Ok(o) => o,

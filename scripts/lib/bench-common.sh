@@ -1,0 +1,200 @@
+# shellcheck shell=bash disable=SC2034 # variables are used by the sourcing scripts
+# Helpers shared by scripts/bench.sh and scripts/bench-rdkafka.sh.
+# Source after scripts/lib/common.sh; defines functions and variables only.
+
+BENCH_RESULTS="${BENCH_RESULTS:-$REPO_ROOT/docs/benchmark-results.md}"
+BENCH_OUT_ROOT="${BENCH_OUT_ROOT:-$REPO_ROOT/target/bench}"
+BENCH_SHARDS="${BENCH_SHARDS:-2}"
+RINGLOG_BIN="${RINGLOG_BIN:-$REPO_ROOT/target/release/ringlog}"
+WORKLOADS_DIR="$REPO_ROOT/workloads"
+
+# Broker state (set by bench_start_broker).
+BENCH_BROKER_PID=""
+BENCH_BOOTSTRAP_ADDR=""
+BENCH_DATA_DIR=""
+BENCH_LISTEN_SECONDS=""
+
+bench_build() {
+    if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
+        [[ -x $RINGLOG_BIN ]] || die "BENCH_NO_BUILD=1 but $RINGLOG_BIN does not exist"
+        return 0
+    fi
+    log "cargo build --release"
+    (cd "$REPO_ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+}
+
+# workload_file NAME: path of workloads/NAME.toml (or NAME itself if a file).
+workload_file() {
+    if [[ -f $1 ]]; then
+        echo "$1"
+    elif [[ -f $WORKLOADS_DIR/$1.toml ]]; then
+        echo "$WORKLOADS_DIR/$1.toml"
+    else
+        die "no workload $1 (see $WORKLOADS_DIR)"
+    fi
+}
+
+# workload_key FILE KEY: the value of a top-level key of a workload file
+# (strings unquoted, arrays as space-separated words; empty if absent).
+workload_key() {
+    python3 - "$1" "$2" <<'PY'
+import sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    d = tomllib.load(f)
+v = d.get(sys.argv[2], "")
+if isinstance(v, list):
+    print(" ".join(str(x) for x in v))
+elif isinstance(v, bool):
+    print("true" if v else "false")
+else:
+    print(v)
+PY
+}
+
+# expand_workloads NAME...: workload names with suites expanded and "all"
+# meaning every workload that is not part of a suite... in a fixed order.
+expand_workloads() {
+    local name file suite
+    for name in "$@"; do
+        if [[ $name == all ]]; then
+            expand_workloads max-throughput fixed-rate-latency small-messages many-partitions catch-up-read
+            continue
+        fi
+        file="$(workload_file "$name")"
+        suite="$(workload_key "$file" suite)"
+        if [[ -n $suite ]]; then
+            # shellcheck disable=SC2086 # word splitting intended
+            expand_workloads $suite
+        else
+            basename "$file" .toml
+        fi
+    done
+}
+
+# proc_cpu_ticks PID: utime + stime of a process (clock ticks).
+proc_cpu_ticks() {
+    awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+
+# proc_status_kb PID FIELD: a kB value from /proc/PID/status (VmHWM, VmRSS).
+proc_status_kb() {
+    awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0
+}
+
+# bench_start_broker DATA_DIR LOG [PORT]: start ringlog, wait until it
+# listens. Sets BENCH_BROKER_PID, BENCH_BOOTSTRAP_ADDR and
+# BENCH_LISTEN_SECONDS (how long it took to start listening).
+bench_start_broker() {
+    local data=$1 logf=$2 port=${3:-}
+    [[ -n $port ]] || port="$(free_port)"
+    mkdir -p "$data"
+    local t0
+    t0=$(date +%s.%N)
+    local extra=()
+    if [[ -n ${BENCH_BROKER_CONFIG:-} ]]; then
+        extra=(--config "$BENCH_BROKER_CONFIG")
+    fi
+    "$RINGLOG_BIN" start --data-dir "$data" --listen "127.0.0.1:$port" \
+        --advertised-listener "127.0.0.1:$port" --shards "$BENCH_SHARDS" \
+        --log-level "${BENCH_BROKER_LOG_LEVEL:-warn}" "${extra[@]}" >>"$logf" 2>&1 &
+    BENCH_BROKER_PID=$!
+    BENCH_BOOTSTRAP_ADDR="127.0.0.1:$port"
+    BENCH_DATA_DIR="$data"
+    if ! wait_port 127.0.0.1 "$port" 120 "$BENCH_BROKER_PID"; then
+        tail -30 "$logf" >&2 || true
+        die "ringlog did not start listening on 127.0.0.1:$port"
+    fi
+    BENCH_LISTEN_SECONDS="$(seconds_since "$t0")"
+}
+
+# seconds_since T0: seconds elapsed since T0 (from date +%s.%N), 2 decimals.
+seconds_since() {
+    python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(date +%s.%N)"
+}
+
+bench_stop_broker() {
+    if [[ -n $BENCH_BROKER_PID ]] && kill -0 "$BENCH_BROKER_PID" 2>/dev/null; then
+        stop_pid "$BENCH_BROKER_PID" 30 >/dev/null
+    fi
+    BENCH_BROKER_PID=""
+}
+
+# drop_page_cache: flush and drop the page cache if this host lets us.
+# Prints "dropped" or "not dropped (reason)".
+drop_page_cache() {
+    sync
+    if [[ -w /proc/sys/vm/drop_caches ]] && (echo 3 >/proc/sys/vm/drop_caches) 2>/dev/null; then
+        echo "dropped"
+    else
+        echo "not dropped (/proc/sys/vm/drop_caches not writable)"
+    fi
+}
+
+git_rev() {
+    local rev
+    rev="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if ! git -C "$REPO_ROOT" diff --quiet HEAD -- src Cargo.toml 2>/dev/null; then
+        rev="$rev-dirty"
+    fi
+    echo "$rev"
+}
+
+machine_summary() {
+    local mem disk
+    mem="$(awk '/MemTotal/ { printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)"
+    disk="$(df -h "${1:-$REPO_ROOT}" | awk 'NR == 2 { print $1 " " $2 }')"
+    echo "$(nproc) cores, $mem RAM, $disk, kernel $(uname -r)"
+}
+
+# results_append SUMMARY_JSON GENERATOR CPU_SECONDS PEAK_RSS_KB NOTES:
+# append one row to $BENCH_RESULTS (created with a header if missing).
+# CPU_SECONDS / PEAK_RSS_KB may be empty (external broker).
+results_append() {
+    local summary=$1 generator=$2 cpu=$3 rss=$4 notes=$5
+    mkdir -p "$(dirname "$BENCH_RESULTS")"
+    if [[ ! -f $BENCH_RESULTS ]]; then
+        cat >"$BENCH_RESULTS" <<'EOF'
+# Benchmark results
+
+Rows are appended by `scripts/bench.sh` (generator `ringlog-bench`) and
+`scripts/bench-rdkafka.sh` (generator `rdkafka_performance`); see
+[benchmarks.md](benchmarks.md) for what each workload does. MB = 10^6 bytes
+of message payload; latencies in milliseconds; msgs/s and MB/s are produce
+figures (consume figures for read-only workloads). Broker CPU is user +
+system time of the broker process per GB (10^9 bytes) produced (read, for
+read-only workloads); peak RSS is the broker's VmHWM.
+
+| date | git rev | workload | generator | shards | msgs/s | MB/s | produce p50 | p99 | p99.9 | p99.99 | max | e2e p50 | p99 | p99.9 | broker CPU s/GB | peak RSS MiB | notes |
+|---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|
+EOF
+    fi
+    python3 - "$summary" "$generator" "$cpu" "$rss" "$notes" "$(git_rev)" "$BENCH_SHARDS" >>"$BENCH_RESULTS" <<'PY'
+import json, sys, datetime
+path, generator, cpu, rss, notes, rev, shards = sys.argv[1:8]
+s = json.load(open(path))
+prod, cons = s.get("produce"), s.get("consume")
+main = prod if prod else cons
+pl = s.get("produce_latency_ms") or {}
+el = s.get("e2e_latency_ms") or {}
+def f(v, fmt="{:.3f}"):
+    return "–" if v is None else fmt.format(v)
+gb = (prod or {}).get("total_bytes") or (cons or {}).get("total_bytes") or 0
+cpu_per_gb = "–"
+if cpu and gb:
+    cpu_per_gb = "{:.2f}".format(float(cpu) / (gb / 1e9))
+rss_mib = "–" if not rss else "{:.0f}".format(int(rss) / 1024)
+if not s.get("ok", False):
+    errs = "; ".join(s.get("errors", [])[:2] + [f"{k}: {v}" for k, v in s.get("error_codes", {}).items()][:2])
+    notes = (notes + "; " if notes else "") + "FAILED: " + errs
+row = [
+    datetime.date.today().isoformat(), rev, s.get("workload", "?"), generator, shards,
+    f(main.get("msgs_per_sec") if main else None, "{:,.0f}"),
+    f(main.get("mb_per_sec") if main else None, "{:.1f}"),
+    f(pl.get("p50")), f(pl.get("p99")), f(pl.get("p999")), f(pl.get("p9999")), f(pl.get("max")),
+    f(el.get("p50")), f(el.get("p99")), f(el.get("p999")),
+    cpu_per_gb, rss_mib, notes.replace("|", "/"),
+]
+print("| " + " | ".join(str(x) for x in row) + " |")
+PY
+    tail -1 "$BENCH_RESULTS"
+}
