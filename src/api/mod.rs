@@ -9,6 +9,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod produce;
@@ -80,6 +81,7 @@ pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingRes
         ApiKey::CreatePartitions => simple!(ctx, body, create_partitions),
         ApiKey::DescribeConfigs => simple!(ctx, body, describe_configs),
         ApiKey::DescribeCluster => simple!(ctx, body, describe_cluster),
+        ApiKey::InitProducerId => simple!(ctx, body, init_producer_id),
         ApiKey::Produce => {
             let req = decode_body(&mut body, ctx.api_version)
                 .map_err(|e| CloseConnection(format!("malformed Produce request: {e}")))?;

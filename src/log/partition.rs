@@ -18,7 +18,11 @@ use crate::io::file::{IoMode, LogFile, ALIGN};
 use crate::io::notify::Notify;
 use crate::record::{self, BatchHeader, ValidatedBatches, LOG_OVERHEAD};
 
+use super::producer_state::{last_sequence, BatchMeta, ProducerStates, SeqCheck};
 use super::segment::Segment;
+
+/// File holding the producer state snapshot written at clean shutdown.
+pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
 
 /// Kafka error codes the log can produce.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -27,6 +31,9 @@ pub enum LogError {
     OffsetOutOfRange,
     #[error("storage error")]
     Storage,
+    /// Refused by the idempotent-producer checks (the Kafka code).
+    #[error("producer state check failed with error {0}")]
+    Producer(i16),
 }
 
 impl LogError {
@@ -34,6 +41,7 @@ impl LogError {
         match self {
             LogError::OffsetOutOfRange => 1,
             LogError::Storage => 56,
+            LogError::Producer(code) => code,
         }
     }
 }
@@ -128,6 +136,7 @@ pub struct PartitionLog {
     unsynced_messages: i64,
     last_sync_ms: i64,
     failed: bool,
+    producers: ProducerStates,
     /// Woken whenever the high watermark moves or the log fails.
     pub changed: Notify,
 }
@@ -183,11 +192,29 @@ impl PartitionLog {
             return Err(LogError::Storage);
         }
         let log_append_time = if self.config.log_append_time { Some(now_ms) } else { None };
-        let base_offset = self.next_offset;
+        let mut first: Option<(i64, i64)> = None;
+        let start_offset = self.next_offset;
         for span in &batches.batches {
             let src = payload.get(span.start..span.start + span.len).ok_or(LogError::Storage)?;
             let base = self.next_offset;
             let last = base + i64::from(span.last_offset_delta);
+            if span.producer_id >= 0 {
+                let last_seq = last_sequence(span.base_sequence, span.last_offset_delta);
+                match self.producers.check(span.producer_id, span.producer_epoch, span.base_sequence, last_seq) {
+                    SeqCheck::Append => self.producers.record(
+                        span.producer_id,
+                        span.producer_epoch,
+                        BatchMeta { first_seq: span.base_sequence, last_seq, first_offset: base, last_offset: last },
+                        now_ms,
+                    ),
+                    SeqCheck::Duplicate { first_offset, last_offset } => {
+                        first.get_or_insert((first_offset, last_offset));
+                        continue;
+                    }
+                    SeqCheck::Reject(code) => return Err(LogError::Producer(code)),
+                }
+            }
+            first.get_or_insert((base, last));
             let mut buf = BytesMut::from(src);
             record::rewrite_batch(&mut buf, base, self.leader_epoch, log_append_time);
             let bytes = buf.freeze();
@@ -216,9 +243,13 @@ impl PartitionLog {
             self.next_offset = last + 1;
         }
         self.trim_cache();
+        let (base_offset, first_last) = first.unwrap_or((self.next_offset, self.next_offset - 1));
+        // Wait for everything written by this call, or for the original of
+        // a duplicate.
+        let last_offset = if self.next_offset > start_offset { self.next_offset - 1 } else { first_last };
         Ok(AppendInfo {
             base_offset,
-            last_offset: self.next_offset - 1,
+            last_offset,
             log_append_time: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
         })
@@ -419,6 +450,11 @@ impl PartitionLog {
         Some((seg.file.clone()?, 0, seg.written, seg.max_timestamp))
     }
 
+    /// The producer state to persist at clean shutdown.
+    pub fn producer_snapshot(&self) -> Option<(PathBuf, Vec<u8>)> {
+        (!self.producers.is_empty()).then(|| (self.dir.join(PRODUCER_SNAPSHOT), self.producers.encode()))
+    }
+
     /// Files to close and index data to persist at shutdown.
     pub fn shutdown_info(&self) -> Vec<(LogFile, u64, Option<SealInfo>)> {
         let n = self.segments.len();
@@ -558,6 +594,16 @@ pub async fn open(
     bases.sort_unstable();
     let mut segments: Vec<Segment> = Vec::new();
     let mut corrupt_from: Option<usize> = None;
+    // Producer state: the snapshot from a clean shutdown, then whatever the
+    // scanned segments add. (After a crash, producers last seen in older
+    // segments are forgotten; they get UNKNOWN_PRODUCER_ID and reset.)
+    let snapshot_path = dir.join(PRODUCER_SNAPSHOT);
+    let mut producers = if clean_shutdown {
+        crate::io::file::read_file(&snapshot_path).await?.and_then(|d| ProducerStates::decode(&d)).unwrap_or_default()
+    } else {
+        ProducerStates::new()
+    };
+    let _ = std::fs::remove_file(&snapshot_path);
     for (i, &base) in bases.iter().enumerate() {
         let mut seg = Segment::new(dir, base, now_ms);
         let file = LogFile::open(&seg.log_path(), io_mode).await?;
@@ -581,7 +627,7 @@ pub async fn open(
                 }
             }
         }
-        let valid = scan_segment(&file, &mut seg, size, !trusted, config.index_interval_bytes, trusted).await?;
+        let valid = scan_segment(&file, &mut seg, size, !trusted, config.index_interval_bytes, trusted, &mut producers).await?;
         if valid < size {
             let padding_only = is_zero_padding(&file, valid, size).await?;
             if !padding_only {
@@ -640,6 +686,7 @@ pub async fn open(
         unsynced_messages: 0,
         last_sync_ms: now_ms,
         failed: false,
+        producers,
         changed: Notify::new(),
     })
 }
@@ -665,7 +712,20 @@ async fn scan_segment(
     verify_crc: bool,
     interval: u64,
     trusted: bool,
+    producers: &mut ProducerStates,
 ) -> std::io::Result<u64> {
+    let mut note = |seg: &mut Segment, h: &BatchHeader| {
+        seg.note_append(h.base_offset, h.last_offset(), h.max_timestamp, h.total_size() as u64, interval);
+        if h.producer_id >= 0 && !h.is_control() {
+            let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
+            producers.record(
+                h.producer_id,
+                h.producer_epoch,
+                BatchMeta { first_seq: h.base_sequence, last_seq, first_offset: h.base_offset, last_offset: h.last_offset() },
+                h.max_timestamp,
+            );
+        }
+    };
     const CHUNK: usize = 1 << 20;
     let mut pos: u64 = 0;
     if trusted {
@@ -690,7 +750,7 @@ async fn scan_segment(
             if seg.size > 0 && h.base_offset < seg.next_offset {
                 return Ok(pos); // offsets must grow: the rest is garbage
             }
-            seg.note_append(h.base_offset, h.last_offset(), h.max_timestamp, h.total_size() as u64, interval);
+            note(seg, &h);
             pos = seg.size;
         }
         let valid = it.valid_len();
@@ -719,7 +779,7 @@ async fn scan_segment(
         let mut it2 = record::BatchIter::new(&big, verify_crc);
         match it2.next() {
             Some((_, h2)) if seg.size == 0 || h2.base_offset >= seg.next_offset => {
-                seg.note_append(h2.base_offset, h2.last_offset(), h2.max_timestamp, h2.total_size() as u64, interval);
+                note(seg, &h2);
                 pos = seg.size;
             }
             _ => return Ok(pos),

@@ -50,6 +50,10 @@ pub enum MetaUpdate {
 pub struct ClusterMeta {
     pub cluster_id: String,
     pub topics: BTreeMap<String, TopicMeta>,
+    /// Producer ids below this may have been handed out; after a restart
+    /// allocation resumes here, so an id is never reused.
+    #[serde(default)]
+    pub producer_id_block_end: i64,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }

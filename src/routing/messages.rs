@@ -82,6 +82,8 @@ pub enum ShardRequest {
     Apply(MetaUpdate),
     /// A metrics snapshot for a scrape.
     Metrics,
+    /// A new idempotent producer id (controller, shard 0).
+    AllocateProducerId,
 }
 
 pub enum ShardResponse {
@@ -94,4 +96,6 @@ pub enum ShardResponse {
     Controller(Vec<Result<Option<crate::metadata::TopicMeta>, ApiError>>),
     Applied,
     Metrics(Box<crate::metrics::Snapshot>),
+    /// A producer id, or the Kafka error code.
+    ProducerId(Result<i64, i16>),
 }

@@ -79,3 +79,30 @@ async fn commit(shard: &Rc<Shard>, update: MetaUpdate) -> Result<(), ApiError> {
     }
     Ok(())
 }
+
+/// Producer ids are reserved in blocks recorded in the cluster metadata
+/// before any id of the block is handed out.
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// Hand out a new producer id (idempotent producers).
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> Result<i64, i16> {
+    let Some(_guard) = shard.controller_lock.lock().await else {
+        return Err(ec::COORDINATOR_NOT_AVAILABLE);
+    };
+    let end = shard.meta.borrow().producer_id_block_end;
+    let mut next = shard.next_producer_id.get();
+    if next < 0 {
+        next = end; // first use since start: skip whatever was reserved before
+    }
+    if next >= end {
+        let mut meta = shard.meta.borrow().clone();
+        meta.producer_id_block_end = next + PRODUCER_ID_BLOCK;
+        if let Err(e) = store::save(&shard.config.data_dir, &meta).await {
+            tracing::error!("cannot persist producer id block: {e}");
+            return Err(ec::COORDINATOR_NOT_AVAILABLE);
+        }
+        shard.meta.borrow_mut().producer_id_block_end = meta.producer_id_block_end;
+    }
+    shard.next_producer_id.set(next + 1);
+    Ok(next)
+}

@@ -47,6 +47,8 @@ pub struct Shard {
     pub controller_lock: LocalMutex,
     pub clean_start: bool,
     pub shutting_down: Cell<bool>,
+    /// Next producer id to hand out (controller, shard 0).
+    pub next_producer_id: Cell<i64>,
 }
 
 impl Shard {
@@ -62,6 +64,7 @@ impl Shard {
             controller_lock: LocalMutex::default(),
             clean_start,
             shutting_down: Cell::new(false),
+            next_producer_id: Cell::new(-1),
         })
     }
 
@@ -241,6 +244,9 @@ impl Shard {
                 ShardResponse::Applied
             }
             .boxed_local(),
+            ShardRequest::AllocateProducerId => {
+                async move { ShardResponse::ProducerId(controller::allocate_producer_id(&shard).await) }.boxed_local()
+            }
             ShardRequest::Metrics => {
                 let snap = shard.local_metrics();
                 async move { ShardResponse::Metrics(Box::new(snap)) }.boxed_local()

@@ -1,0 +1,204 @@
+//! Idempotent producer state of one partition (pure, no IO).
+//!
+//! For every producer id seen, the partition remembers its epoch and the
+//! sequence ranges and offsets of its last five batches (a producer has at
+//! most five requests in flight). An append is checked against it: a retry
+//! of a batch already in the log is answered with the original offsets
+//! instead of being written twice; a gap or reordering is refused with
+//! OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch with INVALID_PRODUCER_EPOCH.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::protocol::error as ec;
+
+/// Batches remembered per producer for duplicate detection.
+pub const CACHED_BATCHES: usize = 5;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BatchMeta {
+    pub first_seq: i32,
+    pub last_seq: i32,
+    pub first_offset: i64,
+    pub last_offset: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    pub batches: VecDeque<BatchMeta>,
+    pub last_timestamp: i64,
+}
+
+/// What to do with an incoming batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SeqCheck {
+    /// New and in order: append it.
+    Append,
+    /// Already in the log: answer with these offsets, write nothing.
+    Duplicate { first_offset: i64, last_offset: i64 },
+    /// Refuse with this Kafka error code.
+    Reject(i16),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ProducerStates {
+    producers: HashMap<i64, ProducerEntry>,
+}
+
+/// The last sequence of a batch starting at `first_seq` with
+/// `last_offset_delta` (sequences wrap from i32::MAX to 0).
+pub fn last_sequence(first_seq: i32, last_offset_delta: i32) -> i32 {
+    let sum = i64::from(first_seq) + i64::from(last_offset_delta);
+    if sum > i64::from(i32::MAX) {
+        (sum - i64::from(i32::MAX) - 1) as i32
+    } else {
+        sum as i32
+    }
+}
+
+/// `next` follows `last` (sequences wrap from i32::MAX to 0).
+fn follows(last: i32, next: i32) -> bool {
+    if last == i32::MAX {
+        next == 0
+    } else {
+        next == last + 1
+    }
+}
+
+impl ProducerStates {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
+    /// Check a batch from `producer_id` at `epoch` with sequences
+    /// [`first_seq`, `last_seq`].
+    pub fn check(&self, producer_id: i64, epoch: i16, first_seq: i32, last_seq: i32) -> SeqCheck {
+        if first_seq < 0 || last_seq < 0 {
+            return SeqCheck::Reject(ec::INVALID_RECORD);
+        }
+        let Some(e) = self.producers.get(&producer_id) else {
+            // Unknown producer: it must start at 0. Otherwise its state was
+            // lost (expired or a crash); the client resets (KIP-360).
+            return if first_seq == 0 { SeqCheck::Append } else { SeqCheck::Reject(ec::UNKNOWN_PRODUCER_ID) };
+        };
+        if epoch < e.epoch {
+            return SeqCheck::Reject(ec::INVALID_PRODUCER_EPOCH);
+        }
+        if epoch > e.epoch {
+            return if first_seq == 0 { SeqCheck::Append } else { SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER) };
+        }
+        if let Some(b) = e.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
+            return SeqCheck::Duplicate { first_offset: b.first_offset, last_offset: b.last_offset };
+        }
+        match e.batches.back() {
+            Some(last) if follows(last.last_seq, first_seq) => SeqCheck::Append,
+            None if first_seq == 0 => SeqCheck::Append,
+            _ => SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER),
+        }
+    }
+
+    /// Remember an appended batch (also used when replaying the log).
+    pub fn record(&mut self, producer_id: i64, epoch: i16, meta: BatchMeta, timestamp: i64) {
+        let e = self.producers.entry(producer_id).or_default();
+        if epoch != e.epoch {
+            e.epoch = epoch;
+            e.batches.clear();
+        }
+        if e.batches.len() == CACHED_BATCHES {
+            e.batches.pop_front();
+        }
+        e.batches.push_back(meta);
+        e.last_timestamp = e.last_timestamp.max(timestamp);
+    }
+
+    /// Forget producers idle since before `cutoff_ms`
+    /// (producer.id.expiration.ms).
+    pub fn expire(&mut self, cutoff_ms: i64) {
+        self.producers.retain(|_, e| e.last_timestamp >= cutoff_ms);
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    pub fn decode(data: &[u8]) -> Option<Self> {
+        serde_json::from_slice(data).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(first_seq: i32, last_seq: i32, first_offset: i64) -> BatchMeta {
+        BatchMeta { first_seq, last_seq, first_offset, last_offset: first_offset + i64::from(last_seq - first_seq) }
+    }
+
+    #[test]
+    fn in_order_duplicates_and_gaps() {
+        let mut s = ProducerStates::new();
+        assert_eq!(s.check(7, 0, 0, 9), SeqCheck::Append);
+        s.record(7, 0, meta(0, 9, 100), 1);
+        assert_eq!(s.check(7, 0, 10, 19), SeqCheck::Append);
+        s.record(7, 0, meta(10, 19, 110), 2);
+        // a retry of the first batch
+        assert_eq!(s.check(7, 0, 0, 9), SeqCheck::Duplicate { first_offset: 100, last_offset: 109 });
+        // a gap
+        assert_eq!(s.check(7, 0, 30, 39), SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        // an old epoch
+        s.record(7, 1, meta(0, 0, 120), 3);
+        assert_eq!(s.check(7, 0, 20, 29), SeqCheck::Reject(ec::INVALID_PRODUCER_EPOCH));
+        // a new epoch must start at 0
+        assert_eq!(s.check(7, 2, 5, 6), SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(s.check(7, 2, 0, 6), SeqCheck::Append);
+    }
+
+    #[test]
+    fn unknown_producer_must_start_at_zero() {
+        let s = ProducerStates::new();
+        assert_eq!(s.check(1, 0, 0, 0), SeqCheck::Append);
+        assert_eq!(s.check(1, 0, 42, 50), SeqCheck::Reject(ec::UNKNOWN_PRODUCER_ID));
+    }
+
+    #[test]
+    fn only_five_batches_are_remembered() {
+        let mut s = ProducerStates::new();
+        for i in 0..7 {
+            s.record(3, 0, meta(i * 2, i * 2 + 1, i64::from(i) * 2), 0);
+        }
+        assert_eq!(s.get(3).map(|e| e.batches.len()), Some(CACHED_BATCHES));
+        assert!(matches!(s.check(3, 0, 12, 13), SeqCheck::Duplicate { .. }));
+        assert_eq!(s.check(3, 0, 0, 1), SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(s.check(3, 0, 14, 20), SeqCheck::Append);
+    }
+
+    #[test]
+    fn sequences_wrap() {
+        let mut s = ProducerStates::new();
+        s.record(9, 0, BatchMeta { first_seq: i32::MAX - 1, last_seq: i32::MAX, first_offset: 0, last_offset: 1 }, 0);
+        assert_eq!(s.check(9, 0, 0, 3), SeqCheck::Append);
+    }
+
+    #[test]
+    fn snapshot_round_trip_and_expiry() {
+        let mut s = ProducerStates::new();
+        s.record(1, 0, meta(0, 1, 0), 100);
+        s.record(2, 0, meta(0, 1, 2), 500);
+        let back = ProducerStates::decode(&s.encode()).unwrap();
+        assert_eq!(back, s);
+        s.expire(200);
+        assert!(s.get(1).is_none() && s.get(2).is_some());
+    }
+}
