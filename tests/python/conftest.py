@@ -119,9 +119,9 @@ class Broker:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise BrokerError(
-                    f"broker exited with {self.proc.returncode} during startup\n" + self.log_tail()
-                )
+                code = self.proc.returncode
+                self.proc = None  # reported here; not again at teardown
+                raise BrokerError(f"broker exited with {code} during startup\n" + self.log_tail())
             try:
                 with socket.create_connection((self.host, self.port), timeout=1):
                     return
