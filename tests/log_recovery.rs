@@ -234,3 +234,22 @@ fn segments_roll_by_age_and_survive_restart() {
         assert_eq!(read_all(&log, 0).await, all);
     });
 }
+
+#[test]
+fn clean_restart_reads_snapshots_and_indexes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let cfg = topic_config(&[("segment.bytes", "4000")]);
+        let mut log = open(&path, cfg.clone(), false).await;
+        for i in 0..10 {
+            append_and_commit(&mut log, &batch(5, &format!("b{i}"))).await;
+        }
+        drop(log);
+        // A clean start trusts index files when present and copes when a
+        // snapshot or index file is missing.
+        let log = open(&path, cfg, true).await;
+        assert_eq!(log.log_end_offset(), 50);
+        assert_eq!(read_all(&log, 0).await.len(), 50);
+    });
+}

@@ -36,10 +36,28 @@ impl std::str::FromStr for IoMode {
     }
 }
 
+/// Keep the OS error (and so its kind: NotFound, EINVAL, ENOSPC, …) when
+/// turning a glommio error into an io::Error.
 fn gerr(e: glommio::GlommioError<()>) -> io::Error {
     match e {
         glommio::GlommioError::IoError(e) => e,
+        glommio::GlommioError::EnhancedIoError { source, op, path, .. } => {
+            let msg = format!("{op} {}: {source}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+            match source.raw_os_error() {
+                Some(code) => io::Error::new(io::Error::from_raw_os_error(code).kind(), msg),
+                None => io::Error::new(source.kind(), msg),
+            }
+        }
         other => io::Error::other(other.to_string()),
+    }
+}
+
+/// The raw OS error code behind a glommio error, if any.
+fn os_code(e: &glommio::GlommioError<()>) -> Option<i32> {
+    match e {
+        glommio::GlommioError::IoError(e) => e.raw_os_error(),
+        glommio::GlommioError::EnhancedIoError { source, .. } => source.raw_os_error(),
+        _ => None,
     }
 }
 
@@ -102,9 +120,7 @@ impl LogFile {
             IoMode::Direct => match opts.dma_open(path).await {
                 Ok(f) => Kind::Direct(Rc::new(f)),
                 // Some filesystems (tmpfs) refuse O_DIRECT: fall back.
-                Err(glommio::GlommioError::IoError(e))
-                    if e.raw_os_error() == Some(libc::EINVAL) =>
-                {
+                Err(e) if os_code(&e) == Some(libc::EINVAL) => {
                     tracing::warn!(path = %path.display(), "O_DIRECT not supported here, using buffered IO");
                     Kind::Buffered(Rc::new(opts.buffered_open(path).await.map_err(gerr)?))
                 }
@@ -245,9 +261,7 @@ pub async fn write_file(path: &Path, data: Vec<u8>) -> io::Result<()> {
 pub async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let f = match OpenOptions::new().read(true).buffered_open(path).await {
         Ok(f) => f,
-        Err(glommio::GlommioError::IoError(e)) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(None)
-        }
+        Err(e) if os_code(&e) == Some(libc::ENOENT) => return Ok(None),
         Err(e) => return Err(gerr(e)),
     };
     let size = f.file_size().await.map_err(gerr)? as usize;
