@@ -523,14 +523,14 @@ fn to_usize(v: u64) -> anyhow::Result<usize> {
 }
 
 fn seconds(v: f64) -> anyhow::Result<Duration> {
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !(0.0..=1e9).contains(&v) {
         bail!("{v} is not a number of seconds >= 0");
     }
     Ok(Duration::from_secs_f64(v))
 }
 
 fn millis_duration(v: f64) -> anyhow::Result<Duration> {
-    if !v.is_finite() || v < 0.0 || v > 1e9 {
+    if !(0.0..=1e9).contains(&v) {
         bail!("{v} is not a number of milliseconds >= 0");
     }
     Ok(Duration::from_secs_f64(v / 1000.0))

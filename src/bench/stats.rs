@@ -270,7 +270,7 @@ pub fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -408,8 +408,10 @@ mod tests {
 
     #[test]
     fn rendered_summary() {
-        let mut settings = Settings::default();
-        settings.rate = 50_000_000;
+        let settings = Settings {
+            rate: 50_000_000,
+            ..Settings::default()
+        };
         let mut s = Summary {
             workload: "w".into(),
             generator: "ringlog-bench".into(),
