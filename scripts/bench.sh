@@ -23,7 +23,7 @@
 #
 # Environment:
 #   BENCH_BOOTSTRAP=HOST:PORT  use this broker instead of starting ringlog
-#   BENCH_BROKER_PID=PID       with BENCH_BOOTSTRAP: sample this process's CPU/RSS
+#   BENCH_EXTERNAL_PID=PID     with BENCH_BOOTSTRAP: sample this process's CPU/RSS
 #   BENCH_SHARDS               ringlog --shards (default 2)
 #   BENCH_DURATION, BENCH_WARMUP  override the workloads' seconds
 #   BENCH_CATCHUP_BYTES        data written for catch-up-read (default 10GiB)
@@ -88,7 +88,7 @@ run_generator() {
 
 broker_pid() {
     if [[ -n $EXTERNAL ]]; then
-        echo "${BENCH_BROKER_PID:-}"
+        echo "${BENCH_EXTERNAL_PID:-}"
     else
         echo "$BENCH_BROKER_PID"
     fi

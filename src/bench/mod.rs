@@ -52,14 +52,8 @@ pub fn main(args: BenchArgs) -> i32 {
         }
     ));
     if args.prepare {
-        return match cluster::discover(&settings, &log) {
-            Ok(c) => {
-                for (i, name) in c.topics.iter().enumerate() {
-                    let n = c.partitions.iter().filter(|(tp, _)| tp.topic == i).count();
-                    println!("{name} {n}");
-                }
-                0
-            }
+        return match prepare(&settings, &log) {
+            Ok(()) => 0,
             Err(e) => {
                 eprintln!("ringlog bench: {e:#}");
                 2
@@ -89,6 +83,27 @@ pub fn main(args: BenchArgs) -> i32 {
     } else {
         1
     }
+}
+
+/// `--prepare`: create the topics, print "TOPIC PARTITIONS" lines and, with
+/// `--out`, write the resolved settings and topics to settings.json (for
+/// scripts driving other generators with the same workload).
+fn prepare(settings: &Settings, log: &dyn Fn(&str)) -> anyhow::Result<()> {
+    let c = cluster::discover(settings, log)?;
+    let mut topics = Vec::new();
+    for (i, name) in c.topics.iter().enumerate() {
+        let n = c.partitions.iter().filter(|(tp, _)| tp.topic == i).count();
+        println!("{name} {n}");
+        topics.push(serde_json::json!({ "name": name, "partitions": n }));
+    }
+    if let Some(dir) = &settings.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let json = serde_json::json!({ "settings": settings, "topics": topics });
+        let path = dir.join("settings.json");
+        std::fs::write(&path, serde_json::to_string_pretty(&json)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(())
 }
 
 /// summary.json, summary.txt, produce-latency.hgrm and e2e-latency.hgrm.
