@@ -157,6 +157,8 @@ async fn shard_main(
         }
         crate::io::time::sleep(Duration::from_millis(2)).await;
     }
+    // Consumer groups: creates __consumer_offsets (shard 0), loads, runs timers.
+    let groups = crate::io::spawn(crate::shard::groups::run(shard.clone()));
     let listener = Listener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let acceptor = crate::io::spawn(crate::server::accept_loop(shard.clone(), listener));
     if id == 0 {
@@ -177,6 +179,7 @@ async fn shard_main(
     tracing::info!(shard = id, "shutting down");
     shard.shutting_down.set(true);
     shard.flush_wanted.notify_all();
+    drop(groups);
     acceptor.await;
     flusher.await;
     crate::shard::flusher::close_logs(&shard).await;

@@ -3,16 +3,29 @@
 //! response using the shard's metadata and the routing layer.
 
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod produce;
+pub mod sync_group;
 
 use std::rc::Rc;
 
@@ -68,6 +81,23 @@ macro_rules! simple {
     }};
 }
 
+/// Like `simple!`, for handlers whose routing must happen in request order
+/// (group requests): `start` queues the work at the owning shard before the
+/// next request of the connection is read.
+macro_rules! routed {
+    ($ctx:expr, $body:expr, $module:ident) => {{
+        let req = decode_body(&mut $body, $ctx.api_version)
+            .map_err(|e| CloseConnection(format!("malformed {:?} request: {e}", $ctx.api_key)))?;
+        let ctx = $ctx;
+        let pending = $module::start(&ctx, req).await;
+        Ok(async move {
+            let resp = pending.await;
+            respond(&ctx, resp)
+        }
+        .boxed_local())
+    }};
+}
+
 /// Decode and start serving one request. Produce does its routing (the
 /// part that must keep per-connection order) before this returns.
 pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingResponse, CloseConnection> {
@@ -82,6 +112,19 @@ pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingRes
         ApiKey::DescribeConfigs => simple!(ctx, body, describe_configs),
         ApiKey::DescribeCluster => simple!(ctx, body, describe_cluster),
         ApiKey::InitProducerId => simple!(ctx, body, init_producer_id),
+        ApiKey::FindCoordinator => simple!(ctx, body, find_coordinator),
+        ApiKey::JoinGroup => routed!(ctx, body, join_group),
+        ApiKey::SyncGroup => routed!(ctx, body, sync_group),
+        ApiKey::Heartbeat => routed!(ctx, body, heartbeat),
+        ApiKey::LeaveGroup => routed!(ctx, body, leave_group),
+        ApiKey::OffsetCommit => routed!(ctx, body, offset_commit),
+        ApiKey::OffsetFetch => routed!(ctx, body, offset_fetch),
+        ApiKey::OffsetDelete => routed!(ctx, body, offset_delete),
+        ApiKey::DescribeGroups => routed!(ctx, body, describe_groups),
+        ApiKey::ListGroups => simple!(ctx, body, list_groups),
+        ApiKey::DeleteGroups => routed!(ctx, body, delete_groups),
+        ApiKey::ConsumerGroupHeartbeat => routed!(ctx, body, consumer_group_heartbeat),
+        ApiKey::ConsumerGroupDescribe => routed!(ctx, body, consumer_group_describe),
         ApiKey::Produce => {
             let req = decode_body(&mut body, ctx.api_version)
                 .map_err(|e| CloseConnection(format!("malformed Produce request: {e}")))?;

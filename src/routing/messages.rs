@@ -80,6 +80,8 @@ pub enum ShardRequest {
     Controller(ControllerOp),
     /// From the controller: apply a metadata change (open/remove logs).
     Apply(MetaUpdate),
+    /// For the shard coordinating a consumer group.
+    Group(crate::shard::groups::GroupRequest),
     /// A metrics snapshot for a scrape.
     Metrics,
     /// A new idempotent producer id (controller, shard 0).
@@ -95,6 +97,7 @@ pub enum ShardResponse {
     /// Per item of the controller op: Ok or an error, in request order.
     Controller(Vec<Result<Option<crate::metadata::TopicMeta>, ApiError>>),
     Applied,
+    Group(crate::shard::groups::GroupResponse),
     Metrics(Box<crate::metrics::Snapshot>),
     /// A producer id, or the Kafka error code.
     ProducerId(Result<i64, i16>),

@@ -4,6 +4,7 @@
 
 pub mod controller;
 pub mod flusher;
+pub mod groups;
 pub mod ops;
 
 use std::cell::{Cell, RefCell};
@@ -49,10 +50,13 @@ pub struct Shard {
     pub shutting_down: Cell<bool>,
     /// Next producer id to hand out (controller, shard 0).
     pub next_producer_id: Cell<i64>,
+    /// Coordinator of the consumer groups whose offsets partitions this shard owns.
+    pub groups: groups::Groups,
 }
 
 impl Shard {
     pub fn new(id: usize, config: Rc<BrokerConfig>, meta: ClusterMeta, router: Router, clean_start: bool) -> Rc<Self> {
+        let groups = groups::Groups::new(&config);
         Rc::new(Shard {
             id,
             config,
@@ -65,6 +69,7 @@ impl Shard {
             clean_start,
             shutting_down: Cell::new(false),
             next_producer_id: Cell::new(-1),
+            groups,
         })
     }
 
@@ -244,6 +249,7 @@ impl Shard {
                 ShardResponse::Applied
             }
             .boxed_local(),
+            ShardRequest::Group(req) => groups::handle(&shard, req).map(ShardResponse::Group).boxed_local(),
             ShardRequest::AllocateProducerId => {
                 async move { ShardResponse::ProducerId(controller::allocate_producer_id(&shard).await) }.boxed_local()
             }

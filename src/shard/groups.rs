@@ -1,0 +1,1036 @@
+//! The async shell around the consumer group state machines ([`crate::group`]).
+//!
+//! Every group belongs to one `__consumer_offsets` partition
+//! ([`partition_for_group`]) and is coordinated by the shard owning that
+//! partition. That shard keeps one [`GroupCoordinatorState`] for all of its
+//! groups and drives it:
+//!
+//! * requests arrive as [`GroupRequest`]s (routed over the mesh like
+//!   partition requests); the state machine runs synchronously when the
+//!   request is handled, so requests keep their arrival order;
+//! * the effects of each call are executed as one batch: the records are
+//!   appended to the group's offsets partition through the produce path
+//!   (validated, staged, fsynced by the group-commit loop) and only once they
+//!   are durable are the batch's responses released: the caller's own reply
+//!   and any parked JoinGroup/SyncGroup completed by the call. A failed write
+//!   answers the batch with NOT_COORDINATOR and reloads the shard's groups
+//!   from the log (the in-memory state got ahead of it);
+//! * parked JoinGroup/SyncGroup requests wait on a oneshot keyed by their
+//!   token;
+//! * one task per shard ([`run`]) creates the internal topic (shard 0),
+//!   loads the groups by replaying the shard's offsets partitions, and then
+//!   sleeps until the state's next deadline (or until a request moves it
+//!   earlier) to call `poll`: rebalance, session and sync timeouts and
+//!   offset expiration.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use futures::FutureExt;
+
+use crate::config::BrokerConfig;
+use crate::group::assignor::ServerAssignor;
+use crate::group::classic::{
+    DescribedGroup, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+};
+use crate::group::consumer::{
+    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribedConsumerGroup,
+};
+use crate::group::error::{self as gerr, ApiError, ErrorCode};
+use crate::group::offsets::{
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
+    OffsetFetchRequest, OffsetFetchResponse,
+};
+use crate::group::records::{partition_for_group, Record};
+use crate::group::{
+    DeletableGroupResult, Effect, GroupConfig, GroupCoordinatorState, ListedGroup, RandomIds,
+    RequestToken, TopicId, TopicInfo, TopicLookup,
+};
+use crate::io::notify::Notify;
+use crate::io::sync::{oneshot, OneshotSender};
+use crate::io::time::{now_ms, sleep, timeout};
+use crate::metadata::controller::CreateTopic;
+use crate::metadata::{ClusterMeta, OFFSETS_TOPIC};
+use crate::protocol::error as ec;
+use crate::record;
+use crate::routing::{ControllerOp, FetchPart, ProducePart, ShardRequest, ShardResponse};
+
+use super::{ops, PartitionRef, Shard};
+
+/// How long an append to `__consumer_offsets` may take to become durable.
+const WRITE_TIMEOUT_MS: i32 = 30_000;
+/// Bytes read per fetch while loading.
+const LOAD_READ_BYTES: usize = 4 << 20;
+/// Pause before retrying a failed topic creation or load.
+const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Kafka's error for an offset commit too large to be written.
+const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = 28;
+/// Segment size of the internal topic (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+
+/// A group request for the coordinating shard.
+pub enum GroupRequest {
+    Join(JoinGroupRequest),
+    Sync(SyncGroupRequest),
+    Heartbeat(HeartbeatRequest),
+    Leave(LeaveGroupRequest),
+    /// DescribeGroups for these ids (all coordinated by the target shard).
+    Describe(Vec<String>),
+    /// ListGroups of the target shard.
+    List {
+        states: Vec<String>,
+        types: Vec<String>,
+    },
+    Delete(Vec<String>),
+    OffsetCommit(OffsetCommitRequest),
+    /// One request per group (OffsetFetch v8+ batches groups).
+    OffsetFetch(Vec<OffsetFetchRequest>),
+    OffsetDelete(OffsetDeleteRequest),
+    ConsumerHeartbeat(ConsumerGroupHeartbeatRequest),
+    ConsumerDescribe(Vec<String>),
+}
+
+/// The reply to a [`GroupRequest`], in the same shape.
+pub enum GroupResponse {
+    Join(JoinGroupResponse),
+    Sync(SyncGroupResponse),
+    Heartbeat(HeartbeatResponse),
+    Leave(LeaveGroupResponse),
+    /// Groups that do not exist (or are not classic) have
+    /// GROUP_ID_NOT_FOUND; older DescribeGroups versions report them Dead.
+    Describe(Vec<DescribedGroup>),
+    List(Result<Vec<ListedGroup>, ErrorCode>),
+    Delete(Vec<DeletableGroupResult>),
+    OffsetCommit(OffsetCommitResponse),
+    OffsetFetch(Vec<OffsetFetchResponse>),
+    OffsetDelete(OffsetDeleteResponse),
+    ConsumerHeartbeat(ConsumerGroupHeartbeatResponse),
+    ConsumerDescribe(Vec<DescribedConsumerGroup>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Status {
+    /// Not loaded yet, or reloading after a failed write.
+    Loading,
+    Active,
+}
+
+/// One shard's group coordinator.
+pub struct Groups {
+    state: RefCell<GroupCoordinatorState>,
+    status: Cell<Status>,
+    /// Set when a failed write requires reloading from the log.
+    reload_wanted: Cell<bool>,
+    joins: RefCell<HashMap<RequestToken, OneshotSender<JoinGroupResponse>>>,
+    syncs: RefCell<HashMap<RequestToken, OneshotSender<SyncGroupResponse>>>,
+    next_token: Cell<RequestToken>,
+    /// Wakes the timer task (earlier deadline, reload, shutdown).
+    wake: Notify,
+    /// The deadline the timer task sleeps until.
+    timer_deadline: Cell<i64>,
+}
+
+fn prop<T: std::str::FromStr>(cfg: &BrokerConfig, name: &str, default: T) -> T {
+    cfg.properties
+        .get(name)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+/// The coordinator settings from the broker's Kafka properties.
+pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
+    let mut g = GroupConfig::default();
+    let c = &mut g.classic;
+    c.min_session_timeout_ms = prop(
+        cfg,
+        "group.min.session.timeout.ms",
+        c.min_session_timeout_ms,
+    );
+    c.max_session_timeout_ms = prop(
+        cfg,
+        "group.max.session.timeout.ms",
+        c.max_session_timeout_ms,
+    );
+    c.initial_rebalance_delay_ms = prop(
+        cfg,
+        "group.initial.rebalance.delay.ms",
+        c.initial_rebalance_delay_ms,
+    )
+    .max(0);
+    let classic_max: i64 = prop(
+        cfg,
+        "group.classic.max.size",
+        prop(cfg, "group.max.size", i64::from(i32::MAX)),
+    );
+    c.max_size = usize::try_from(classic_max.max(1)).unwrap_or(usize::MAX);
+    let k = &mut g.consumer;
+    k.session_timeout_ms = prop(
+        cfg,
+        "group.consumer.session.timeout.ms",
+        k.session_timeout_ms,
+    )
+    .max(1);
+    k.heartbeat_interval_ms = prop(
+        cfg,
+        "group.consumer.heartbeat.interval.ms",
+        k.heartbeat_interval_ms,
+    )
+    .max(1);
+    let consumer_max: i64 = prop(cfg, "group.consumer.max.size", i64::from(i32::MAX));
+    k.max_size = usize::try_from(consumer_max.max(1)).unwrap_or(usize::MAX);
+    if let Some(list) = cfg.properties.get("group.consumer.assignors") {
+        let assignors: Vec<ServerAssignor> = list
+            .split(',')
+            .filter_map(|a| {
+                let a = a.trim();
+                // Kafka accepts class names too.
+                let short = a.rsplit('.').next().unwrap_or(a);
+                ServerAssignor::from_name(a).or(match short {
+                    "UniformAssignor" => Some(ServerAssignor::Uniform),
+                    "RangeAssignor" => Some(ServerAssignor::Range),
+                    _ => None,
+                })
+            })
+            .collect();
+        if assignors.is_empty() {
+            tracing::warn!(
+                "group.consumer.assignors = {list:?} names no known assignor; using uniform, range"
+            );
+        } else {
+            k.assignors = assignors;
+        }
+    }
+    let retention_min: i64 = prop(cfg, "offsets.retention.minutes", 10_080i64);
+    g.offsets_retention_ms = retention_min.max(1).saturating_mul(60_000);
+    g.offsets_retention_check_interval_ms = prop(
+        cfg,
+        "offsets.retention.check.interval.ms",
+        g.offsets_retention_check_interval_ms,
+    )
+    .max(1);
+    g.offset_metadata_max_bytes = prop(
+        cfg,
+        "offset.metadata.max.bytes",
+        g.offset_metadata_max_bytes,
+    );
+    g
+}
+
+impl Groups {
+    pub fn new(cfg: &BrokerConfig) -> Self {
+        Groups {
+            state: RefCell::new(GroupCoordinatorState::new(
+                group_config(cfg),
+                Box::new(RandomIds),
+                now_ms(),
+            )),
+            status: Cell::new(Status::Loading),
+            reload_wanted: Cell::new(false),
+            joins: RefCell::new(HashMap::new()),
+            syncs: RefCell::new(HashMap::new()),
+            next_token: Cell::new(1),
+            wake: Notify::new(),
+            timer_deadline: Cell::new(i64::MAX),
+        }
+    }
+
+    /// Whether this shard's groups are loaded and served.
+    pub fn is_active(&self) -> bool {
+        self.status.get() == Status::Active
+    }
+
+    fn token(&self) -> RequestToken {
+        let t = self.next_token.get();
+        self.next_token.set(t.wrapping_add(1));
+        t
+    }
+
+    /// After a call that may have moved the next deadline earlier.
+    fn rearm(&self) {
+        if let Some(d) = self.state.borrow().next_deadline() {
+            if d < self.timer_deadline.get() {
+                self.wake.notify_all();
+            }
+        }
+    }
+
+    /// Release parked JoinGroup/SyncGroup responses, replaced by `error`
+    /// when the batch that produced them could not be written.
+    fn deliver(&self, completions: Vec<Effect>, error: Option<ErrorCode>) {
+        for c in completions {
+            match c {
+                Effect::CompleteJoin { token, response } => {
+                    let response = match error {
+                        Some(code) => JoinGroupResponse::error(code, response.member_id),
+                        None => response,
+                    };
+                    if let Some(tx) = self.joins.borrow_mut().remove(&token) {
+                        tx.send(response);
+                    }
+                }
+                Effect::CompleteSync { token, response } => {
+                    let response = match error {
+                        Some(code) => SyncGroupResponse::error(code),
+                        None => response,
+                    };
+                    if let Some(tx) = self.syncs.borrow_mut().remove(&token) {
+                        tx.send(response);
+                    }
+                }
+                Effect::Persist(_) => {}
+            }
+        }
+    }
+
+    /// A write failed: the in-memory state is ahead of the log. Answer every
+    /// parked request with NOT_COORDINATOR and have the group task reload.
+    fn fail(&self) {
+        if self.status.get() != Status::Active {
+            return;
+        }
+        tracing::warn!(
+            "a __consumer_offsets write failed: reloading this shard's groups from the log"
+        );
+        self.status.set(Status::Loading);
+        self.reload_wanted.set(true);
+        let effects = self.state.borrow_mut().unload();
+        self.deliver(effects, None);
+        self.wake.notify_all();
+    }
+}
+
+/// Topic metadata for the KIP-848 coordinator, from the shard's metadata copy.
+struct MetaTopics<'a>(&'a ClusterMeta);
+
+impl TopicLookup for MetaTopics<'_> {
+    fn topic(&self, name: &str) -> Option<TopicInfo> {
+        let t = self.0.topic(name)?;
+        Some(TopicInfo {
+            topic_id: *t.id.as_bytes(),
+            partitions: i32::try_from(t.partitions.len()).unwrap_or(i32::MAX),
+        })
+    }
+
+    fn topic_name(&self, topic_id: &TopicId) -> Option<String> {
+        self.0
+            .topic_by_id(&uuid::Uuid::from_bytes(*topic_id))
+            .map(|t| t.name.clone())
+    }
+}
+
+/// Number of `__consumer_offsets` partitions, if the topic exists.
+pub fn offsets_partitions(shard: &Shard) -> Option<i32> {
+    let meta = shard.meta.borrow();
+    let t = meta.topic(OFFSETS_TOPIC)?;
+    i32::try_from(t.partitions.len()).ok().filter(|n| *n > 0)
+}
+
+/// The shard coordinating `group_id`, or the error to answer with
+/// (COORDINATOR_NOT_AVAILABLE while the internal topic does not exist).
+pub fn coordinator_shard(shard: &Shard, group_id: &str) -> Result<usize, ErrorCode> {
+    let n = offsets_partitions(shard).ok_or(gerr::COORDINATOR_NOT_AVAILABLE)?;
+    let p = partition_for_group(group_id, n);
+    shard
+        .meta
+        .borrow()
+        .owner(OFFSETS_TOPIC, p)
+        .ok_or(gerr::COORDINATOR_NOT_AVAILABLE)
+}
+
+/// Send a group request to its coordinating shard. Completes once the
+/// request is queued there (keeping per-connection order); the returned
+/// future yields the reply (None if the shard went away).
+pub async fn send(
+    shard: &Rc<Shard>,
+    target: usize,
+    req: GroupRequest,
+) -> LocalBoxFuture<'static, Option<GroupResponse>> {
+    let reply = shard.dispatch(target, ShardRequest::Group(req)).await;
+    async move {
+        match reply.await {
+            Some(ShardResponse::Group(r)) => Some(r),
+            _ => None,
+        }
+    }
+    .boxed_local()
+}
+
+/// Route a request about one group to its coordinating shard (queued there
+/// before this returns, keeping per-connection order). The future yields
+/// the reply picked by `unwrap`, or `on_error(code)` when the group cannot
+/// be routed or the shard did not answer.
+pub async fn route_one<T: 'static>(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    req: GroupRequest,
+    unwrap: impl FnOnce(GroupResponse) -> Option<T> + 'static,
+    on_error: impl FnOnce(ErrorCode) -> T + 'static,
+) -> LocalBoxFuture<'static, T> {
+    let target = match coordinator_shard(shard, group_id) {
+        Ok(t) => t,
+        Err(code) => return ready(on_error(code)),
+    };
+    let reply = send(shard, target, req).await;
+    async move {
+        match reply.await.and_then(unwrap) {
+            Some(r) => r,
+            None => on_error(gerr::COORDINATOR_NOT_AVAILABLE),
+        }
+    }
+    .boxed_local()
+}
+
+/// Indexes of group ids by coordinating shard, and the indexes that cannot
+/// be routed with their error.
+pub type SplitGroups = (BTreeMap<usize, Vec<usize>>, Vec<(usize, ErrorCode)>);
+
+/// Group ids split by coordinating shard.
+pub fn split_by_shard(shard: &Shard, ids: &[String]) -> SplitGroups {
+    let mut routed: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    let mut errors = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        match coordinator_shard(shard, id) {
+            Ok(s) => routed.entry(s).or_default().push(i),
+            Err(code) => errors.push((i, code)),
+        }
+    }
+    (routed, errors)
+}
+
+/// Whether this shard may serve requests for `group_id` now.
+fn check(shard: &Shard, group_id: &str) -> Result<(), ErrorCode> {
+    if !shard.groups.is_active() {
+        return Err(gerr::COORDINATOR_LOAD_IN_PROGRESS);
+    }
+    match coordinator_shard(shard, group_id)? {
+        s if s == shard.id => Ok(()),
+        _ => Err(gerr::NOT_COORDINATOR),
+    }
+}
+
+fn ready<T: 'static>(v: T) -> LocalBoxFuture<'static, T> {
+    futures::future::ready(v).boxed_local()
+}
+
+/// Map the error of a failed `__consumer_offsets` append to what the
+/// requests of that batch are told.
+fn write_error(code: i16) -> ErrorCode {
+    match code {
+        ec::MESSAGE_TOO_LARGE | ec::RECORD_LIST_TOO_LARGE => gerr::UNKNOWN_SERVER_ERROR,
+        _ => gerr::NOT_COORDINATOR,
+    }
+}
+
+/// Execute one batch of effects: append the records (now, in order), then
+/// once they are durable release the batch's completions. The returned
+/// future yields the write's outcome; the work itself runs as a detached
+/// task so parked requests of other clients are answered even if the
+/// caller goes away.
+fn execute(
+    shard: &Rc<Shard>,
+    effects: Vec<Effect>,
+) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
+    let (records, completions): (Vec<Effect>, Vec<Effect>) = effects
+        .into_iter()
+        .partition(|e| matches!(e, Effect::Persist(_)));
+    let groups = &shard.groups;
+    if records.is_empty() {
+        groups.deliver(completions, None);
+        return ready(Ok(()));
+    }
+    let records: Vec<Record> = records
+        .into_iter()
+        .filter_map(|e| match e {
+            Effect::Persist(r) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let parts = match build_parts(shard, &records) {
+        Ok(p) => p,
+        Err(code) => {
+            groups.deliver(completions, Some(code));
+            groups.fail();
+            return ready(Err(code));
+        }
+    };
+    let written = ops::produce(shard, parts, -1, WRITE_TIMEOUT_MS);
+    let (tx, rx) = oneshot();
+    let shard = shard.clone();
+    crate::io::executor::spawn_detached(async move {
+        let results = written.await;
+        let failed = results.iter().find(|r| r.error != ec::NONE).map(|r| {
+            tracing::warn!(
+                error = r.error,
+                "__consumer_offsets append failed: {}",
+                r.message.as_deref().unwrap_or("")
+            );
+            write_error(r.error)
+        });
+        shard.groups.deliver(completions, failed);
+        if failed.is_some() {
+            shard.groups.fail();
+        }
+        tx.send(failed.map_or(Ok(()), Err));
+    });
+    async move { rx.await.unwrap_or(Err(gerr::NOT_COORDINATOR)) }.boxed_local()
+}
+
+/// Encode records into produce payloads, one per offsets partition (several
+/// batches when they exceed the partition's `max.message.bytes`).
+fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, ErrorCode> {
+    let n = offsets_partitions(shard).ok_or(gerr::NOT_COORDINATOR)?;
+    let mut by_partition: BTreeMap<i32, Vec<(Bytes, Option<Bytes>)>> = BTreeMap::new();
+    for r in records {
+        let p = partition_for_group(r.key.group_id(), n);
+        by_partition.entry(p).or_default().push(r.encode());
+    }
+    let now = now_ms();
+    let mut parts = Vec::with_capacity(by_partition.len());
+    for (p, encoded) in by_partition {
+        let max = shard
+            .partition(OFFSETS_TOPIC, p)
+            .map(|part| part.log.borrow().config.max_message_bytes)
+            .ok_or(gerr::NOT_COORDINATOR)?;
+        let mut payload = Vec::new();
+        let mut chunk: Vec<record::Record<'_>> = Vec::new();
+        let mut chunk_bytes = 0usize;
+        for (k, v) in &encoded {
+            let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
+            if !chunk.is_empty() && chunk_bytes + size + 128 > max {
+                payload.extend_from_slice(&record::build_batch(
+                    0,
+                    now,
+                    record::Compression::None,
+                    &chunk,
+                ));
+                chunk.clear();
+                chunk_bytes = 0;
+            }
+            chunk.push(record::Record {
+                key: Some(k),
+                value: v.as_deref(),
+                headers: &[],
+                timestamp_delta: 0,
+            });
+            chunk_bytes += size;
+        }
+        if !chunk.is_empty() {
+            payload.extend_from_slice(&record::build_batch(
+                0,
+                now,
+                record::Compression::None,
+                &chunk,
+            ));
+        }
+        parts.push(ProducePart {
+            topic: OFFSETS_TOPIC.to_string(),
+            partition: p,
+            records: Bytes::from(payload),
+        });
+    }
+    Ok(parts)
+}
+
+/// Answer a response-bearing call once its effects are durable; on a failed
+/// write answer `on_error(code)` instead.
+fn after_write<R: 'static>(
+    shard: &Rc<Shard>,
+    effects: Vec<Effect>,
+    response: R,
+    on_error: impl FnOnce(R, ErrorCode) -> R + 'static,
+) -> LocalBoxFuture<'static, R> {
+    let written = execute(shard, effects);
+    shard.groups.rearm();
+    async move {
+        match written.await {
+            Ok(()) => response,
+            Err(code) => on_error(response, code),
+        }
+    }
+    .boxed_local()
+}
+
+/// Run a group request on this (the coordinating) shard. The state machine
+/// runs before this returns; the future completes the request.
+pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, GroupResponse> {
+    let now = now_ms();
+    let groups = &shard.groups;
+    match req {
+        GroupRequest::Join(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::Join(JoinGroupResponse::error(
+                    code,
+                    r.member_id,
+                )));
+            }
+            let token = groups.token();
+            let (tx, rx) = oneshot();
+            groups.joins.borrow_mut().insert(token, tx);
+            let effects = groups.state.borrow_mut().join_group(token, r, now);
+            let written = execute(shard, effects);
+            groups.rearm();
+            async move {
+                let _ = written.await;
+                GroupResponse::Join(
+                    rx.await
+                        .unwrap_or_else(|| JoinGroupResponse::error(gerr::NOT_COORDINATOR, "")),
+                )
+            }
+            .boxed_local()
+        }
+        GroupRequest::Sync(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::Sync(SyncGroupResponse::error(code)));
+            }
+            let token = groups.token();
+            let (tx, rx) = oneshot();
+            groups.syncs.borrow_mut().insert(token, tx);
+            let effects = groups.state.borrow_mut().sync_group(token, r, now);
+            let written = execute(shard, effects);
+            groups.rearm();
+            async move {
+                let _ = written.await;
+                GroupResponse::Sync(
+                    rx.await
+                        .unwrap_or_else(|| SyncGroupResponse::error(gerr::NOT_COORDINATOR)),
+                )
+            }
+            .boxed_local()
+        }
+        GroupRequest::Heartbeat(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::Heartbeat(HeartbeatResponse {
+                    error_code: code,
+                }));
+            }
+            let resp = groups.state.borrow_mut().heartbeat(&r, now);
+            groups.rearm();
+            ready(GroupResponse::Heartbeat(resp))
+        }
+        GroupRequest::Leave(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::Leave(LeaveGroupResponse {
+                    error_code: code,
+                    members: Vec::new(),
+                }));
+            }
+            let outcome = groups.state.borrow_mut().leave_group(&r, now);
+            after_write(shard, outcome.effects, outcome.response, |_, code| {
+                LeaveGroupResponse {
+                    error_code: code,
+                    members: Vec::new(),
+                }
+            })
+            .map(GroupResponse::Leave)
+            .boxed_local()
+        }
+        GroupRequest::Describe(ids) => {
+            let state = groups.state.borrow();
+            let out = ids
+                .iter()
+                .map(|id| match check(shard, id) {
+                    Err(code) => DescribedGroup {
+                        error_code: code,
+                        ..DescribedGroup::dead(id)
+                    },
+                    Ok(()) if state.classic_group(id).is_none() => DescribedGroup {
+                        error_code: gerr::GROUP_ID_NOT_FOUND,
+                        ..DescribedGroup::dead(id)
+                    },
+                    Ok(()) => state
+                        .describe_groups(std::slice::from_ref(id))
+                        .pop()
+                        .unwrap_or_else(|| DescribedGroup::dead(id)),
+                })
+                .collect();
+            ready(GroupResponse::Describe(out))
+        }
+        GroupRequest::List { states, types } => {
+            if !groups.is_active() {
+                return ready(GroupResponse::List(Err(gerr::COORDINATOR_LOAD_IN_PROGRESS)));
+            }
+            ready(GroupResponse::List(Ok(groups
+                .state
+                .borrow()
+                .list_groups(&states, &types))))
+        }
+        GroupRequest::Delete(ids) => {
+            let mut results: Vec<Option<DeletableGroupResult>> = Vec::with_capacity(ids.len());
+            let mut deletable = Vec::new();
+            for id in &ids {
+                match check(shard, id) {
+                    Ok(()) => {
+                        results.push(None);
+                        deletable.push(id.clone());
+                    }
+                    Err(code) => results.push(Some(DeletableGroupResult {
+                        group_id: id.clone(),
+                        error_code: code,
+                    })),
+                }
+            }
+            let outcome = groups.state.borrow_mut().delete_groups(&deletable);
+            let mut done = outcome.response.into_iter();
+            let merged: Vec<DeletableGroupResult> = results
+                .into_iter()
+                .zip(ids.iter())
+                .map(|(r, id)| {
+                    r.or_else(|| done.next())
+                        .unwrap_or_else(|| DeletableGroupResult {
+                            group_id: id.clone(),
+                            error_code: gerr::UNKNOWN_SERVER_ERROR,
+                        })
+                })
+                .collect();
+            after_write(shard, outcome.effects, merged, |rs, code| {
+                rs.into_iter()
+                    .map(|r| {
+                        if r.error_code == gerr::NONE {
+                            DeletableGroupResult {
+                                error_code: code,
+                                ..r
+                            }
+                        } else {
+                            r
+                        }
+                    })
+                    .collect()
+            })
+            .map(GroupResponse::Delete)
+            .boxed_local()
+        }
+        GroupRequest::OffsetCommit(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::OffsetCommit(OffsetCommitResponse::error(
+                    &r, code,
+                )));
+            }
+            let outcome = groups.state.borrow_mut().commit_offsets(&r, now);
+            let on_error = move |_: OffsetCommitResponse, code: ErrorCode| {
+                let code = if code == gerr::UNKNOWN_SERVER_ERROR {
+                    INVALID_COMMIT_OFFSET_SIZE
+                } else {
+                    code
+                };
+                OffsetCommitResponse::error(&r, code)
+            };
+            after_write(shard, outcome.effects, outcome.response, on_error)
+                .map(GroupResponse::OffsetCommit)
+                .boxed_local()
+        }
+        GroupRequest::OffsetFetch(reqs) => {
+            let state = groups.state.borrow();
+            let out = reqs
+                .iter()
+                .map(|r| match check(shard, &r.group_id) {
+                    Err(code) => OffsetFetchResponse {
+                        group_id: r.group_id.clone(),
+                        error_code: code,
+                        topics: Vec::new(),
+                    },
+                    Ok(()) => state.fetch_offsets(r),
+                })
+                .collect();
+            ready(GroupResponse::OffsetFetch(out))
+        }
+        GroupRequest::OffsetDelete(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::OffsetDelete(OffsetDeleteResponse {
+                    error_code: code,
+                    topics: Vec::new(),
+                }));
+            }
+            let outcome = groups.state.borrow_mut().delete_offsets(&r);
+            after_write(shard, outcome.effects, outcome.response, |_, code| {
+                OffsetDeleteResponse {
+                    error_code: code,
+                    topics: Vec::new(),
+                }
+            })
+            .map(GroupResponse::OffsetDelete)
+            .boxed_local()
+        }
+        GroupRequest::ConsumerHeartbeat(r) => {
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::ConsumerHeartbeat(
+                    ConsumerGroupHeartbeatResponse::error(ApiError::new(code)),
+                ));
+            }
+            let outcome = {
+                let meta = shard.meta.borrow();
+                groups
+                    .state
+                    .borrow_mut()
+                    .consumer_group_heartbeat(&r, now, &MetaTopics(&meta))
+            };
+            after_write(shard, outcome.effects, outcome.response, |_, code| {
+                ConsumerGroupHeartbeatResponse::error(ApiError::new(code))
+            })
+            .map(GroupResponse::ConsumerHeartbeat)
+            .boxed_local()
+        }
+        GroupRequest::ConsumerDescribe(ids) => {
+            let meta = shard.meta.borrow();
+            let state = groups.state.borrow();
+            let out = ids
+                .iter()
+                .map(|id| match check(shard, id) {
+                    Err(code) => DescribedConsumerGroup::error(id, ApiError::new(code)),
+                    Ok(()) => state
+                        .consumer_group_describe(std::slice::from_ref(id), &MetaTopics(&meta))
+                        .pop()
+                        .unwrap_or_else(|| {
+                            DescribedConsumerGroup::error(
+                                id,
+                                ApiError::new(gerr::UNKNOWN_SERVER_ERROR),
+                            )
+                        }),
+                })
+                .collect();
+            ready(GroupResponse::ConsumerDescribe(out))
+        }
+    }
+}
+
+// --- the per-shard task ------------------------------------------------------------
+
+/// Create `__consumer_offsets` (shard 0, when missing) with Kafka's settings
+/// for it: `offsets.topic.num.partitions` partitions, compacted.
+async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), String> {
+    if shard.meta.borrow().topic(OFFSETS_TOPIC).is_some() {
+        return Ok(());
+    }
+    let op = ControllerOp::CreateTopics {
+        topics: vec![CreateTopic {
+            name: OFFSETS_TOPIC.to_string(),
+            num_partitions: shard.config.offsets_topic_partitions,
+            replication_factor: 1,
+            assignments: Vec::new(),
+            configs: vec![
+                ("cleanup.policy".to_string(), Some("compact".to_string())),
+                ("compression.type".to_string(), Some("producer".to_string())),
+                (
+                    "segment.bytes".to_string(),
+                    Some(OFFSETS_SEGMENT_BYTES.to_string()),
+                ),
+            ],
+        }],
+        validate_only: false,
+    };
+    match shard.dispatch(0, ShardRequest::Controller(op)).await.await {
+        Some(ShardResponse::Controller(mut results)) => match results.pop() {
+            Some(Ok(_)) => {
+                tracing::info!(
+                    partitions = shard.config.offsets_topic_partitions,
+                    "created {OFFSETS_TOPIC}"
+                );
+                Ok(())
+            }
+            Some(Err(e)) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
+            Some(Err(e)) => Err(format!("{} (error {})", e.message, e.code)),
+            None => Err("no result".to_string()),
+        },
+        _ => Err("controller unavailable".to_string()),
+    }
+}
+
+/// This shard's `__consumer_offsets` partitions, in partition order.
+fn owned_offsets_partitions(shard: &Shard) -> Vec<PartitionRef> {
+    let n = offsets_partitions(shard).unwrap_or(0);
+    (0..n)
+        .filter_map(|p| shard.partition(OFFSETS_TOPIC, p))
+        .collect()
+}
+
+/// Rebuild the groups of this shard by replaying its offsets partitions.
+async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
+    let mut replayed = 0usize;
+    for p in owned_offsets_partitions(shard) {
+        // Appends still in flight (from before a failed write) are either
+        // made durable or failed first, so the replay sees the final log.
+        let end = p.log.borrow().log_end_offset();
+        ops::wait_high_watermark(&p, end).await.map_err(|code| {
+            format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index)
+        })?;
+        let mut offset = p.log.borrow().log_start_offset();
+        loop {
+            let hwm = p.log.borrow().high_watermark();
+            if offset >= hwm {
+                break;
+            }
+            let part = FetchPart {
+                topic: OFFSETS_TOPIC.to_string(),
+                partition: p.index,
+                offset,
+                max_bytes: LOAD_READ_BYTES,
+            };
+            let Some(r) = ops::fetch(shard, vec![part], LOAD_READ_BYTES).await.pop() else {
+                break;
+            };
+            if r.error != ec::NONE {
+                return Err(format!(
+                    "reading {OFFSETS_TOPIC}-{} at {offset}: error {}",
+                    p.index, r.error
+                ));
+            }
+            if r.batches.is_empty() {
+                break;
+            }
+            let before = offset;
+            replayed += replay_batches(
+                &mut shard.groups.state.borrow_mut(),
+                p.index,
+                &r.batches,
+                &mut offset,
+            );
+            if offset <= before {
+                break;
+            }
+            crate::io::yield_if_needed().await;
+        }
+    }
+    Ok(replayed)
+}
+
+/// Replay the records of `batches` at or after `offset` (advanced past
+/// them). A batch that cannot be decoded is skipped with an error log:
+/// losing one batch of group state beats never serving the groups again.
+fn replay_batches(
+    state: &mut GroupCoordinatorState,
+    partition: i32,
+    batches: &[Bytes],
+    offset: &mut i64,
+) -> usize {
+    let mut replayed = 0;
+    for batch in batches {
+        let Some(h) = record::BatchHeader::parse(batch) else {
+            tracing::error!("{OFFSETS_TOPIC}-{partition}: unreadable batch at offset {offset}; skipping the rest of the read");
+            return replayed;
+        };
+        if h.next_offset() <= *offset {
+            continue;
+        }
+        if !h.is_control() {
+            match record::decode_records(batch) {
+                Ok(records) => {
+                    for rec in records {
+                        let at = h.base_offset + i64::from(rec.offset_delta);
+                        if at < *offset {
+                            continue;
+                        }
+                        let Some(key) = rec.key.as_deref() else {
+                            continue;
+                        };
+                        match state.replay_bytes(key, rec.value.as_deref()) {
+                            Ok(()) => replayed += 1,
+                            Err(e) => {
+                                tracing::warn!("{OFFSETS_TOPIC}-{partition} offset {at}: skipping undecodable record: {e:?}")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::error!(
+                    "{OFFSETS_TOPIC}-{partition}: skipping batch at {}: {e}",
+                    h.base_offset
+                ),
+            }
+        }
+        *offset = h.next_offset();
+    }
+    replayed
+}
+
+/// The group task of a shard: creates the internal topic (shard 0), loads
+/// the groups, then fires their timers until shutdown.
+pub async fn run(shard: Rc<Shard>) {
+    let groups = &shard.groups;
+    // 1. The internal topic.
+    loop {
+        if shard.shutting_down.get() {
+            return;
+        }
+        if shard.id == 0 {
+            match ensure_offsets_topic(&shard).await {
+                Ok(()) => {}
+                Err(e) => tracing::error!("cannot create {OFFSETS_TOPIC}: {e}"),
+            }
+        }
+        if offsets_partitions(&shard).is_some() {
+            break;
+        }
+        sleep(if shard.id == 0 {
+            RETRY_DELAY
+        } else {
+            Duration::from_millis(10)
+        })
+        .await;
+    }
+    if let Some(n) = offsets_partitions(&shard) {
+        if n != shard.config.offsets_topic_partitions {
+            tracing::warn!(
+                "{OFFSETS_TOPIC} has {n} partitions but offsets.topic.num.partitions is {}; using {n}",
+                shard.config.offsets_topic_partitions
+            );
+        }
+    }
+    groups.reload_wanted.set(true);
+    // 2. Load, then serve timers; reload after failed writes.
+    loop {
+        if shard.shutting_down.get() {
+            return;
+        }
+        if groups.reload_wanted.get() {
+            let started = std::time::Instant::now();
+            match load(&shard).await {
+                Ok(records) => {
+                    groups.reload_wanted.set(false);
+                    let effects = groups.state.borrow_mut().on_loaded(now_ms());
+                    groups.status.set(Status::Active);
+                    let n = groups.state.borrow().group_ids().count();
+                    tracing::info!(
+                        shard = shard.id,
+                        groups = n,
+                        records,
+                        ms = started.elapsed().as_millis() as u64,
+                        "consumer groups loaded"
+                    );
+                    drop(execute(&shard, effects));
+                }
+                Err(e) => {
+                    tracing::error!(
+                        shard = shard.id,
+                        "loading consumer groups failed: {e}; retrying"
+                    );
+                    // Drop what was partially replayed before the next attempt.
+                    let effects = groups.state.borrow_mut().unload();
+                    groups.deliver(effects, None);
+                    let _ = timeout(RETRY_DELAY, groups.wake.listen()).await;
+                }
+            }
+            continue;
+        }
+        let listener = groups.wake.listen();
+        let now = now_ms();
+        let deadline = groups.state.borrow().next_deadline().unwrap_or(i64::MAX);
+        if deadline <= now {
+            let effects = {
+                let meta = shard.meta.borrow();
+                groups.state.borrow_mut().poll(now, &MetaTopics(&meta))
+            };
+            drop(execute(&shard, effects));
+            crate::io::yield_if_needed().await;
+            continue;
+        }
+        groups.timer_deadline.set(deadline);
+        let wait = u64::try_from(deadline.saturating_sub(now))
+            .unwrap_or(u64::MAX)
+            .min(3_600_000);
+        let _ = timeout(Duration::from_millis(wait), listener).await;
+        groups.timer_deadline.set(i64::MAX);
+    }
+}
