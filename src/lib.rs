@@ -15,6 +15,7 @@ pub mod alloc;
 pub mod api;
 pub mod bench;
 pub mod broker;
+pub mod cli;
 pub mod config;
 pub mod group;
 pub mod io;

@@ -42,6 +42,8 @@ enum Command {
     },
     /// Load generator for any Kafka-compatible broker (see docs/benchmarks.md).
     Bench(ringlog::bench::BenchArgs),
+    /// Consumer group tools for any Kafka-compatible broker (list, describe, reset-offsets).
+    Group(ringlog::cli::GroupArgs),
 }
 
 fn main() {
@@ -59,5 +61,6 @@ fn main() {
             }
         }
         Command::Bench(args) => std::process::exit(ringlog::bench::main(args)),
+        Command::Group(args) => std::process::exit(ringlog::cli::main(args)),
     }
 }
