@@ -1034,3 +1034,145 @@ pub async fn run(shard: Rc<Shard>) {
         groups.timer_deadline.set(i64::MAX);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Overrides;
+
+    fn broker(props: &[(&str, &str)]) -> BrokerConfig {
+        let mut b = BrokerConfig::load(&Overrides::default()).expect("default config");
+        for (k, v) in props {
+            b.properties.insert((*k).to_string(), (*v).to_string());
+        }
+        b
+    }
+
+    #[test]
+    fn group_config_follows_kafka_properties() {
+        let d = group_config(&broker(&[]));
+        assert_eq!(d, GroupConfig::default());
+        let g = group_config(&broker(&[
+            ("group.initial.rebalance.delay.ms", "0"),
+            ("group.min.session.timeout.ms", "1000"),
+            ("group.max.size", "7"),
+            ("group.consumer.session.timeout.ms", "6000"),
+            ("group.consumer.heartbeat.interval.ms", "500"),
+            (
+                "group.consumer.assignors",
+                "range, org.apache.kafka.coordinator.group.assignor.UniformAssignor",
+            ),
+            ("offsets.retention.minutes", "2"),
+            ("offset.metadata.max.bytes", "10"),
+        ]));
+        assert_eq!(g.classic.initial_rebalance_delay_ms, 0);
+        assert_eq!(g.classic.min_session_timeout_ms, 1000);
+        assert_eq!(g.classic.max_size, 7);
+        assert_eq!(g.consumer.session_timeout_ms, 6000);
+        assert_eq!(g.consumer.heartbeat_interval_ms, 500);
+        assert_eq!(
+            g.consumer.assignors,
+            vec![ServerAssignor::Range, ServerAssignor::Uniform]
+        );
+        assert_eq!(g.offsets_retention_ms, 120_000);
+        assert_eq!(g.offset_metadata_max_bytes, 10);
+        // Garbage keeps the defaults.
+        let g = group_config(&broker(&[
+            ("group.consumer.assignors", "nope"),
+            ("offsets.retention.minutes", "x"),
+        ]));
+        assert_eq!(
+            g.consumer.assignors,
+            GroupConfig::default().consumer.assignors
+        );
+        assert_eq!(
+            g.offsets_retention_ms,
+            GroupConfig::default().offsets_retention_ms
+        );
+    }
+
+    #[test]
+    fn write_errors_map_to_coordinator_errors() {
+        assert_eq!(write_error(ec::KAFKA_STORAGE_ERROR), gerr::NOT_COORDINATOR);
+        assert_eq!(write_error(ec::REQUEST_TIMED_OUT), gerr::NOT_COORDINATOR);
+        assert_eq!(
+            write_error(ec::MESSAGE_TOO_LARGE),
+            gerr::UNKNOWN_SERVER_ERROR
+        );
+    }
+
+    #[test]
+    fn replay_skips_what_was_already_read_and_bad_batches() {
+        let mut state = GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0);
+        let commit = |group: &str, offset: i64| {
+            let req = OffsetCommitRequest {
+                group_id: group.to_string(),
+                generation_id_or_member_epoch: -1,
+                member_id: String::new(),
+                group_instance_id: None,
+                retention_time_ms: -1,
+                topics: vec![crate::group::offsets::OffsetCommitTopic {
+                    name: "t".to_string(),
+                    partitions: vec![crate::group::offsets::OffsetCommitPartition {
+                        partition_index: 0,
+                        committed_offset: offset,
+                        committed_leader_epoch: -1,
+                        committed_metadata: None,
+                    }],
+                }],
+                api_version: 8,
+            };
+            let mut source =
+                GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0);
+            let out = source.commit_offsets(&req, 1);
+            out.effects
+                .into_iter()
+                .filter_map(|e| match e {
+                    Effect::Persist(r) => Some(r.encode()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+        };
+        let batch = |base: i64, recs: Vec<(Bytes, Option<Bytes>)>| {
+            let rs: Vec<record::Record<'_>> = recs
+                .iter()
+                .map(|(k, v)| record::Record {
+                    key: Some(k),
+                    value: v.as_deref(),
+                    headers: &[],
+                    timestamp_delta: 0,
+                })
+                .collect();
+            let mut b = record::build_batch(0, 0, record::Compression::None, &rs);
+            b[..8].copy_from_slice(&base.to_be_bytes());
+            Bytes::from(b)
+        };
+        let b0 = batch(0, commit("g", 5));
+        let b1 = batch(1, commit("g", 9));
+        let mut offset = 1;
+        let n = replay_batches(&mut state, 0, &[b0.clone(), b1.clone()], &mut offset);
+        assert_eq!((n, offset), (1, 2));
+        assert_eq!(
+            state
+                .offsets("g")
+                .and_then(|o| o.get("t", 0))
+                .map(|o| o.committed_offset),
+            Some(9)
+        );
+        // A corrupt batch is skipped, the next one still applies.
+        let mut bad = b0.to_vec();
+        let last = bad.len() - 1;
+        bad[last] ^= 0xff;
+        let mut state = GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0);
+        let mut offset = 0;
+        let n = replay_batches(&mut state, 0, &[Bytes::from(bad), b1], &mut offset);
+        assert_eq!((n, offset), (1, 2));
+        assert_eq!(
+            state
+                .offsets("g")
+                .and_then(|o| o.get("t", 0))
+                .map(|o| o.committed_offset),
+            Some(9)
+        );
+    }
+}
