@@ -134,7 +134,7 @@ build_perf() {
 # rdk_phase MODE OUT_DIR: MODE is tailing | write | catchup
 rdk_phase() {
     python3 - "$1" "$2" "$PERF_BIN" "$BOOTSTRAP" "${BENCH_CATCHUP_BYTES:-10GiB}" <<'PY'
-import json, math, os, re, signal, subprocess, sys, time
+import json, math, os, re, resource, signal, subprocess, sys, time
 
 mode, out, perf, boot, catchup_bytes = sys.argv[1:6]
 prep = json.load(open(os.path.join(os.path.dirname(out), "prepare", "settings.json")))
@@ -330,6 +330,7 @@ summary = {
     "error_codes": {},
     "errors": errors,
     "elapsed_seconds": elapsed,
+    "generator_cpu_seconds": sum(getattr(resource.getrusage(resource.RUSAGE_CHILDREN), f) for f in ("ru_utime", "ru_stime")),
     "ok": not errors,
 }
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
@@ -370,6 +371,7 @@ run_one() {
     mkdir -p "$out"
     local notes=()
     [[ -n ${BENCH_NOTE:-} ]] && notes+=("$BENCH_NOTE")
+    notes+=("$(load_note)")
     if [[ -n $EXTERNAL ]]; then
         BOOTSTRAP=$EXTERNAL
         notes+=("external broker $EXTERNAL")

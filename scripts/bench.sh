@@ -103,6 +103,7 @@ run_one() {
     mkdir -p "$out"
     local notes=()
     [[ -n ${BENCH_NOTE:-} ]] && notes+=("$BENCH_NOTE")
+    notes+=("$(load_note)")
     local bootstrap data=""
     if [[ -n $EXTERNAL ]]; then
         bootstrap=$EXTERNAL

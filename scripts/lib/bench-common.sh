@@ -130,6 +130,12 @@ drop_page_cache() {
     fi
 }
 
+# load_note: the 1-minute load average, for the notes column (others may
+# share the machine).
+load_note() {
+    echo "load $(cut -d' ' -f1 /proc/loadavg)"
+}
+
 git_rev() {
     local rev
     rev="$(git -C "$REPO_ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -183,6 +189,9 @@ cpu_per_gb = "–"
 if cpu and gb:
     cpu_per_gb = "{:.2f}".format(float(cpu) / (gb / 1e9))
 rss_mib = "–" if not rss else "{:.0f}".format(int(rss) / 1024)
+gen_cpu = s.get("generator_cpu_seconds")
+if gen_cpu and gb:
+    notes = (notes + "; " if notes else "") + "generator {:.2f} core-s/GB".format(gen_cpu / (gb / 1e9))
 if not s.get("ok", False):
     errs = "; ".join(s.get("errors", [])[:2] + [f"{k}: {v}" for k, v in s.get("error_codes", {}).items()][:2])
     notes = (notes + "; " if notes else "") + "FAILED: " + errs

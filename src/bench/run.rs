@@ -219,6 +219,7 @@ pub fn run(settings: Settings, log: &dyn Fn(&str)) -> anyhow::Result<RunOutput> 
         error_codes,
         errors,
         unconsumed,
+        generator_cpu_seconds: process_cpu_seconds(),
         ok,
         settings,
     };
@@ -357,4 +358,15 @@ impl Progress {
         self.produced_bytes = pb;
         self.consumed_bytes = qb;
     }
+}
+
+/// User + system CPU time of this process so far.
+fn process_cpu_seconds() -> f64 {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0.0;
+    }
+    let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    tv(ru.ru_utime) + tv(ru.ru_stime)
 }

@@ -186,6 +186,8 @@ pub struct Summary {
     pub errors: Vec<String>,
     /// Messages acknowledged but never consumed (tailing runs).
     pub unconsumed: u64,
+    /// CPU time (user + system) the generator itself used.
+    pub generator_cpu_seconds: f64,
     pub ok: bool,
 }
 
@@ -238,6 +240,15 @@ impl Summary {
         }
         if let Some(l) = &self.e2e_latency_ms {
             let _ = writeln!(s, "end-to-end latency (ms):  {}", l.line());
+        }
+        let gb = self.produce.or(self.consume).map_or(0, |t| t.total_bytes) as f64 / 1e9;
+        if gb > 0.0 {
+            let _ = writeln!(
+                s,
+                "generator CPU:            {:.2} s ({:.2} core-s per GB)",
+                self.generator_cpu_seconds,
+                self.generator_cpu_seconds / gb
+            );
         }
         if self.unconsumed > 0 {
             let _ = writeln!(
@@ -427,6 +438,7 @@ mod tests {
             error_codes: BTreeMap::new(),
             errors: vec![],
             unconsumed: 0,
+            generator_cpu_seconds: 0.5,
             ok: true,
         };
         let text = s.render();
@@ -437,6 +449,10 @@ mod tests {
         );
         assert!(
             text.contains("produce latency (ms):     p50 1.500"),
+            "{text}"
+        );
+        assert!(
+            text.contains("generator CPU:            0.50 s (4882.81 core-s per GB)"),
             "{text}"
         );
         assert!(text.ends_with("result: ok\n"), "{text}");
