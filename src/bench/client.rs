@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::os::fd::AsRawFd;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
@@ -136,6 +137,51 @@ impl FrameReader {
     /// Read the next frame's body. The buffer is reused once the previous
     /// frames (and everything sliced from them) are dropped.
     pub fn read(&mut self, r: &mut impl Read) -> anyhow::Result<Bytes> {
+        let n = self.frame_len(r)?;
+        self.buf.clear();
+        self.buf.reserve(n);
+        self.buf.resize(n, 0);
+        read_exact(r, &mut self.buf[..])?;
+        Ok(self.buf.split().freeze())
+    }
+
+    /// [`FrameReader::read`] from a socket, receiving straight into the
+    /// buffer's spare capacity (no zeroing: fetch responses are large).
+    pub fn read_socket(&mut self, s: &TcpStream) -> anyhow::Result<Bytes> {
+        let n = self.frame_len(&mut &*s)?;
+        self.buf.clear();
+        self.buf.reserve(n);
+        while self.buf.len() < n {
+            let want = n - self.buf.len();
+            let spare = self.buf.spare_capacity_mut();
+            let want = want.min(spare.len());
+            // SAFETY: recv(2) writes at most `want` bytes into the spare
+            // capacity, which is at least that long; only the bytes it
+            // reports written are then included in the buffer's length.
+            let r = unsafe { libc::recv(s.as_raw_fd(), spare.as_mut_ptr().cast(), want, 0) };
+            if r > 0 {
+                let got = (r as usize).min(want);
+                unsafe { self.buf.set_len(self.buf.len() + got) };
+            } else if r == 0 {
+                bail!("the broker closed the connection");
+            } else {
+                let e = std::io::Error::last_os_error();
+                match e.kind() {
+                    std::io::ErrorKind::Interrupted => continue,
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+                        bail!(
+                            "no response from the broker within {} s",
+                            RESPONSE_TIMEOUT.as_secs()
+                        )
+                    }
+                    _ => bail!("reading from the broker: {e}"),
+                }
+            }
+        }
+        Ok(self.buf.split().freeze())
+    }
+
+    fn frame_len(&self, r: &mut impl Read) -> anyhow::Result<usize> {
         let mut len = [0u8; 4];
         read_exact(r, &mut len)?;
         let n = i32::from_be_bytes(len);
@@ -144,11 +190,7 @@ impl FrameReader {
         if n > self.max {
             bail!("broker sent a frame of {n} bytes (limit {})", self.max);
         }
-        self.buf.clear();
-        self.buf.reserve(n);
-        self.buf.resize(n, 0);
-        read_exact(r, &mut self.buf[..])?;
-        Ok(self.buf.split().freeze())
+        Ok(n)
     }
 }
 
@@ -273,7 +315,7 @@ impl Conn {
         let corr = self.send(key, version, body)?;
         let frame = self
             .reader
-            .read(&mut self.stream)
+            .read_socket(&self.stream)
             .with_context(|| format!("waiting for the {key:?} response from {}", self.addr))?;
         decode_response(frame, key, version, corr)
     }
@@ -355,6 +397,36 @@ mod tests {
         assert_eq!(back, resp);
         let e = decode_response::<MetadataResponse>(frame, ApiKey::Metadata, 12, 78).unwrap_err();
         assert!(e.to_string().contains("correlation id 77"), "{e}");
+    }
+
+    #[test]
+    fn frames_from_a_socket() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let t = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut wire = Vec::new();
+            for n in [3usize, 0, 200_000] {
+                wire.extend_from_slice(&(n as i32).to_be_bytes());
+                wire.extend((0..n).map(|i| i as u8));
+            }
+            // Dribble it out in small pieces.
+            for chunk in wire.chunks(7000) {
+                s.write_all(chunk).unwrap();
+            }
+        });
+        let s = TcpStream::connect(addr).unwrap();
+        let mut fr = FrameReader::default();
+        let a = fr.read_socket(&s).unwrap();
+        assert_eq!(&a[..], &[0, 1, 2]);
+        assert!(fr.read_socket(&s).unwrap().is_empty());
+        let c = fr.read_socket(&s).unwrap();
+        assert_eq!(c.len(), 200_000);
+        assert!(c.iter().enumerate().all(|(i, &b)| b == i as u8));
+        drop(a);
+        t.join().unwrap();
+        let e = fr.read_socket(&s).unwrap_err();
+        assert!(e.to_string().contains("closed"), "{e}");
     }
 
     #[test]

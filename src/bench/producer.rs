@@ -405,7 +405,7 @@ impl Writer {
 }
 
 fn read_responses(
-    mut stream: TcpStream,
+    stream: TcpStream,
     versions: Versions,
     rx: Receiver<Sent>,
     shared: Arc<Shared>,
@@ -419,7 +419,7 @@ fn read_responses(
     let warm = shared.warm_ns();
     let c = &shared.counters;
     while let Ok(sent) = rx.recv() {
-        let frame = match frames.read(&mut stream) {
+        let frame = match frames.read_socket(&stream) {
             Ok(f) => f,
             Err(e) => {
                 failure = Some(format!("waiting for a produce response: {e:#}"));
