@@ -45,7 +45,7 @@ async fn append_and_commit(log: &mut PartitionLog, payload: &[u8]) -> i64 {
 
 async fn append_at(log: &mut PartitionLog, payload: &[u8], now_ms: i64) -> i64 {
     let v = record::validate_produce_payload(payload, 1 << 20).unwrap();
-    let info = log.append(payload, &v, now_ms).unwrap();
+    let info = log.append(&Bytes::copy_from_slice(payload), &v, now_ms).unwrap();
     let mut job = log.take_flush_job(0).unwrap();
     execute_writes(&mut job).await.unwrap();
     execute_sync(&job).await.unwrap();
@@ -59,7 +59,11 @@ async fn read_all(log: &PartitionLog, mut offset: i64) -> Vec<String> {
     while offset < log.high_watermark() {
         let batches = match log.plan_read(offset, 64 << 10).unwrap() {
             ReadPlan::Empty => break,
-            ReadPlan::Cached(b) => b,
+            // header and body pieces: join them back into whole batches
+            ReadPlan::Cached(parts) => {
+                let joined = Bytes::from(parts.concat());
+                record::BatchIter::new(&joined, true).map(|(at, h)| joined.slice(at..at + h.total_size())).collect()
+            }
             ReadPlan::File { file, position, len, file_end } => {
                 let data: Bytes = file.read_at(position, len.max((file_end - position) as usize)).await.unwrap();
                 match select_batches(&data, offset, log.high_watermark(), 64 << 10) {
@@ -200,7 +204,7 @@ fn nothing_is_visible_before_the_flush_completes() {
         let mut log = open(&path, topic_config(&[]), false).await;
         let payload = batch(4, "x");
         let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
-        log.append(&payload, &v, 0).unwrap();
+        log.append(&Bytes::from(payload.clone()), &v, 0).unwrap();
         assert_eq!(log.log_end_offset(), 4);
         assert_eq!(log.high_watermark(), 0);
         assert!(matches!(log.plan_read(0, 1 << 20), Ok(ReadPlan::Empty)));

@@ -5,15 +5,13 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
 use futures::FutureExt;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
 use super::RequestContext;
 use crate::protocol::error as ec;
-use crate::protocol::str_bytes;
+use crate::protocol::fetch_response::{PartitionOut, TopicOut};
 use crate::routing::{FetchPart, FetchPartResult, ShardRequest, ShardResponse, WatchPart};
 
 struct Slot {
@@ -25,21 +23,8 @@ struct Slot {
     result: FetchPartResult,
 }
 
-fn concat(batches: &[Bytes]) -> Bytes {
-    match batches {
-        [] => Bytes::new(),
-        [one] => one.clone(),
-        many => {
-            let mut b = BytesMut::with_capacity(many.iter().map(|x| x.len()).sum());
-            for x in many {
-                b.extend_from_slice(x);
-            }
-            b.freeze()
-        }
-    }
-}
-
-pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
+/// Serve a Fetch; the caller encodes the result with the zero-copy encoder.
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
     let shard = &ctx.shard;
     let started = Instant::now();
     let by_id = ctx.api_version >= 13;
@@ -134,26 +119,22 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> FetchResponse {
         )
         .await;
     }
-    let mut responses: Vec<FetchableTopicResponse> = topics
-        .iter()
-        .map(|(name, id)| {
-            FetchableTopicResponse::default().with_topic(TopicName(str_bytes(name))).with_topic_id(*id)
-        })
+    let mut out: Vec<TopicOut> = topics
+        .into_iter()
+        .map(|(name, id)| TopicOut { name, id, partitions: Vec::new() })
         .collect();
     for slot in slots {
-        let r = &slot.result;
-        let data = PartitionData::default()
-            .with_partition_index(slot.partition)
-            .with_error_code(r.error)
-            .with_high_watermark(r.high_watermark)
-            .with_last_stable_offset(r.high_watermark)
-            .with_log_start_offset(r.log_start_offset)
-            .with_aborted_transactions(Some(vec![]))
-            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
-            .with_records(Some(concat(&r.batches)));
-        if let Some(t) = responses.get_mut(slot.topic_index) {
-            t.partitions.push(data);
+        let r = slot.result;
+        if let Some(t) = out.get_mut(slot.topic_index) {
+            t.partitions.push(PartitionOut {
+                partition: slot.partition,
+                error: r.error,
+                high_watermark: r.high_watermark,
+                last_stable_offset: r.high_watermark,
+                log_start_offset: r.log_start_offset,
+                records: r.batches,
+            });
         }
     }
-    FetchResponse::default().with_error_code(ec::NONE).with_session_id(0).with_responses(responses)
+    out
 }

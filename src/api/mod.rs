@@ -51,16 +51,20 @@ pub struct RequestContext {
 
 /// A response being produced: resolves to the encoded frame, or None when
 /// the request gets no response (acks=0 produce).
-pub type PendingResponse = LocalBoxFuture<'static, Option<Bytes>>;
+pub type PendingResponse = LocalBoxFuture<'static, Option<ResponseFrame>>;
+
+/// An encoded response frame in pieces, written back to back (record
+/// batches are not copied into one buffer).
+pub type ResponseFrame = Vec<Bytes>;
 
 /// The request cannot be served; the connection must be closed.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct CloseConnection(pub String);
 
-fn respond<T: Encodable + 'static>(ctx: &RequestContext, body: T) -> Option<Bytes> {
+fn respond<T: Encodable + 'static>(ctx: &RequestContext, body: T) -> Option<ResponseFrame> {
     match encode_response(ctx.api_key, ctx.api_version, ctx.correlation_id, &body) {
-        Ok(b) => Some(b),
+        Ok(b) => Some(vec![b]),
         Err(e) => {
             tracing::error!(api = ?ctx.api_key, version = ctx.api_version, "cannot encode response: {e}");
             None
@@ -104,7 +108,15 @@ pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingRes
     match ctx.api_key {
         ApiKey::ApiVersions => simple!(ctx, body, api_versions),
         ApiKey::Metadata => simple!(ctx, body, metadata),
-        ApiKey::Fetch => simple!(ctx, body, fetch),
+        ApiKey::Fetch => {
+            let req = decode_body(&mut body, ctx.api_version)
+                .map_err(|e| CloseConnection(format!("malformed Fetch request: {e}")))?;
+            Ok(async move {
+                let topics = fetch::handle(&ctx, req).await;
+                Some(crate::protocol::fetch_response::encode(ctx.api_version, ctx.correlation_id, 0, 0, &topics))
+            }
+            .boxed_local())
+        }
         ApiKey::ListOffsets => simple!(ctx, body, list_offsets),
         ApiKey::CreateTopics => simple!(ctx, body, create_topics),
         ApiKey::DeleteTopics => simple!(ctx, body, delete_topics),

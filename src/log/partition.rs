@@ -56,9 +56,28 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
 }
 
+/// A stored batch as two pieces: its patched 61-byte header and the rest of
+/// the batch exactly as the producer sent it (a zero-copy slice of the
+/// request). Written to disk and sent to consumers as the two pieces.
+#[derive(Clone, Debug)]
+pub struct BatchBytes {
+    pub head: Bytes,
+    pub body: Bytes,
+}
+
+impl BatchBytes {
+    pub fn len(&self) -> usize {
+        self.head.len() + self.body.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 struct Staged {
     segment_base: i64,
-    bytes: Bytes,
+    data: BatchBytes,
 }
 
 /// One segment's part of a flush job.
@@ -98,6 +117,7 @@ pub enum ReadPlan {
     /// Nothing at or past this offset yet.
     Empty,
     /// Whole batches from the in-memory cache.
+    /// (Each batch as its header and body pieces.)
     Cached(Vec<Bytes>),
     /// Read `len` bytes at `position` of `file`, then keep whole batches
     /// covering offsets in [`offset`, `high_watermark`).
@@ -112,7 +132,7 @@ pub enum ReadPlan {
 struct CachedBatch {
     base: i64,
     last: i64,
-    bytes: Bytes,
+    data: BatchBytes,
 }
 
 pub struct PartitionLog {
@@ -184,7 +204,7 @@ impl PartitionLog {
     /// acknowledged until a flush job completes.
     pub fn append(
         &mut self,
-        payload: &[u8],
+        payload: &Bytes,
         batches: &ValidatedBatches,
         now_ms: i64,
     ) -> Result<AppendInfo, LogError> {
@@ -195,7 +215,9 @@ impl PartitionLog {
         let mut first: Option<(i64, i64)> = None;
         let start_offset = self.next_offset;
         for span in &batches.batches {
-            let src = payload.get(span.start..span.start + span.len).ok_or(LogError::Storage)?;
+            if span.len < record::BATCH_HEADER_LEN || span.start + span.len > payload.len() {
+                return Err(LogError::Storage);
+            }
             let base = self.next_offset;
             let last = base + i64::from(span.last_offset_delta);
             if span.producer_id >= 0 {
@@ -215,10 +237,12 @@ impl PartitionLog {
                 }
             }
             first.get_or_insert((base, last));
-            let mut buf = BytesMut::from(src);
-            record::rewrite_batch(&mut buf, base, self.leader_epoch, log_append_time);
-            let bytes = buf.freeze();
-            let len = bytes.len() as u64;
+            let split = span.start + record::BATCH_HEADER_LEN;
+            let body = payload.slice(split..span.start + span.len);
+            let mut head = BytesMut::from(&payload[span.start..split]);
+            record::rewrite_header(&mut head, &body, base, self.leader_epoch, log_append_time);
+            let data = BatchBytes { head: head.freeze(), body };
+            let len = data.len() as u64;
             let max_ts = log_append_time.unwrap_or(span.max_timestamp);
             let (segment_bytes, segment_ms) = (self.config.segment_bytes, self.config.segment_ms);
             let must_roll = {
@@ -236,9 +260,9 @@ impl PartitionLog {
             let seg = self.active();
             seg.note_append(base, last, max_ts, len, interval);
             let segment_base = seg.base_offset;
-            self.staged.push(Staged { segment_base, bytes: bytes.clone() });
-            self.staged_bytes += bytes.len();
-            self.cache.push_back(CachedBatch { base, last, bytes });
+            self.staged.push(Staged { segment_base, data: data.clone() });
+            self.staged_bytes += data.len();
+            self.cache.push_back(CachedBatch { base, last, data });
             self.cache_bytes += len as usize;
             self.next_offset = last + 1;
         }
@@ -258,7 +282,7 @@ impl PartitionLog {
     fn trim_cache(&mut self) {
         while self.cache_bytes > self.cache_limit {
             match self.cache.pop_front() {
-                Some(b) => self.cache_bytes -= b.bytes.len(),
+                Some(b) => self.cache_bytes -= b.data.len(),
                 None => break,
             }
         }
@@ -275,7 +299,10 @@ impl PartitionLog {
         let mut writes: Vec<SegmentWrite> = Vec::new();
         for s in staged {
             match writes.last_mut() {
-                Some(w) if w.segment_base == s.segment_base => w.chunks.push(s.bytes),
+                Some(w) if w.segment_base == s.segment_base => {
+                    w.chunks.push(s.data.head);
+                    w.chunks.push(s.data.body);
+                }
                 _ => {
                     let seg = self
                         .segments
@@ -287,7 +314,7 @@ impl PartitionLog {
                         file: seg.file.clone(),
                         start: seg.written,
                         tail: seg.tail.clone(),
-                        chunks: vec![s.bytes],
+                        chunks: vec![s.data.head, s.data.body],
                         seal: None,
                     });
                 }
@@ -346,13 +373,7 @@ impl PartitionLog {
             let added: u64 = w.chunks.iter().map(|c| c.len() as u64).sum();
             seg.written = w.start + added;
             if job.io_mode == IoMode::Direct {
-                let keep = (seg.written % ALIGN) as usize;
-                let mut all = w.tail;
-                for c in &w.chunks {
-                    all.extend_from_slice(c);
-                }
-                let from = all.len().saturating_sub(keep);
-                seg.tail = all.split_off(from);
+                seg.tail = last_bytes(&w.tail, &w.chunks, (seg.written % ALIGN) as usize);
             }
             if w.seal.is_some() {
                 seg.tail = Vec::new();
@@ -390,11 +411,12 @@ impl PartitionLog {
                     if b.base >= self.high_watermark {
                         break;
                     }
-                    if !out.is_empty() && total + b.bytes.len() > max_bytes {
+                    if !out.is_empty() && total + b.data.len() > max_bytes {
                         break;
                     }
-                    total += b.bytes.len();
-                    out.push(b.bytes.clone());
+                    total += b.data.len();
+                    out.push(b.data.head.clone());
+                    out.push(b.data.body.clone());
                 }
                 return Ok(ReadPlan::Cached(out));
             }
@@ -474,6 +496,30 @@ impl PartitionLog {
             })
             .collect()
     }
+}
+
+/// The last `keep` bytes of `tail` followed by `chunks` (the new partial
+/// block after an O_DIRECT append), copying only those bytes.
+fn last_bytes(tail: &[u8], chunks: &[Bytes], keep: usize) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    let mut need = keep;
+    for c in chunks.iter().rev() {
+        if need == 0 {
+            break;
+        }
+        let take = need.min(c.len());
+        parts.push(&c[c.len() - take..]);
+        need -= take;
+    }
+    if need > 0 {
+        let take = need.min(tail.len());
+        parts.push(&tail[tail.len() - take..]);
+    }
+    let mut out = Vec::with_capacity(keep);
+    for p in parts.iter().rev() {
+        out.extend_from_slice(p);
+    }
+    out
 }
 
 /// Execute the writes of a flush job (no sync).

@@ -17,9 +17,14 @@ pub enum FrameError {
 }
 
 /// Reads frames off a connection, reusing one buffer.
+///
+/// `buf[..filled]` holds received bytes; `buf[filled..]` is initialized
+/// spare room that reads go into, so memory is zeroed once when the buffer
+/// grows rather than on every read.
 pub struct FrameReader<R> {
     inner: R,
     buf: BytesMut,
+    filled: usize,
     max: usize,
 }
 
@@ -27,26 +32,20 @@ const READ_CHUNK: usize = 64 * 1024;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
-        FrameReader { inner, buf: BytesMut::with_capacity(READ_CHUNK), max }
+        FrameReader { inner, buf: BytesMut::new(), filled: 0, max }
     }
 
     async fn fill(&mut self, need: usize) -> Result<(), FrameError> {
-        while self.buf.len() < need {
-            let want = (need - self.buf.len()).max(READ_CHUNK);
-            self.buf.reserve(want);
-            let start = self.buf.len();
-            self.buf.resize(start + want, 0);
-            let n = match self.inner.read(&mut self.buf[start..]).await {
-                Ok(n) => n,
-                Err(e) => {
-                    self.buf.truncate(start);
-                    return Err(e.into());
-                }
-            };
-            self.buf.truncate(start + n);
+        while self.filled < need {
+            if self.buf.len() < need || self.buf.len() == self.filled {
+                let target = need.max(self.filled + READ_CHUNK);
+                self.buf.resize(target, 0);
+            }
+            let n = self.inner.read(&mut self.buf[self.filled..]).await?;
             if n == 0 {
                 return Err(FrameError::Closed);
             }
+            self.filled += n;
         }
         Ok(())
     }
@@ -61,9 +60,46 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         if size as usize > self.max {
             return Err(FrameError::TooLarge(size as i64));
         }
-        self.fill(4 + size as usize).await?;
-        let mut frame = self.buf.split_to(4 + size as usize);
+        let total = 4 + size as usize;
+        self.fill(total).await?;
+        let mut frame = self.buf.split_to(total);
+        self.filled -= total;
         let _ = frame.split_to(4);
         Ok(frame.freeze())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(body: &[u8]) -> Vec<u8> {
+        let mut v = (body.len() as i32).to_be_bytes().to_vec();
+        v.extend_from_slice(body);
+        v
+    }
+
+    #[test]
+    fn frames_split_across_reads_and_sizes_checked() {
+        futures_lite::future::block_on(async {
+            let mut input = frame(b"0123456789");
+            input.extend(frame(&[7u8; 100_000]));
+            input.extend(frame(b"abcdefgh"));
+            let mut r = FrameReader::new(&input[..], 1 << 20);
+            assert_eq!(&r.next().await.unwrap()[..], b"0123456789");
+            assert_eq!(r.next().await.unwrap().len(), 100_000);
+            assert_eq!(&r.next().await.unwrap()[..], b"abcdefgh");
+            assert!(matches!(r.next().await, Err(FrameError::Closed)));
+
+            let big = (2_000_000_000i32).to_be_bytes();
+            let mut r = FrameReader::new(&big[..], 1 << 20);
+            assert!(matches!(r.next().await, Err(FrameError::TooLarge(_))));
+            let neg = (-5i32).to_be_bytes();
+            let mut r = FrameReader::new(&neg[..], 1 << 20);
+            assert!(matches!(r.next().await, Err(FrameError::Invalid(-5))));
+            let torn = frame(b"0123456789");
+            let mut r = FrameReader::new(&torn[..9], 1 << 20);
+            assert!(matches!(r.next().await, Err(FrameError::Closed)));
+        });
     }
 }

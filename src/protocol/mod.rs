@@ -3,6 +3,7 @@
 //! encoded with the `kafka-protocol` crate.
 
 pub mod error;
+pub mod fetch_response;
 pub mod frame;
 
 use bytes::{Bytes, BytesMut};

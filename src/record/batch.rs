@@ -339,6 +339,32 @@ pub fn rewrite_batch(
     }
 }
 
+/// [`rewrite_batch`] for a batch held as its 61-byte header (`head`, to be
+/// patched) and the rest (`body`, untouched): lets the broker keep the
+/// records where the request put them and patch only a small copy of the
+/// header. The CRC, when it must change, covers `head[21..]` then `body`.
+pub fn rewrite_header(head: &mut [u8], body: &[u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+    if head.len() != BATCH_HEADER_LEN {
+        return;
+    }
+    put(head, BASE_OFFSET_OFFSET, base_offset.to_be_bytes());
+    put(head, PARTITION_LEADER_EPOCH_OFFSET, leader_epoch.to_be_bytes());
+    let Some(ts) = log_append_time else {
+        return;
+    };
+    let (Some(attributes), Some(max_ts)) = (get_i16(head, ATTRIBUTES_OFFSET), get_i64(head, MAX_TIMESTAMP_OFFSET)) else {
+        return;
+    };
+    let new_attributes = attributes | ATTR_TIMESTAMP_TYPE;
+    if new_attributes == attributes && max_ts == ts {
+        return;
+    }
+    put(head, ATTRIBUTES_OFFSET, new_attributes.to_be_bytes());
+    put(head, MAX_TIMESTAMP_OFFSET, ts.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_OFFSET..]), body);
+    put(head, CRC_OFFSET, crc.to_be_bytes());
+}
+
 /// Iterates over the batches of a buffer read from a log segment, which may end
 /// with a torn or garbage tail.
 ///

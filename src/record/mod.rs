@@ -40,7 +40,7 @@ mod varint;
 mod tests;
 
 pub use batch::{
-    compute_crc, rewrite_batch, update_crc, verify_crc, BatchHeader, BatchIter, Compression,
+    compute_crc, rewrite_batch, rewrite_header, update_crc, verify_crc, BatchHeader, BatchIter, Compression,
     TimestampType, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE,
     ATTR_TRANSACTIONAL, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
     BATCH_LENGTH_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, MAGIC_V2,

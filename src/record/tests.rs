@@ -1098,3 +1098,20 @@ fn fuzz_random_records_never_panic() {
         exercise(&raw_batch(codec, &recs, count));
     }
 }
+
+#[test]
+fn rewrite_header_matches_rewrite_batch() {
+
+    let v = vec![b'v'; 300];
+    let recs: Vec<Record<'_>> = (0..7).map(|i| Record { key: None, value: Some(&v), headers: &[], timestamp_delta: i }).collect();
+    for lat in [None, Some(1_800_000_000_000i64)] {
+        let batch = build_batch(0, 1_700_000_000_000, Compression::None, &recs);
+        let mut whole = batch.clone();
+        rewrite_batch(&mut whole, 42, 3, lat);
+        let mut head = batch[..BATCH_HEADER_LEN].to_vec();
+        rewrite_header(&mut head, &batch[BATCH_HEADER_LEN..], 42, 3, lat);
+        head.extend_from_slice(&batch[BATCH_HEADER_LEN..]);
+        assert_eq!(head, whole);
+        assert!(verify_crc(&head));
+    }
+}

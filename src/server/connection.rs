@@ -21,6 +21,9 @@ use crate::shard::Shard;
 /// Requests in flight per connection before the reader stops reading.
 const MAX_IN_FLIGHT: usize = 64;
 
+/// Response pieces smaller than this are copied together into one write.
+const COALESCE_BELOW: usize = 16 * 1024;
+
 pub async fn serve(shard: Rc<Shard>, conn: Connection) {
     crate::metrics::with(|m| {
         m.connections_opened += 1;
@@ -36,11 +39,37 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
     let (rd, mut wr) = conn.split();
     let (mut tx, mut rx) = mpsc::channel::<PendingResponse>(MAX_IN_FLIGHT);
     let writer = crate::io::spawn(async move {
+        let mut small = Vec::with_capacity(COALESCE_BELOW);
         while let Some(pending) = rx.next().await {
-            if let Some(bytes) = pending.await {
-                if let Err(e) = wr.write_all(&bytes).await {
-                    tracing::debug!("write to client failed: {e}");
-                    return;
+            if let Some(frame) = pending.await {
+                // Small pieces are gathered into one write; large ones
+                // (record batches) are written straight from where they are.
+                for part in frame {
+                    if part.len() < COALESCE_BELOW {
+                        small.extend_from_slice(&part);
+                        if small.len() < COALESCE_BELOW {
+                            continue;
+                        }
+                    } else if !small.is_empty() {
+                        if let Err(e) = wr.write_all(&small).await {
+                            tracing::debug!("write to client failed: {e}");
+                            return;
+                        }
+                        small.clear();
+                    }
+                    let piece: &[u8] = if small.is_empty() { &part } else { &small };
+                    if let Err(e) = wr.write_all(piece).await {
+                        tracing::debug!("write to client failed: {e}");
+                        return;
+                    }
+                    small.clear();
+                }
+                if !small.is_empty() {
+                    if let Err(e) = wr.write_all(&small).await {
+                        tracing::debug!("write to client failed: {e}");
+                        return;
+                    }
+                    small.clear();
                 }
             }
         }
@@ -73,7 +102,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
                 // Answer with v0 and the list we support (KIP-511).
                 let body = api::api_versions::unsupported_version_reply();
                 if let Ok(bytes) = encode_response(key, 0, prefix.correlation_id, &body) {
-                    let fut: PendingResponse = Box::pin(async move { Some(bytes) });
+                    let fut: PendingResponse = Box::pin(async move { Some(vec![bytes]) });
                     if tx.send(fut).await.is_err() {
                         break;
                     }
