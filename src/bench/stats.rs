@@ -199,7 +199,9 @@ impl Summary {
     /// The human-readable summary printed at the end of a run.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let mode = if self.settings.rate > 0 {
+        let mode = if self.settings.producers == 0 {
+            "read only".to_string()
+        } else if self.settings.rate > 0 {
             format!("fixed rate {:.1} MB/s", self.settings.rate as f64 / 1e6)
         } else {
             "max throughput".to_string()
