@@ -50,7 +50,7 @@ names=()
 for arg in "$@"; do
     case "$arg" in
         -h | --help)
-            sed -n '2,38p' "$0"
+            sed -n '2,35p' "$0"
             exit 0
             ;;
         *) names+=("$arg") ;;
@@ -371,6 +371,7 @@ run_one() {
     mkdir -p "$out"
     local notes=()
     [[ -n ${BENCH_NOTE:-} ]] && notes+=("$BENCH_NOTE")
+    wait_quiet
     notes+=("$(load_note)")
     if [[ -n $EXTERNAL ]]; then
         BOOTSTRAP=$EXTERNAL

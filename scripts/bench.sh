@@ -33,6 +33,8 @@
 #   BENCH_NO_BUILD=1           do not run cargo build
 #   BENCH_RESULTS              results file (default docs/benchmark-results.md)
 #   BENCH_NOTE                 text added to the notes column
+#   BENCH_QUIET_WAIT=SECONDS   first wait up to this long for an idle machine
+#                              (CPU busy below BENCH_QUIET_BUSY, default 0.15)
 #
 # Exit status: 0 if every run succeeded.
 set -euo pipefail
@@ -103,6 +105,7 @@ run_one() {
     mkdir -p "$out"
     local notes=()
     [[ -n ${BENCH_NOTE:-} ]] && notes+=("$BENCH_NOTE")
+    wait_quiet
     notes+=("$(load_note)")
     local bootstrap data=""
     if [[ -n $EXTERNAL ]]; then

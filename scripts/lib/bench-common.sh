@@ -130,10 +130,46 @@ drop_page_cache() {
     fi
 }
 
-# load_note: the 1-minute load average, for the notes column (others may
-# share the machine).
+# cpu_busy SECONDS: fraction of all CPU time that was busy over SECONDS.
+cpu_busy() {
+    local a b
+    a="$(head -1 /proc/stat)"
+    sleep "$1"
+    b="$(head -1 /proc/stat)"
+    python3 - "$a" "$b" <<'PY'
+import sys
+a, b = ([int(x) for x in line.split()[1:]] for line in sys.argv[1:3])
+d = [y - x for x, y in zip(a, b)]
+idle = d[3] + (d[4] if len(d) > 4 else 0)
+print(f"{1 - idle / max(1, sum(d)):.2f}")
+PY
+}
+
+# wait_quiet: with BENCH_QUIET_WAIT=SECONDS, wait up to that long until the
+# machine is idle (busy fraction below BENCH_QUIET_BUSY, default 0.15) so
+# other work on a shared machine does not skew a run.
+wait_quiet() {
+    local limit=${BENCH_QUIET_WAIT:-0} threshold=${BENCH_QUIET_BUSY:-0.15}
+    ((limit > 0)) || return 0
+    local deadline=$((SECONDS + limit)) busy
+    while :; do
+        busy="$(cpu_busy 2)"
+        if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) < float(sys.argv[2]) else 1)" "$busy" "$threshold"; then
+            return 0
+        fi
+        if ((SECONDS >= deadline)); then
+            warn "machine still busy (${busy}) after ${limit}s; running anyway"
+            return 0
+        fi
+        log "waiting for a quiet machine (busy ${busy})"
+        sleep 5
+    done
+}
+
+# load_note: how busy the machine was just before the run (others may share
+# it), for the notes column.
 load_note() {
-    echo "load $(cut -d' ' -f1 /proc/loadavg)"
+    echo "busy before run $(cpu_busy 1)"
 }
 
 git_rev() {
