@@ -6,9 +6,7 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use ringlog::record::{
-    build_batch, rewrite_batch, validate_produce_payload, BatchIter, Compression, Record,
-};
+use ringlog::record::{build_batch, rewrite_batch, validate_produce_payload, BatchIter, Compression, Record};
 
 const PAYLOAD_BYTES: usize = 1 << 20;
 const BATCH_BYTES: usize = 16 << 10;
@@ -19,11 +17,7 @@ const MAX_BATCH_BYTES: usize = 1 << 20;
 /// once per-record and batch overhead is counted).
 fn make_batch() -> Vec<u8> {
     let values: Vec<Vec<u8>> = (0..BATCH_BYTES / RECORD_VALUE_BYTES)
-        .map(|i| {
-            (0..RECORD_VALUE_BYTES)
-                .map(|j| (i * 131 + j * 7) as u8)
-                .collect()
-        })
+        .map(|i| (0..RECORD_VALUE_BYTES).map(|j| (i * 131 + j * 7) as u8).collect())
         .collect();
     let keys: Vec<String> = (0..values.len()).map(|i| format!("key-{i:08}")).collect();
     let mut n = values.len();

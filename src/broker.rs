@@ -22,11 +22,17 @@ const LOCK_FILE: &str = ".lock";
 
 /// Raise RLIMIT_MEMLOCK as far as allowed: io_uring buffers are locked.
 fn raise_memlock() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) == 0 {
-            let want = libc::rlimit { rlim_cur: libc::RLIM_INFINITY, rlim_max: libc::RLIM_INFINITY };
+            let want = libc::rlimit {
+                rlim_cur: libc::RLIM_INFINITY,
+                rlim_max: libc::RLIM_INFINITY,
+            };
             if libc::setrlimit(libc::RLIMIT_MEMLOCK, &want) != 0 {
                 lim.rlim_cur = lim.rlim_max;
                 libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim);
@@ -93,7 +99,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     let ready = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(AtomicBool::new(false));
     let mesh: MeshBuilder<Envelope> = MeshBuilder::full(config.shards, 1024);
-    let cpus: Vec<usize> = core_affinity::get_core_ids().unwrap_or_default().into_iter().map(|c| c.id).collect();
+    let cpus: Vec<usize> = core_affinity::get_core_ids()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| c.id)
+        .collect();
     let pin = config.shards <= cpus.len();
     let config = Arc::new(config);
     let mut threads = Vec::new();
@@ -104,10 +114,26 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             io_memory: 2 << 20,
             spin_before_park: None,
         };
-        let (config, meta, mesh, stop, ready, failed) =
-            (config.clone(), meta.clone(), mesh.clone(), stop.clone(), ready.clone(), failed.clone());
+        let (config, meta, mesh, stop, ready, failed) = (
+            config.clone(),
+            meta.clone(),
+            mesh.clone(),
+            stop.clone(),
+            ready.clone(),
+            failed.clone(),
+        );
         threads.push(start_executor(spec, move || async move {
-            let r = shard_main(id, (*config).clone(), meta, mesh, stop.clone(), ready, failed.clone(), clean_start).await;
+            let r = shard_main(
+                id,
+                (*config).clone(),
+                meta,
+                mesh,
+                stop.clone(),
+                ready,
+                failed.clone(),
+                clean_start,
+            )
+            .await;
             if let Err(e) = &r {
                 tracing::error!("shard {id} failed: {e:#}");
                 failed.store(true, Ordering::SeqCst);
@@ -170,7 +196,9 @@ async fn shard_main(
     }
     {
         let s = shard.clone();
-        crate::io::executor::spawn_detached(async move { crate::metrics::probe_task_queue_delay(|| s.shutting_down.get()).await });
+        crate::io::executor::spawn_detached(async move {
+            crate::metrics::probe_task_queue_delay(|| s.shutting_down.get()).await
+        });
     }
     tracing::info!(shard = id, partitions = shard.partition_count(), "shard ready");
     while !stop.load(Ordering::SeqCst) {

@@ -109,7 +109,9 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
         }
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
-            _ => Err(format!("Invalid value {value} for configuration message.timestamp.type")),
+            _ => Err(format!(
+                "Invalid value {value} for configuration message.timestamp.type"
+            )),
         },
         "compression.type" => match value {
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
@@ -117,7 +119,9 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
         },
         "segment.bytes" => match value.trim().parse::<i64>() {
             Ok(v) if v >= 14 => Ok(()),
-            _ => Err(format!("Invalid value {value} for configuration segment.bytes: must be at least 14")),
+            _ => Err(format!(
+                "Invalid value {value} for configuration segment.bytes: must be at least 14"
+            )),
         },
         "max.message.bytes" | "index.interval.bytes" | "segment.index.bytes" => match value.trim().parse::<i64>() {
             Ok(v) if v >= 0 => Ok(()),
@@ -207,15 +211,27 @@ impl BrokerConfig {
         }
         match topic_name {
             "retention.ms" => {
-                if let Some(h) = self.properties.get("log.retention.minutes").and_then(|v| v.parse::<i64>().ok()) {
+                if let Some(h) = self
+                    .properties
+                    .get("log.retention.minutes")
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
                     return (h * 60_000).to_string();
                 }
-                if let Some(h) = self.properties.get("log.retention.hours").and_then(|v| v.parse::<i64>().ok()) {
+                if let Some(h) = self
+                    .properties
+                    .get("log.retention.hours")
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
                     return (h * 3_600_000).to_string();
                 }
             }
             "segment.ms" => {
-                if let Some(h) = self.properties.get("log.roll.hours").and_then(|v| v.parse::<i64>().ok()) {
+                if let Some(h) = self
+                    .properties
+                    .get("log.roll.hours")
+                    .and_then(|v| v.parse::<i64>().ok())
+                {
                     return (h * 3_600_000).to_string();
                 }
             }
@@ -291,7 +307,11 @@ fn toml_to_string(v: &toml::Value) -> Option<String> {
 /// `"log.segment.bytes" = 1` and `[log.segment] bytes = 1` work.
 fn flatten(prefix: &str, table: &toml::Table, out: &mut BTreeMap<String, String>) -> anyhow::Result<()> {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match v {
             toml::Value::Table(t) => flatten(&key, t, out)?,
             other => {
@@ -317,8 +337,8 @@ impl BrokerConfig {
     pub fn load(o: &Overrides) -> anyhow::Result<BrokerConfig> {
         let mut props = BTreeMap::new();
         if let Some(path) = &o.config_file {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading config file {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
             let table: toml::Table = text
                 .parse()
                 .with_context(|| format!("parsing config file {}", path.display()))?;
@@ -371,7 +391,12 @@ impl BrokerConfig {
             Some(m) => m.parse().map_err(|e: String| anyhow::anyhow!(e))?,
             None => IoMode::Direct,
         };
-        let metrics_listen = match o.metrics_listen.clone().or_else(|| get("ringlog.metrics.listen")).filter(|s| !s.is_empty()) {
+        let metrics_listen = match o
+            .metrics_listen
+            .clone()
+            .or_else(|| get("ringlog.metrics.listen"))
+            .filter(|s| !s.is_empty())
+        {
             None => None,
             Some(m) => {
                 let (h, p) = parse_host_port(&m)?;
@@ -412,7 +437,10 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let p = dir.path().join("c.toml");
         std::fs::write(&p, text)?;
-        BrokerConfig::load(&Overrides { config_file: Some(p), ..Default::default() })
+        BrokerConfig::load(&Overrides {
+            config_file: Some(p),
+            ..Default::default()
+        })
     }
 
     #[test]
@@ -422,7 +450,8 @@ mod tests {
         assert_eq!(c.advertised_host, "127.0.0.1");
         assert_eq!(c.num_partitions, 1);
         assert!(c.auto_create_topics);
-        let c = cfg("\"num.partitions\" = 3\n\"log.segment.bytes\" = 1048576\n[auto.create.topics]\nenable = false\n").unwrap();
+        let c = cfg("\"num.partitions\" = 3\n\"log.segment.bytes\" = 1048576\n[auto.create.topics]\nenable = false\n")
+            .unwrap();
         assert_eq!(c.num_partitions, 3);
         assert!(!c.auto_create_topics);
         let t = TopicConfig::resolve(&BTreeMap::new(), &c);

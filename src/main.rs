@@ -8,13 +8,18 @@ use ringlog::config::{BrokerConfig, Overrides};
 static ALLOC: ringlog::alloc::BrokerAlloc = ringlog::alloc::BrokerAlloc;
 
 #[derive(Parser)]
-#[command(name = "ringlog", version, about = "A Kafka-compatible message broker, thread-per-core on io_uring")]
+#[command(
+    name = "ringlog",
+    version,
+    about = "A Kafka-compatible message broker, thread-per-core on io_uring"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Command {
     /// Run a broker.
     Start {
@@ -49,11 +54,29 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     match cli.command {
-        Command::Start { data_dir, listen, advertised_listener, shards, config, metrics_listen, log_level } => {
+        Command::Start {
+            data_dir,
+            listen,
+            advertised_listener,
+            shards,
+            config,
+            metrics_listen,
+            log_level,
+        } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log_level));
-            tracing_subscriber::fmt().with_env_filter(filter).with_target(false).init();
-            let overrides = Overrides { data_dir, listen, advertised_listener, shards, config_file: config, metrics_listen };
+            tracing_subscriber::fmt()
+                .with_env_filter(filter)
+                .with_target(false)
+                .init();
+            let overrides = Overrides {
+                data_dir,
+                listen,
+                advertised_listener,
+                shards,
+                config_file: config,
+                metrics_listen,
+            };
             let result = BrokerConfig::load(&overrides).and_then(ringlog::broker::run);
             if let Err(e) = result {
                 eprintln!("ringlog: {e:#}");

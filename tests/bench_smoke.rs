@@ -24,15 +24,7 @@ impl Broker {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(BIN)
-            .args([
-                "start",
-                "--shards",
-                "2",
-                "--log-level",
-                "warn",
-                "--listen",
-                &addr,
-            ])
+            .args(["start", "--shards", "2", "--log-level", "warn", "--listen", &addr])
             .arg("--advertised-listener")
             .arg(&addr)
             .arg("--data-dir")
@@ -112,29 +104,15 @@ fn tiny_fixed_rate_run_produces_and_consumes_everything() {
 
     let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json written");
     let s: serde_json::Value = serde_json::from_str(&text).expect("summary.json is JSON");
-    let produced = s["produce"]["total_messages"]
-        .as_u64()
-        .expect("produced count");
-    let consumed = s["consume"]["total_messages"]
-        .as_u64()
-        .expect("consumed count");
+    let produced = s["produce"]["total_messages"].as_u64().expect("produced count");
+    let consumed = s["consume"]["total_messages"].as_u64().expect("consumed count");
     assert!(produced > 0, "nothing produced: {text}");
     assert_eq!(consumed, produced, "consumed != produced: {text}");
     assert_eq!(s["ok"], true, "{text}");
     assert_eq!(s["errors"].as_array().map(Vec::len), Some(0), "{text}");
-    assert_eq!(
-        s["error_codes"].as_object().map(|o| o.len()),
-        Some(0),
-        "{text}"
-    );
-    assert!(
-        s["produce_latency_ms"]["count"].as_u64().unwrap_or(0) > 0,
-        "{text}"
-    );
-    assert!(
-        s["e2e_latency_ms"]["count"].as_u64().unwrap_or(0) > 0,
-        "{text}"
-    );
+    assert_eq!(s["error_codes"].as_object().map(|o| o.len()), Some(0), "{text}");
+    assert!(s["produce_latency_ms"]["count"].as_u64().unwrap_or(0) > 0, "{text}");
+    assert!(s["e2e_latency_ms"]["count"].as_u64().unwrap_or(0) > 0, "{text}");
     for hgrm in ["produce-latency.hgrm", "e2e-latency.hgrm"] {
         let h = std::fs::read_to_string(out.join(hgrm)).expect("histogram written");
         assert!(h.contains("Percentile"), "{hgrm}: {h}");
@@ -146,13 +124,7 @@ fn tiny_fixed_rate_run_produces_and_consumes_everything() {
 fn unreachable_broker_is_a_clear_error() {
     let port = free_port(); // nothing listens there
     let output = Command::new(BIN)
-        .args([
-            "bench",
-            "--bootstrap",
-            &format!("127.0.0.1:{port}"),
-            "--duration",
-            "1",
-        ])
+        .args(["bench", "--bootstrap", &format!("127.0.0.1:{port}"), "--duration", "1"])
         .output()
         .expect("run ringlog bench");
     assert_eq!(output.status.code(), Some(2));

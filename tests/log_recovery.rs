@@ -19,7 +19,12 @@ where
     F: FnOnce() -> Fut + Send + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
-    let spec = ExecutorSpec { name: "test".into(), cpu: None, io_memory: 1 << 20, spin_before_park: None };
+    let spec = ExecutorSpec {
+        name: "test".into(),
+        cpu: None,
+        io_memory: 1 << 20,
+        spin_before_park: None,
+    };
     start_executor(spec, f).unwrap().join().unwrap()
 }
 
@@ -30,11 +35,18 @@ fn topic_config(overrides: &[(&str, &str)]) -> TopicConfig {
 }
 
 fn batch(n: usize, tag: &str) -> Vec<u8> {
-    let values: Vec<Vec<u8>> = (0..n).map(|i| format!("{tag}-{i}-{}", "x".repeat(100)).into_bytes()).collect();
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{tag}-{i}-{}", "x".repeat(100)).into_bytes())
+        .collect();
     let records: Vec<Record<'_>> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record { key: Some(b"k"), value: Some(v), headers: &[], timestamp_delta: i as i64 })
+        .map(|(i, v)| Record {
+            key: Some(b"k"),
+            value: Some(v),
+            headers: &[],
+            timestamp_delta: i as i64,
+        })
         .collect();
     record::build_batch(0, 1_700_000_000_000, Compression::None, &records)
 }
@@ -62,10 +74,20 @@ async fn read_all(log: &PartitionLog, mut offset: i64) -> Vec<String> {
             // header and body pieces: join them back into whole batches
             ReadPlan::Cached(parts) => {
                 let joined = Bytes::from(parts.concat());
-                record::BatchIter::new(&joined, true).map(|(at, h)| joined.slice(at..at + h.total_size())).collect()
+                record::BatchIter::new(&joined, true)
+                    .map(|(at, h)| joined.slice(at..at + h.total_size()))
+                    .collect()
             }
-            ReadPlan::File { file, position, len, file_end } => {
-                let data: Bytes = file.read_at(position, len.max((file_end - position) as usize)).await.unwrap();
+            ReadPlan::File {
+                file,
+                position,
+                len,
+                file_end,
+            } => {
+                let data: Bytes = file
+                    .read_at(position, len.max((file_end - position) as usize))
+                    .await
+                    .unwrap();
                 match select_batches(&data, offset, log.high_watermark(), 64 << 10) {
                     Selection::Batches(b) => b,
                     other => panic!("unexpected selection {other:?}"),
@@ -88,7 +110,9 @@ async fn read_all(log: &PartitionLog, mut offset: i64) -> Vec<String> {
 }
 
 async fn open(dir: &Path, cfg: TopicConfig, clean: bool) -> PartitionLog {
-    partition::open(dir, "t", 0, cfg, IoMode::Direct, clean, 0).await.unwrap()
+    partition::open(dir, "t", 0, cfg, IoMode::Direct, clean, 0)
+        .await
+        .unwrap()
 }
 
 #[test]
@@ -162,7 +186,11 @@ fn corrupt_crc_in_tail_is_cut() {
         data[last_start + 80] ^= 0xff;
         std::fs::write(&seg, &data).unwrap();
         let log = open(&path, topic_config(&[]), false).await;
-        assert_eq!(log.log_end_offset(), 15, "the damaged batch and what follows are dropped");
+        assert_eq!(
+            log.log_end_offset(),
+            15,
+            "the damaged batch and what follows are dropped"
+        );
     });
 }
 
@@ -184,7 +212,10 @@ fn segments_roll_and_indexes_are_rebuilt() {
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
             .collect();
-        assert!(names.iter().any(|n| n.ends_with(".index")), "sealed segments have index files: {names:?}");
+        assert!(
+            names.iter().any(|n| n.ends_with(".index")),
+            "sealed segments have index files: {names:?}"
+        );
         assert!(names.iter().any(|n| n.ends_with(".timeindex")));
         // Damage an index file; a clean start must notice and rebuild it.
         let idx = names.iter().find(|n| n.ends_with(".index")).unwrap();

@@ -10,7 +10,12 @@ use crate::protocol::SUPPORTED;
 pub fn supported_apis() -> Vec<ApiVersion> {
     SUPPORTED
         .iter()
-        .map(|(k, lo, hi)| ApiVersion::default().with_api_key(*k as i16).with_min_version(*lo).with_max_version(*hi))
+        .map(|(k, lo, hi)| {
+            ApiVersion::default()
+                .with_api_key(*k as i16)
+                .with_min_version(*lo)
+                .with_max_version(*hi)
+        })
         .collect()
 }
 
@@ -25,5 +30,7 @@ pub async fn handle(_ctx: &RequestContext, _req: ApiVersionsRequest) -> ApiVersi
 /// UNSUPPORTED_VERSION with the supported list, encoded as v0 so any client
 /// can read it.
 pub fn unsupported_version_reply() -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_error_code(ec::UNSUPPORTED_VERSION).with_api_keys(supported_apis())
+    ApiVersionsResponse::default()
+        .with_error_code(ec::UNSUPPORTED_VERSION)
+        .with_api_keys(supported_apis())
 }

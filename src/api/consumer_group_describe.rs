@@ -3,12 +3,8 @@
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::consumer_group_describe_response::{
-    Assignment, DescribedGroup, Member, TopicPartitions,
-};
-use kafka_protocol::messages::{
-    ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName,
-};
+use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
+use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
 use uuid::Uuid;
 
 use super::describe_groups::GROUP_AUTHORIZED_OPERATIONS;
@@ -62,9 +58,7 @@ fn to_wire(version: i16, g: DescribedConsumerGroup, include_ops: bool) -> Descri
                                 .map(|t| TopicName(str_bytes(t)))
                                 .collect(),
                         )
-                        .with_subscribed_topic_regex(
-                            m.subscribed_topic_regex.as_deref().map(str_bytes),
-                        )
+                        .with_subscribed_topic_regex(m.subscribed_topic_regex.as_deref().map(str_bytes))
                         .with_assignment(assignment(m.assignment))
                         .with_target_assignment(assignment(m.target_assignment))
                         .with_member_type(if version >= 1 { m.member_type } else { -1 })
@@ -90,10 +84,7 @@ pub async fn start(
     let mut waits = Vec::new();
     for (target, idx) in routed {
         let batch: Vec<String> = idx.iter().map(|&i| ids[i].clone()).collect();
-        waits.push((
-            idx,
-            send(shard, target, GroupRequest::ConsumerDescribe(batch)).await,
-        ));
+        waits.push((idx, send(shard, target, GroupRequest::ConsumerDescribe(batch)).await));
     }
     async move {
         for (idx, w) in waits {
@@ -109,9 +100,8 @@ pub async fn start(
             .into_iter()
             .zip(ids.iter())
             .map(|(g, id)| {
-                let g = g.unwrap_or_else(|| {
-                    DescribedConsumerGroup::error(id, ApiError::new(COORDINATOR_NOT_AVAILABLE))
-                });
+                let g =
+                    g.unwrap_or_else(|| DescribedConsumerGroup::error(id, ApiError::new(COORDINATOR_NOT_AVAILABLE)));
                 to_wire(version, g, include_ops)
             })
             .collect();

@@ -11,14 +11,27 @@ use crate::routing::{ControllerOp, ShardRequest, ShardResponse};
 
 pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let shard = &ctx.shard;
-    let topics: Vec<(String, i32)> = req.topics.iter().map(|t| (t.name.0.as_str().to_string(), t.count)).collect();
+    let topics: Vec<(String, i32)> = req
+        .topics
+        .iter()
+        .map(|t| (t.name.0.as_str().to_string(), t.count))
+        .collect();
     let results = match shard
-        .dispatch(0, ShardRequest::Controller(ControllerOp::CreatePartitions { topics: topics.clone(), validate_only: req.validate_only }))
+        .dispatch(
+            0,
+            ShardRequest::Controller(ControllerOp::CreatePartitions {
+                topics: topics.clone(),
+                validate_only: req.validate_only,
+            }),
+        )
         .await
         .await
     {
         Some(ShardResponse::Controller(r)) => r,
-        _ => topics.iter().map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"))).collect(),
+        _ => topics
+            .iter()
+            .map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable")))
+            .collect(),
     };
     let out = req
         .topics
@@ -28,7 +41,9 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Creat
             let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
             match r {
                 Ok(_) => base,
-                Err(e) => base.with_error_code(e.code).with_error_message(Some(str_bytes(&e.message))),
+                Err(e) => base
+                    .with_error_code(e.code)
+                    .with_error_message(Some(str_bytes(&e.message))),
             }
         })
         .collect();

@@ -20,8 +20,21 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
             name: t.name.0.as_str().to_string(),
             num_partitions: t.num_partitions,
             replication_factor: t.replication_factor,
-            assignments: t.assignments.iter().map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect())).collect(),
-            configs: t.configs.iter().map(|c| (c.name.as_str().to_string(), c.value.as_ref().map(|v| v.as_str().to_string()))).collect(),
+            assignments: t
+                .assignments
+                .iter()
+                .map(|a| (a.partition_index, a.broker_ids.iter().map(|b| b.0).collect()))
+                .collect(),
+            configs: t
+                .configs
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.as_str().to_string(),
+                        c.value.as_ref().map(|v| v.as_str().to_string()),
+                    )
+                })
+                .collect(),
         })
         .collect();
     // Kafka rejects duplicate names within one request.
@@ -32,12 +45,21 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
     let (dups, unique): (Vec<CreateTopic>, Vec<CreateTopic>) = topics.into_iter().partition(|t| seen[&t.name] > 1);
     let names: Vec<String> = unique.iter().map(|t| t.name.clone()).collect();
     let reply = shard
-        .dispatch(0, ShardRequest::Controller(ControllerOp::CreateTopics { topics: unique, validate_only: req.validate_only }))
+        .dispatch(
+            0,
+            ShardRequest::Controller(ControllerOp::CreateTopics {
+                topics: unique,
+                validate_only: req.validate_only,
+            }),
+        )
         .await
         .await;
     let results = match reply {
         Some(ShardResponse::Controller(r)) => r,
-        _ => names.iter().map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"))).collect(),
+        _ => names
+            .iter()
+            .map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable")))
+            .collect(),
     };
     let mut out = Vec::new();
     for (name, r) in names.iter().zip(results) {
@@ -80,7 +102,10 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
             CreatableTopicResult::default()
                 .with_name(kafka_protocol::messages::TopicName(str_bytes(&d.name)))
                 .with_error_code(ec::INVALID_REQUEST)
-                .with_error_message(Some(str_bytes(&format!("Create topics request from client contains duplicate topic name: {}", d.name))))
+                .with_error_message(Some(str_bytes(&format!(
+                    "Create topics request from client contains duplicate topic name: {}",
+                    d.name
+                ))))
                 .with_num_partitions(-1)
                 .with_replication_factor(-1),
         );

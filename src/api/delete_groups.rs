@@ -11,10 +11,7 @@ use crate::group::error::COORDINATOR_NOT_AVAILABLE;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: DeleteGroupsRequest,
-) -> LocalBoxFuture<'static, DeleteGroupsResponse> {
+pub async fn start(ctx: &RequestContext, req: DeleteGroupsRequest) -> LocalBoxFuture<'static, DeleteGroupsResponse> {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
     let shard = &ctx.shard;
     let (routed, errors) = split_by_shard(shard, &ids);

@@ -17,25 +17,50 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
         let meta = shard.meta.borrow();
         for t in &req.topics {
             match &t.name {
-                Some(n) => items.push((Some(n.0.as_str().to_string()), Uuid::nil(), Ok(n.0.as_str().to_string()))),
+                Some(n) => items.push((
+                    Some(n.0.as_str().to_string()),
+                    Uuid::nil(),
+                    Ok(n.0.as_str().to_string()),
+                )),
                 None => match meta.topic_by_id(&t.topic_id) {
                     Some(m) => items.push((None, t.topic_id, Ok(m.name.clone()))),
-                    None => items.push((None, t.topic_id, Err(ApiError::new(ec::UNKNOWN_TOPIC_ID, "This server does not host this topic ID.")))),
+                    None => items.push((
+                        None,
+                        t.topic_id,
+                        Err(ApiError::new(
+                            ec::UNKNOWN_TOPIC_ID,
+                            "This server does not host this topic ID.",
+                        )),
+                    )),
                 },
             }
         }
     } else {
         for n in &req.topic_names {
-            items.push((Some(n.0.as_str().to_string()), Uuid::nil(), Ok(n.0.as_str().to_string())));
+            items.push((
+                Some(n.0.as_str().to_string()),
+                Uuid::nil(),
+                Ok(n.0.as_str().to_string()),
+            ));
         }
     }
     let names: Vec<String> = items.iter().filter_map(|i| i.2.as_ref().ok().cloned()).collect();
     let mut results = if names.is_empty() {
         Vec::new()
     } else {
-        match shard.dispatch(0, ShardRequest::Controller(ControllerOp::DeleteTopics { names: names.clone() })).await.await {
+        match shard
+            .dispatch(
+                0,
+                ShardRequest::Controller(ControllerOp::DeleteTopics { names: names.clone() }),
+            )
+            .await
+            .await
+        {
             Some(ShardResponse::Controller(r)) => r,
-            _ => names.iter().map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"))).collect(),
+            _ => names
+                .iter()
+                .map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable")))
+                .collect(),
         }
     }
     .into_iter();
@@ -43,10 +68,14 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
         .into_iter()
         .map(|(name, id, resolved)| {
             let outcome = match resolved {
-                Ok(_) => results.next().unwrap_or_else(|| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "missing result"))),
+                Ok(_) => results
+                    .next()
+                    .unwrap_or_else(|| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "missing result"))),
                 Err(e) => Err(e),
             };
-            let mut r = DeletableTopicResult::default().with_name(name.as_deref().map(|n| TopicName(str_bytes(n)))).with_topic_id(id);
+            let mut r = DeletableTopicResult::default()
+                .with_name(name.as_deref().map(|n| TopicName(str_bytes(n))))
+                .with_topic_id(id);
             match outcome {
                 Ok(Some(t)) => {
                     r.topic_id = t.id;

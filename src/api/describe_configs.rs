@@ -1,7 +1,9 @@
 //! DescribeConfigs: topic configs (overrides and their broker defaults) and
 //! broker configs, with sources and synonyms as Kafka reports them.
 
-use kafka_protocol::messages::describe_configs_response::{DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym};
+use kafka_protocol::messages::describe_configs_response::{
+    DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+};
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
 use super::RequestContext;
@@ -23,7 +25,15 @@ fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) ->
     }
 }
 
-fn entry(name: &str, value: &str, source: i8, ty: i8, synonyms: Vec<DescribeConfigsSynonym>, read_only: bool, doc: Option<&str>) -> DescribeConfigsResourceResult {
+fn entry(
+    name: &str,
+    value: &str,
+    source: i8,
+    ty: i8,
+    synonyms: Vec<DescribeConfigsSynonym>,
+    read_only: bool,
+    doc: Option<&str>,
+) -> DescribeConfigsResourceResult {
     DescribeConfigsResourceResult::default()
         .with_name(str_bytes(name))
         .with_value(Some(str_bytes(value)))
@@ -40,7 +50,9 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Descri
     let mut results = Vec::new();
     for r in &req.resources {
         let name = r.resource_name.as_str();
-        let base = DescribeConfigsResult::default().with_resource_type(r.resource_type).with_resource_name(r.resource_name.clone());
+        let base = DescribeConfigsResult::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
         match r.resource_type {
             TOPIC => {
                 let Some(t) = shard.meta.borrow().topic(name).cloned() else {
@@ -61,12 +73,27 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Descri
                     };
                     if req.include_synonyms {
                         if let Some(v) = t.configs.get(d.name) {
-                            synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(d.name)).with_value(Some(str_bytes(v))).with_source(SOURCE_DYNAMIC_TOPIC));
+                            synonyms.push(
+                                DescribeConfigsSynonym::default()
+                                    .with_name(str_bytes(d.name))
+                                    .with_value(Some(str_bytes(v)))
+                                    .with_source(SOURCE_DYNAMIC_TOPIC),
+                            );
                         }
                         if let Some(v) = &broker_set {
-                            synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(d.broker_name)).with_value(Some(str_bytes(v))).with_source(SOURCE_STATIC_BROKER));
+                            synonyms.push(
+                                DescribeConfigsSynonym::default()
+                                    .with_name(str_bytes(d.broker_name))
+                                    .with_value(Some(str_bytes(v)))
+                                    .with_source(SOURCE_STATIC_BROKER),
+                            );
                         }
-                        synonyms.push(DescribeConfigsSynonym::default().with_name(str_bytes(d.broker_name)).with_value(Some(str_bytes(d.default))).with_source(SOURCE_DEFAULT));
+                        synonyms.push(
+                            DescribeConfigsSynonym::default()
+                                .with_name(str_bytes(d.broker_name))
+                                .with_value(Some(str_bytes(d.default)))
+                                .with_source(SOURCE_DEFAULT),
+                        );
                     }
                     let doc = req.include_documentation.then_some(d.doc);
                     configs.push(entry(d.name, &value, source, d.ty.kafka_code(), synonyms, false, doc));
@@ -75,19 +102,41 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Descri
             }
             BROKER => {
                 if !name.is_empty() && name != cfg.node_id.to_string() {
-                    results.push(base.with_error_code(ec::INVALID_REQUEST).with_error_message(Some(str_bytes(&format!("Unexpected broker id, expected {} but received {name}", cfg.node_id)))));
+                    results.push(
+                        base.with_error_code(ec::INVALID_REQUEST)
+                            .with_error_message(Some(str_bytes(&format!(
+                                "Unexpected broker id, expected {} but received {name}",
+                                cfg.node_id
+                            )))),
+                    );
                     continue;
                 }
                 let mut configs = Vec::new();
-                for n in BrokerConfig::broker_config_names().into_iter().filter(|n| wanted(&r.configuration_keys, n)) {
-                    let Some((value, explicit)) = cfg.broker_value(n) else { continue };
+                for n in BrokerConfig::broker_config_names()
+                    .into_iter()
+                    .filter(|n| wanted(&r.configuration_keys, n))
+                {
+                    let Some((value, explicit)) = cfg.broker_value(n) else {
+                        continue;
+                    };
                     let source = if explicit { SOURCE_STATIC_BROKER } else { SOURCE_DEFAULT };
                     let synonyms = if req.include_synonyms {
-                        vec![DescribeConfigsSynonym::default().with_name(str_bytes(n)).with_value(Some(str_bytes(&value))).with_source(source)]
+                        vec![DescribeConfigsSynonym::default()
+                            .with_name(str_bytes(n))
+                            .with_value(Some(str_bytes(&value)))
+                            .with_source(source)]
                     } else {
                         vec![]
                     };
-                    configs.push(entry(n, &value, source, BrokerConfig::broker_config_type(n).kafka_code(), synonyms, true, None));
+                    configs.push(entry(
+                        n,
+                        &value,
+                        source,
+                        BrokerConfig::broker_config_type(n).kafka_code(),
+                        synonyms,
+                        true,
+                        None,
+                    ));
                 }
                 results.push(base.with_configs(configs));
             }

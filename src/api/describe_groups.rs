@@ -75,10 +75,7 @@ pub async fn start(
     let mut waits = Vec::new();
     for (target, idx) in routed {
         let batch: Vec<String> = idx.iter().map(|&i| ids[i].clone()).collect();
-        waits.push((
-            idx,
-            send(shard, target, GroupRequest::Describe(batch)).await,
-        ));
+        waits.push((idx, send(shard, target, GroupRequest::Describe(batch)).await));
     }
     async move {
         for (idx, w) in waits {

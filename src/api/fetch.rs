@@ -43,24 +43,45 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
             let (name, id, err) = match resolved {
                 Some((n, id)) => (n, id, None),
                 None if by_id => (String::new(), t.topic_id, Some(ec::UNKNOWN_TOPIC_ID)),
-                None => (t.topic.0.as_str().to_string(), Uuid::nil(), Some(ec::UNKNOWN_TOPIC_OR_PARTITION)),
+                None => (
+                    t.topic.0.as_str().to_string(),
+                    Uuid::nil(),
+                    Some(ec::UNKNOWN_TOPIC_OR_PARTITION),
+                ),
             };
             for p in &t.partitions {
-                let owner = if err.is_none() { meta.owner(&name, p.partition) } else { None };
-                let error = err.unwrap_or(if owner.is_none() { ec::UNKNOWN_TOPIC_OR_PARTITION } else { ec::NONE });
+                let owner = if err.is_none() {
+                    meta.owner(&name, p.partition)
+                } else {
+                    None
+                };
+                let error = err.unwrap_or(if owner.is_none() {
+                    ec::UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    ec::NONE
+                });
                 slots.push(Slot {
                     topic_index: ti,
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: p.partition_max_bytes.max(0) as usize,
                     shard: owner,
-                    result: FetchPartResult { error, high_watermark: -1, log_start_offset: -1, batches: vec![] },
+                    result: FetchPartResult {
+                        error,
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        batches: vec![],
+                    },
                 });
             }
             topics.push((name, id));
         }
     }
-    let max_bytes = if req.max_bytes <= 0 { usize::MAX } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
     let min_bytes = req.min_bytes.max(0) as usize;
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let involved: Vec<usize> = {
@@ -77,9 +98,25 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
             let parts: Vec<FetchPart> = slots
                 .iter()
                 .filter(|x| x.shard == Some(s))
-                .map(|x| FetchPart { topic: topics[x.topic_index].0.clone(), partition: x.partition, offset: x.offset, max_bytes: x.max_bytes })
+                .map(|x| FetchPart {
+                    topic: topics[x.topic_index].0.clone(),
+                    partition: x.partition,
+                    offset: x.offset,
+                    max_bytes: x.max_bytes,
+                })
                 .collect();
-            replies.push((s, shard.dispatch(s, ShardRequest::Fetch { parts, max_bytes: share }).await));
+            replies.push((
+                s,
+                shard
+                    .dispatch(
+                        s,
+                        ShardRequest::Fetch {
+                            parts,
+                            max_bytes: share,
+                        },
+                    )
+                    .await,
+            ));
         }
         for (s, r) in replies {
             let results = match r.await {
@@ -99,7 +136,12 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
         let total: usize = slots.iter().map(|s| s.result.bytes()).sum();
         let any_error = slots.iter().any(|s| s.result.error != ec::NONE);
         let elapsed = started.elapsed();
-        if total >= min_bytes.max(1) || any_error || elapsed >= max_wait || involved.is_empty() || shard.shutting_down.get() {
+        if total >= min_bytes.max(1)
+            || any_error
+            || elapsed >= max_wait
+            || involved.is_empty()
+            || shard.shutting_down.get()
+        {
             break;
         }
         // Long poll: wait until an append moves any watched partition.
@@ -109,9 +151,23 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
             let parts: Vec<WatchPart> = slots
                 .iter()
                 .filter(|x| x.shard == Some(s))
-                .map(|x| WatchPart { topic: topics[x.topic_index].0.clone(), partition: x.partition, offset: x.offset })
+                .map(|x| WatchPart {
+                    topic: topics[x.topic_index].0.clone(),
+                    partition: x.partition,
+                    offset: x.offset,
+                })
                 .collect();
-            watches.push(shard.dispatch(s, ShardRequest::Watch { parts, max_wait_ms: remaining }).await);
+            watches.push(
+                shard
+                    .dispatch(
+                        s,
+                        ShardRequest::Watch {
+                            parts,
+                            max_wait_ms: remaining,
+                        },
+                    )
+                    .await,
+            );
         }
         let _ = crate::io::time::timeout(
             Duration::from_millis(remaining),
@@ -121,7 +177,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
     }
     let mut out: Vec<TopicOut> = topics
         .into_iter()
-        .map(|(name, id)| TopicOut { name, id, partitions: Vec::new() })
+        .map(|(name, id)| TopicOut {
+            name,
+            id,
+            partitions: Vec::new(),
+        })
         .collect();
     for slot in slots {
         let r = slot.result;

@@ -42,11 +42,7 @@ fn coordinator(ctx: &RequestContext, key: &str, key_type: i8) -> Coordinator {
             ec::COORDINATOR_NOT_AVAILABLE,
             "Transactions are not supported by this broker.",
         ),
-        other => error(
-            key,
-            ec::INVALID_REQUEST,
-            &format!("Unknown coordinator type {other}."),
-        ),
+        other => error(key, ec::INVALID_REQUEST, &format!("Unknown coordinator type {other}.")),
     }
 }
 

@@ -8,10 +8,7 @@ use super::RequestContext;
 use crate::group::classic;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: HeartbeatRequest,
-) -> LocalBoxFuture<'static, HeartbeatResponse> {
+pub async fn start(ctx: &RequestContext, req: HeartbeatRequest) -> LocalBoxFuture<'static, HeartbeatResponse> {
     let r = classic::HeartbeatRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,

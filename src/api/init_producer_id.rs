@@ -8,14 +8,20 @@ use crate::protocol::error as ec;
 use crate::routing::{ShardRequest, ShardResponse};
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
-    let fail = |code| InitProducerIdResponse::default().with_error_code(code).with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
+    let fail = |code| {
+        InitProducerIdResponse::default()
+            .with_error_code(code)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+    };
     if req.transactional_id.is_some() {
         return fail(ec::COORDINATOR_NOT_AVAILABLE);
     }
     match ctx.shard.dispatch(0, ShardRequest::AllocateProducerId).await.await {
-        Some(ShardResponse::ProducerId(Ok(id))) => {
-            InitProducerIdResponse::default().with_error_code(ec::NONE).with_producer_id(ProducerId(id)).with_producer_epoch(0)
-        }
+        Some(ShardResponse::ProducerId(Ok(id))) => InitProducerIdResponse::default()
+            .with_error_code(ec::NONE)
+            .with_producer_id(ProducerId(id))
+            .with_producer_epoch(0),
         Some(ShardResponse::ProducerId(Err(code))) => fail(code),
         _ => fail(ec::COORDINATOR_NOT_AVAILABLE),
     }

@@ -39,10 +39,7 @@ fn to_wire(version: i16, r: classic::JoinGroupResponse) -> JoinGroupResponse {
         )
 }
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: JoinGroupRequest,
-) -> LocalBoxFuture<'static, JoinGroupResponse> {
+pub async fn start(ctx: &RequestContext, req: JoinGroupRequest) -> LocalBoxFuture<'static, JoinGroupResponse> {
     let version = ctx.api_version;
     let r = classic::JoinGroupRequest {
         group_id: req.group_id.0.to_string(),

@@ -29,10 +29,7 @@ fn to_wire(version: i16, r: classic::LeaveGroupResponse) -> LeaveGroupResponse {
         )
 }
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: LeaveGroupRequest,
-) -> LocalBoxFuture<'static, LeaveGroupResponse> {
+pub async fn start(ctx: &RequestContext, req: LeaveGroupRequest) -> LocalBoxFuture<'static, LeaveGroupResponse> {
     let version = ctx.api_version;
     let members = if version < 3 {
         vec![LeaveMember {

@@ -40,18 +40,16 @@ pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsR
         }
     }
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
-    ListGroupsResponse::default()
-        .with_error_code(error)
-        .with_groups(
-            groups
-                .into_iter()
-                .map(|g| {
-                    ListedGroup::default()
-                        .with_group_id(GroupId(str_bytes(&g.group_id)))
-                        .with_protocol_type(str_bytes(&g.protocol_type))
-                        .with_group_state(str_bytes(&g.group_state))
-                        .with_group_type(str_bytes(&g.group_type))
-                })
-                .collect(),
-        )
+    ListGroupsResponse::default().with_error_code(error).with_groups(
+        groups
+            .into_iter()
+            .map(|g| {
+                ListedGroup::default()
+                    .with_group_id(GroupId(str_bytes(&g.group_id)))
+                    .with_protocol_type(str_bytes(&g.protocol_type))
+                    .with_group_state(str_bytes(&g.group_state))
+                    .with_group_type(str_bytes(&g.group_type))
+            })
+            .collect(),
+    )
 }

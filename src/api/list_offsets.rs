@@ -14,10 +14,18 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
     for (ti, t) in req.topics.iter().enumerate() {
         for p in &t.partitions {
             let owner = shard.meta.borrow().owner(t.name.0.as_str(), p.partition_index);
-            let mut r = ListOffsetsPartResult { error: ec::NONE, timestamp: -1, offset: -1, leader_epoch: -1 };
+            let mut r = ListOffsetsPartResult {
+                error: ec::NONE,
+                timestamp: -1,
+                offset: -1,
+                leader_epoch: -1,
+            };
             if owner.is_none() {
                 r.error = ec::UNKNOWN_TOPIC_OR_PARTITION;
-            } else if ctx.api_version < 7 && p.timestamp == -3 || ctx.api_version < 8 && p.timestamp == -4 || ctx.api_version < 9 && p.timestamp == -5 {
+            } else if ctx.api_version < 7 && p.timestamp == -3
+                || ctx.api_version < 8 && p.timestamp == -4
+                || ctx.api_version < 9 && p.timestamp == -5
+            {
                 r.error = ec::UNSUPPORTED_VERSION;
             }
             slots.push((ti, p.partition_index, if r.error == ec::NONE { owner } else { None }, r));
@@ -31,7 +39,12 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffset
             .map(|x| ListOffsetsPart {
                 topic: req.topics[x.0].name.0.as_str().to_string(),
                 partition: x.1,
-                timestamp: req.topics[x.0].partitions.iter().find(|p| p.partition_index == x.1).map(|p| p.timestamp).unwrap_or(-1),
+                timestamp: req.topics[x.0]
+                    .partitions
+                    .iter()
+                    .find(|p| p.partition_index == x.1)
+                    .map(|p| p.timestamp)
+                    .unwrap_or(-1),
             })
             .collect();
         if !parts.is_empty() {

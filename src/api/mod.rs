@@ -113,7 +113,13 @@ pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingRes
                 .map_err(|e| CloseConnection(format!("malformed Fetch request: {e}")))?;
             Ok(async move {
                 let topics = fetch::handle(&ctx, req).await;
-                Some(crate::protocol::fetch_response::encode(ctx.api_version, ctx.correlation_id, 0, 0, &topics))
+                Some(crate::protocol::fetch_response::encode(
+                    ctx.api_version,
+                    ctx.correlation_id,
+                    0,
+                    0,
+                    &topics,
+                ))
             }
             .boxed_local())
         }

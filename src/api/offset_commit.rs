@@ -6,23 +6,16 @@ use std::collections::HashMap;
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::offset_commit_response::{
-    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
-};
+use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
 use super::RequestContext;
-use crate::group::offsets::{
-    self, OffsetCommitPartition, OffsetCommitTopic, DEFAULT_RETENTION_TIME,
-};
+use crate::group::offsets::{self, OffsetCommitPartition, OffsetCommitTopic, DEFAULT_RETENTION_TIME};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: OffsetCommitRequest,
-) -> LocalBoxFuture<'static, OffsetCommitResponse> {
+pub async fn start(ctx: &RequestContext, req: OffsetCommitRequest) -> LocalBoxFuture<'static, OffsetCommitResponse> {
     let version = ctx.api_version;
     // The request layout (topic, partitions) and which partitions exist.
     let mut layout: Vec<(String, Vec<(i32, bool)>)> = Vec::with_capacity(req.topics.len());
@@ -41,11 +34,7 @@ pub async fn start(
                     known.push(OffsetCommitPartition {
                         partition_index: p.partition_index,
                         committed_offset: p.committed_offset,
-                        committed_leader_epoch: if version >= 6 {
-                            p.committed_leader_epoch
-                        } else {
-                            -1
-                        },
+                        committed_leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
                         committed_metadata: p.committed_metadata.map(|m| m.to_string()),
                     });
                 }

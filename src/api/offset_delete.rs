@@ -5,9 +5,7 @@ use std::collections::HashMap;
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::offset_delete_response::{
-    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
-};
+use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
 
 use super::RequestContext;
@@ -16,10 +14,7 @@ use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: OffsetDeleteRequest,
-) -> LocalBoxFuture<'static, OffsetDeleteResponse> {
+pub async fn start(ctx: &RequestContext, req: OffsetDeleteRequest) -> LocalBoxFuture<'static, OffsetDeleteResponse> {
     let mut layout: Vec<(String, Vec<(i32, bool)>)> = Vec::with_capacity(req.topics.len());
     let mut topics = Vec::new();
     {

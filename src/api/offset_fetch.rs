@@ -4,8 +4,8 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::offset_fetch_response::{
-    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
-    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
+    OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
@@ -37,12 +37,8 @@ async fn fetch_all(
     }
     let mut waits = Vec::new();
     for (target, idx) in routed {
-        let batch: Vec<offsets::OffsetFetchRequest> =
-            idx.iter().map(|&i| reqs[i].clone()).collect();
-        waits.push((
-            idx,
-            send(shard, target, GroupRequest::OffsetFetch(batch)).await,
-        ));
+        let batch: Vec<offsets::OffsetFetchRequest> = idx.iter().map(|&i| reqs[i].clone()).collect();
+        waits.push((idx, send(shard, target, GroupRequest::OffsetFetch(batch)).await));
     }
     async move {
         for (idx, w) in waits {
@@ -66,10 +62,7 @@ async fn fetch_all(
     .boxed_local()
 }
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: OffsetFetchRequest,
-) -> LocalBoxFuture<'static, OffsetFetchResponse> {
+pub async fn start(ctx: &RequestContext, req: OffsetFetchRequest) -> LocalBoxFuture<'static, OffsetFetchResponse> {
     let version = ctx.api_version;
     let require_stable = version >= 7 && req.require_stable;
     if version >= 8 {
@@ -114,9 +107,7 @@ pub async fn start(
                                             OffsetFetchResponsePartitions::default()
                                                 .with_partition_index(p.partition_index)
                                                 .with_committed_offset(p.committed_offset)
-                                                .with_committed_leader_epoch(
-                                                    p.committed_leader_epoch,
-                                                )
+                                                .with_committed_leader_epoch(p.committed_leader_epoch)
                                                 .with_metadata(Some(str_bytes(&p.metadata)))
                                                 .with_error_code(p.error_code)
                                         })

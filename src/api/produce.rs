@@ -27,7 +27,12 @@ pub async fn auto_create(shard: &Rc<Shard>, name: &str) -> Result<TopicMeta, i16
         return Ok(t.clone());
     }
     let op = ControllerOp::CreateTopics {
-        topics: vec![CreateTopic { name: name.to_string(), num_partitions: -1, replication_factor: -1, ..Default::default() }],
+        topics: vec![CreateTopic {
+            name: name.to_string(),
+            num_partitions: -1,
+            replication_factor: -1,
+            ..Default::default()
+        }],
         validate_only: false,
     };
     let reply = shard.dispatch(0, ShardRequest::Controller(op)).await.await;
@@ -55,8 +60,18 @@ fn partition_response(index: i32, r: &ProducePartResult) -> PartitionProduceResp
 }
 
 fn error_result(code: i16) -> ProducePartResult {
-    ProducePartResult { error: code, message: None, base_offset: -1, log_append_time: -1, log_start_offset: -1 }
+    ProducePartResult {
+        error: code,
+        message: None,
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+    }
 }
+
+/// A topic of the response: its name and, per partition in request order,
+/// the index and the result once known.
+type TopicSlots = (String, Vec<(i32, Option<ProducePartResult>)>);
 
 /// Route the request's partitions to their shards (in order), returning a
 /// future for the response.
@@ -64,7 +79,7 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
     let shard = ctx.shard.clone();
     let acks = req.acks;
     // results[topic][partition], filled either now (errors) or from shards
-    let mut layout: Vec<(String, Vec<(i32, Option<ProducePartResult>)>)> = Vec::with_capacity(req.topic_data.len());
+    let mut layout: Vec<TopicSlots> = Vec::with_capacity(req.topic_data.len());
     let mut per_shard: Vec<Vec<ProducePart>> = (0..shard.shards()).map(|_| Vec::new()).collect();
     let mut slots: Vec<Vec<(usize, usize)>> = (0..shard.shards()).map(|_| Vec::new()).collect();
     for topic in req.topic_data {
@@ -72,7 +87,11 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
         let ti = layout.len();
         let mut parts = Vec::with_capacity(topic.partition_data.len());
         let mut topic_known = shard.meta.borrow().topic(&name).is_some();
-        let mut topic_error = if !matches!(acks, 0 | 1 | -1) { Some(ec::INVALID_REQUIRED_ACKS) } else { None };
+        let mut topic_error = if !matches!(acks, -1..=1) {
+            Some(ec::INVALID_REQUIRED_ACKS)
+        } else {
+            None
+        };
         if topic_error.is_none() && !topic_known {
             if crate::metadata::topic_name::validate(&name).is_err() {
                 topic_error = Some(ec::INVALID_TOPIC_EXCEPTION);
@@ -91,7 +110,11 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
                 parts.push((p.index, Some(error_result(code))));
                 continue;
             }
-            let owner = if topic_known { shard.meta.borrow().owner(&name, p.index) } else { None };
+            let owner = if topic_known {
+                shard.meta.borrow().owner(&name, p.index)
+            } else {
+                None
+            };
             match owner {
                 None => parts.push((p.index, Some(error_result(ec::UNKNOWN_TOPIC_OR_PARTITION)))),
                 Some(s) => {
@@ -112,7 +135,11 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
         if parts.is_empty() {
             continue;
         }
-        let req = ShardRequest::Produce { parts, acks, timeout_ms: req.timeout_ms };
+        let req = ShardRequest::Produce {
+            parts,
+            acks,
+            timeout_ms: req.timeout_ms,
+        };
         waits.push((s, shard.dispatch(s, req).await));
     }
     async move {
@@ -135,7 +162,9 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
                     .with_partition_responses(
                         parts
                             .into_iter()
-                            .map(|(i, r)| partition_response(i, &r.unwrap_or_else(|| error_result(ec::UNKNOWN_SERVER_ERROR))))
+                            .map(|(i, r)| {
+                                partition_response(i, &r.unwrap_or_else(|| error_result(ec::UNKNOWN_SERVER_ERROR)))
+                            })
                             .collect(),
                     )
             })

@@ -18,10 +18,7 @@ fn to_wire(r: classic::SyncGroupResponse) -> SyncGroupResponse {
         .with_assignment(r.assignment)
 }
 
-pub async fn start(
-    ctx: &RequestContext,
-    req: SyncGroupRequest,
-) -> LocalBoxFuture<'static, SyncGroupResponse> {
+pub async fn start(ctx: &RequestContext, req: SyncGroupRequest) -> LocalBoxFuture<'static, SyncGroupResponse> {
     let v5 = ctx.api_version >= 5;
     let r = classic::SyncGroupRequest {
         group_id: req.group_id.0.to_string(),

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 pub const CLIENT_ID: &str = "ringlog-bench";
@@ -52,9 +50,7 @@ impl Versions {
                 .ok_or_else(|| anyhow!("the broker does not implement {key:?}"))?;
             let v = hi.min(*bhi);
             if v < lo.max(*blo) {
-                bail!(
-                    "no common {key:?} version: broker speaks {blo}..={bhi}, ringlog bench {lo}..={hi}"
-                );
+                bail!("no common {key:?} version: broker speaks {blo}..={bhi}, ringlog bench {lo}..={hi}");
             }
             Ok(v)
         };
@@ -84,8 +80,7 @@ pub fn encode_request<T: Encodable>(
         .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
     let hv = key.request_header_version(version);
     let size = header.compute_size(hv)? + body.compute_size(version)?;
-    let size32 =
-        i32::try_from(size).map_err(|_| anyhow!("{key:?} request of {size} bytes is too large"))?;
+    let size32 = i32::try_from(size).map_err(|_| anyhow!("{key:?} request of {size} bytes is too large"))?;
     buf.reserve(4 + size);
     buf.put_i32(size32);
     header.encode(buf, hv)?;
@@ -107,8 +102,8 @@ pub fn decode_response<T: Decodable>(
     } else {
         key.response_header_version(version)
     };
-    let header = ResponseHeader::decode(&mut frame, hv)
-        .with_context(|| format!("malformed {key:?} response header"))?;
+    let header =
+        ResponseHeader::decode(&mut frame, hv).with_context(|| format!("malformed {key:?} response header"))?;
     if header.correlation_id != correlation_id {
         bail!(
             "{key:?} response has correlation id {}, expected {correlation_id}",
@@ -169,10 +164,7 @@ impl FrameReader {
                 match e.kind() {
                     std::io::ErrorKind::Interrupted => continue,
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                        bail!(
-                            "no response from the broker within {} s",
-                            RESPONSE_TIMEOUT.as_secs()
-                        )
+                        bail!("no response from the broker within {} s", RESPONSE_TIMEOUT.as_secs())
                     }
                     _ => bail!("reading from the broker: {e}"),
                 }
@@ -185,8 +177,7 @@ impl FrameReader {
         let mut len = [0u8; 4];
         read_exact(r, &mut len)?;
         let n = i32::from_be_bytes(len);
-        let n =
-            usize::try_from(n).map_err(|_| anyhow!("broker sent a frame of negative size {n}"))?;
+        let n = usize::try_from(n).map_err(|_| anyhow!("broker sent a frame of negative size {n}"))?;
         if n > self.max {
             bail!("broker sent a frame of {n} bytes (limit {})", self.max);
         }
@@ -198,10 +189,7 @@ fn read_exact(r: &mut impl Read, buf: &mut [u8]) -> anyhow::Result<()> {
     r.read_exact(buf).map_err(|e| match e.kind() {
         std::io::ErrorKind::UnexpectedEof => anyhow!("the broker closed the connection"),
         std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-            anyhow!(
-                "no response from the broker within {} s",
-                RESPONSE_TIMEOUT.as_secs()
-            )
+            anyhow!("no response from the broker within {} s", RESPONSE_TIMEOUT.as_secs())
         }
         _ => anyhow!("reading from the broker: {e}"),
     })
@@ -258,9 +246,7 @@ impl Conn {
             wbuf: BytesMut::with_capacity(4096),
             next_correlation: 1,
         };
-        conn.versions = conn
-            .negotiate()
-            .with_context(|| format!("API versions with {addr}"))?;
+        conn.versions = conn.negotiate().with_context(|| format!("API versions with {addr}"))?;
         Ok(conn)
     }
 
@@ -272,11 +258,10 @@ impl Conn {
         let frame = self.reader.read(&mut self.stream)?;
         // A broker that does not speak v3 answers UNSUPPORTED_VERSION with a
         // v0 body that still lists its versions.
-        let resp: ApiVersionsResponse =
-            match decode_response(frame.clone(), ApiKey::ApiVersions, 3, corr) {
-                Ok(r) => r,
-                Err(_) => decode_response(frame, ApiKey::ApiVersions, 0, corr)?,
-            };
+        let resp: ApiVersionsResponse = match decode_response(frame.clone(), ApiKey::ApiVersions, 3, corr) {
+            Ok(r) => r,
+            Err(_) => decode_response(frame, ApiKey::ApiVersions, 0, corr)?,
+        };
         if resp.error_code != 0 && resp.error_code != 35 {
             bail!("ApiVersions failed with error code {}", resp.error_code);
         }
@@ -289,12 +274,7 @@ impl Conn {
     }
 
     /// Write one request; returns its correlation id.
-    pub fn send<T: Encodable>(
-        &mut self,
-        key: ApiKey,
-        version: i16,
-        body: &T,
-    ) -> anyhow::Result<i32> {
+    pub fn send<T: Encodable>(&mut self, key: ApiKey, version: i16, body: &T) -> anyhow::Result<i32> {
         let corr = self.next_correlation;
         self.next_correlation = self.next_correlation.wrapping_add(1).max(1);
         self.wbuf.clear();
@@ -333,14 +313,7 @@ mod tests {
 
     #[test]
     fn negotiation_picks_the_highest_common_version() {
-        let broker = [
-            (0, 3, 9),
-            (1, 4, 18),
-            (3, 0, 12),
-            (19, 2, 7),
-            (2, 1, 10),
-            (18, 0, 4),
-        ];
+        let broker = [(0, 3, 9), (1, 4, 18), (3, 0, 12), (19, 2, 7), (2, 1, 10), (18, 0, 4)];
         let v = Versions::negotiate(&broker).unwrap();
         assert_eq!(
             v,
@@ -372,8 +345,7 @@ mod tests {
         assert_eq!(size, buf.len() - 4);
         // Decode it back the way a broker would.
         let mut body = Bytes::copy_from_slice(&buf[4..]);
-        let h =
-            RequestHeader::decode(&mut body, ApiKey::Metadata.request_header_version(12)).unwrap();
+        let h = RequestHeader::decode(&mut body, ApiKey::Metadata.request_header_version(12)).unwrap();
         assert_eq!(
             (h.request_api_key, h.request_api_version, h.correlation_id),
             (3, 12, 77)
@@ -392,8 +364,7 @@ mod tests {
         let mut wire: &[u8] = &out;
         let mut fr = FrameReader::default();
         let frame = fr.read(&mut wire).unwrap();
-        let back: MetadataResponse =
-            decode_response(frame.clone(), ApiKey::Metadata, 12, 77).unwrap();
+        let back: MetadataResponse = decode_response(frame.clone(), ApiKey::Metadata, 12, 77).unwrap();
         assert_eq!(back, resp);
         let e = decode_response::<MetadataResponse>(frame, ApiKey::Metadata, 12, 78).unwrap_err();
         assert!(e.to_string().contains("correlation id 77"), "{e}");

@@ -9,8 +9,8 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, TopicName,
+    ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
+    MetadataRequest, MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -44,10 +44,7 @@ impl Cluster {
     }
 
     /// Group partitions by leader address, keeping their order.
-    pub fn by_leader(
-        &self,
-        parts: &[TopicPartition],
-    ) -> anyhow::Result<Vec<(String, Vec<TopicPartition>)>> {
+    pub fn by_leader(&self, parts: &[TopicPartition]) -> anyhow::Result<Vec<(String, Vec<TopicPartition>)>> {
         let leaders: BTreeMap<TopicPartition, i32> = self.partitions.iter().copied().collect();
         let mut groups: Vec<(String, Vec<TopicPartition>)> = Vec::new();
         for tp in parts {
@@ -77,10 +74,7 @@ const NOT_CONTROLLER: i16 = 41;
 fn metadata(conn: &mut Conn, names: &[String]) -> anyhow::Result<MetadataResponse> {
     let topics = names
         .iter()
-        .map(|n| {
-            MetadataRequestTopic::default()
-                .with_name(Some(TopicName(StrBytes::from_string(n.clone()))))
-        })
+        .map(|n| MetadataRequestTopic::default().with_name(Some(TopicName(StrBytes::from_string(n.clone())))))
         .collect();
     let req = MetadataRequest::default()
         .with_topics(Some(topics))
@@ -116,9 +110,7 @@ pub fn discover(settings: &Settings, log: &dyn Fn(&str)) -> anyhow::Result<Clust
         ));
         let controller = md.controller_id.0;
         let mut admin = match md.brokers.iter().find(|b| b.node_id.0 == controller) {
-            Some(b) if md.brokers.len() > 1 => {
-                Conn::connect(&format!("{}:{}", b.host.as_str(), b.port))?
-            }
+            Some(b) if md.brokers.len() > 1 => Conn::connect(&format!("{}:{}", b.host.as_str(), b.port))?,
             _ => Conn::connect(&settings.bootstrap)?,
         };
         create_topics(&mut admin, &missing, settings)?;
@@ -167,8 +159,7 @@ fn create_topics(conn: &mut Conn, names: &[String], s: &Settings) -> anyhow::Res
     let req = CreateTopicsRequest::default()
         .with_topics(topics)
         .with_timeout_ms(60_000);
-    let resp: CreateTopicsResponse =
-        conn.call(ApiKey::CreateTopics, conn.versions.create_topics, &req)?;
+    let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, conn.versions.create_topics, &req)?;
     for t in &resp.topics {
         match t.error_code {
             0 | TOPIC_ALREADY_EXISTS => {}
@@ -214,11 +205,7 @@ pub fn cluster_from(md: &MetadataResponse, names: &[String]) -> anyhow::Result<C
         parts.sort_by_key(|p| p.partition_index);
         for p in parts {
             if p.error_code != 0 && p.error_code != LEADER_NOT_AVAILABLE {
-                bail!(
-                    "partition {name}-{}: {}",
-                    p.partition_index,
-                    error_name(p.error_code)
-                );
+                bail!("partition {name}-{}: {}", p.partition_index, error_name(p.error_code));
             }
             let leader: BrokerId = p.leader_id;
             if leader.0 < 0 || p.error_code == LEADER_NOT_AVAILABLE {
@@ -279,8 +266,7 @@ pub fn list_offsets(
         .with_replica_id(BrokerId(-1))
         .with_topics(req_topics)
         .with_timeout_ms(30_000);
-    let resp: ListOffsetsResponse =
-        conn.call(ApiKey::ListOffsets, conn.versions.list_offsets, &req)?;
+    let resp: ListOffsetsResponse = conn.call(ApiKey::ListOffsets, conn.versions.list_offsets, &req)?;
     let mut found: BTreeMap<TopicPartition, i64> = BTreeMap::new();
     for t in &resp.topics {
         let Some(ti) = topics.iter().position(|n| n.as_str() == t.name.0.as_str()) else {
@@ -307,12 +293,10 @@ pub fn list_offsets(
     parts
         .iter()
         .map(|tp| {
-            found.get(tp).copied().with_context(|| {
-                format!(
-                    "ListOffsets returned nothing for {}-{}",
-                    topics[tp.topic], tp.partition
-                )
-            })
+            found
+                .get(tp)
+                .copied()
+                .with_context(|| format!("ListOffsets returned nothing for {}-{}", topics[tp.topic], tp.partition))
         })
         .collect()
 }
@@ -363,26 +347,8 @@ mod tests {
         let names = vec!["t0".to_string(), "t1".to_string()];
         let c = cluster_from(&md(&[("t1", &[2]), ("t0", &[1, 2, 1])]), &names).unwrap();
         assert_eq!(c.partitions.len(), 4);
-        assert_eq!(
-            c.partitions[0],
-            (
-                TopicPartition {
-                    topic: 0,
-                    partition: 0
-                },
-                1
-            )
-        );
-        assert_eq!(
-            c.partitions[3],
-            (
-                TopicPartition {
-                    topic: 1,
-                    partition: 0
-                },
-                2
-            )
-        );
+        assert_eq!(c.partitions[0], (TopicPartition { topic: 0, partition: 0 }, 1));
+        assert_eq!(c.partitions[3], (TopicPartition { topic: 1, partition: 0 }, 2));
         let groups = c.by_leader(&c.all_partitions()).unwrap();
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].0, "a:1");

@@ -166,8 +166,8 @@ impl WorkloadFile {
     }
 
     pub fn load(path: &Path) -> anyhow::Result<WorkloadFile> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read workload file {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("cannot read workload file {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("bad workload file {}", path.display()))
     }
 }
@@ -506,9 +506,7 @@ impl Settings {
         if self.topics == 1 {
             vec![self.topic.clone()]
         } else {
-            (0..self.topics)
-                .map(|i| format!("{}-{i}", self.topic))
-                .collect()
+            (0..self.topics).map(|i| format!("{}-{i}", self.topic)).collect()
         }
     }
 
@@ -542,9 +540,7 @@ fn millis_duration(v: f64) -> anyhow::Result<Duration> {
 pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
     let t = text.trim();
     let t = t.strip_suffix("/s").unwrap_or(t).trim();
-    let split = t
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(t.len());
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
     if num.is_empty() {
         bail!("{text:?} is not a size: expected a number with an optional unit, e.g. 1KiB or 50MB");
@@ -566,9 +562,7 @@ pub fn parse_bytes(text: &str) -> anyhow::Result<u64> {
             .checked_mul(mult)
             .ok_or_else(|| anyhow::anyhow!("{text:?} is too large"));
     }
-    let f: f64 = num
-        .parse()
-        .map_err(|_| anyhow::anyhow!("{text:?} is not a size"))?;
+    let f: f64 = num.parse().map_err(|_| anyhow::anyhow!("{text:?} is not a size"))?;
     let v = (f * mult as f64).round();
     if !v.is_finite() || v < 0.0 || v >= u64::MAX as f64 {
         bail!("{text:?} is out of range");
@@ -704,10 +698,7 @@ mod tests {
 
     #[test]
     fn bad_files_are_refused() {
-        assert!(
-            WorkloadFile::parse("partitons = 3").is_err(),
-            "typo must be caught"
-        );
+        assert!(WorkloadFile::parse("partitons = 3").is_err(), "typo must be caught");
         assert!(WorkloadFile::parse("acks = true").is_err());
         let w = WorkloadFile::parse("acks = 7").unwrap();
         assert!(Settings::from_parts(Some(&w), &BenchArgs::default()).is_err());
@@ -732,10 +723,7 @@ mod tests {
             match &w.suite {
                 Some(names) => {
                     for n in names {
-                        assert!(
-                            dir.join(format!("{n}.toml")).exists(),
-                            "{stem}: no workload {n}"
-                        );
+                        assert!(dir.join(format!("{n}.toml")).exists(), "{stem}: no workload {n}");
                     }
                 }
                 None => {
@@ -743,8 +731,7 @@ mod tests {
                         workload: Some(path.clone()),
                         ..Default::default()
                     };
-                    Settings::resolve(&args)
-                        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+                    Settings::resolve(&args).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
                 }
             }
         }

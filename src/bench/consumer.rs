@@ -37,11 +37,7 @@ pub enum Assignment {
 
 impl Assignment {
     /// Each consumer's partitions.
-    pub fn assign(
-        self,
-        partitions: &[TopicPartition],
-        consumers: usize,
-    ) -> Vec<Vec<TopicPartition>> {
+    pub fn assign(self, partitions: &[TopicPartition], consumers: usize) -> Vec<Vec<TopicPartition>> {
         match self {
             Assignment::Manual => round_robin(partitions, consumers),
         }
@@ -131,11 +127,7 @@ pub fn consume_batches(
 
 /// Run one consumer connection (blocking): position, tell `ready`, then
 /// fetch until told to stop (or caught up).
-pub fn run(
-    spec: ConsumerSpec,
-    shared: Arc<Shared>,
-    ready: Sender<Result<(), String>>,
-) -> ConsumerResult {
+pub fn run(spec: ConsumerSpec, shared: Arc<Shared>, ready: Sender<Result<(), String>>) -> ConsumerResult {
     let mut result = ConsumerResult {
         latency: new_histogram(),
         error_codes: BTreeMap::new(),
@@ -185,11 +177,7 @@ fn fetch_loop(
             target: targets.as_ref().map(|t| t[i]),
         })
         .collect();
-    let index: HashMap<TopicPartition, usize> = positions
-        .iter()
-        .enumerate()
-        .map(|(i, p)| (p.tp, i))
-        .collect();
+    let index: HashMap<TopicPartition, usize> = positions.iter().enumerate().map(|(i, p)| (p.tp, i)).collect();
     if let Some(r) = ready.take() {
         let _ = r.send(Ok(()));
     }
@@ -210,10 +198,7 @@ fn fetch_loop(
         if shared.aborted() || shared.stop_consumers.load(Relaxed) {
             return Ok(());
         }
-        if positions
-            .iter()
-            .all(|p| p.target.is_some_and(|t| p.offset >= t))
-        {
+        if positions.iter().all(|p| p.target.is_some_and(|t| p.offset >= t)) {
             return Ok(());
         }
         let req = fetch_request(&positions, topics, s.until_caught_up);
@@ -245,8 +230,7 @@ fn fetch_loop(
                     c.consume_errors.fetch_add(1, Relaxed);
                     if p.error_code == OFFSET_OUT_OF_RANGE {
                         let earliest = list_offsets(&mut conn, topics, &[positions[i].tp], -2)?;
-                        positions[i].offset =
-                            earliest[0].max(positions[i].offset.min(p.high_watermark.max(0)));
+                        positions[i].offset = earliest[0].max(positions[i].offset.min(p.high_watermark.max(0)));
                     }
                     backoff = true;
                     continue;
@@ -279,8 +263,7 @@ fn fetch_loop(
             c.consumed_bytes.fetch_add(got * message_size, Relaxed);
             if in_window {
                 c.consumed_window_msgs.fetch_add(got, Relaxed);
-                c.consumed_window_bytes
-                    .fetch_add(got * message_size, Relaxed);
+                c.consumed_window_bytes.fetch_add(got * message_size, Relaxed);
             }
             c.last_consume_ns.fetch_max(now, Relaxed);
         }
@@ -303,10 +286,7 @@ fn fetch_request(positions: &[Position], topics: &[String], catch_up: bool) -> F
             .with_current_leader_epoch(-1)
             .with_log_start_offset(-1)
             .with_last_fetched_epoch(-1);
-        let name = topics
-            .get(p.tp.topic)
-            .map(String::as_str)
-            .unwrap_or_default();
+        let name = topics.get(p.tp.topic).map(String::as_str).unwrap_or_default();
         match fetch_topics.last_mut() {
             Some(t) if t.topic.0.as_str() == name => t.partitions.push(part),
             _ => fetch_topics.push(
@@ -408,10 +388,7 @@ mod tests {
             }
         );
         assert_eq!(consume_batches(&[], 0, |_, _, _| {}), Consumed::default());
-        assert_eq!(
-            consume_batches(&[0xff; 100], 0, |_, _, _| {}),
-            Consumed::default()
-        );
+        assert_eq!(consume_batches(&[0xff; 100], 0, |_, _, _| {}), Consumed::default());
     }
 
     #[test]
@@ -447,12 +424,7 @@ mod tests {
 
     #[test]
     fn manual_assignment_splits_partitions() {
-        let parts: Vec<TopicPartition> = (0..16)
-            .map(|p| TopicPartition {
-                topic: 0,
-                partition: p,
-            })
-            .collect();
+        let parts: Vec<TopicPartition> = (0..16).map(|p| TopicPartition { topic: 0, partition: p }).collect();
         let a = Assignment::Manual.assign(&parts, 2);
         assert_eq!(a.len(), 2);
         assert_eq!(a[0].len(), 8);

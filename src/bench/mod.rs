@@ -120,9 +120,6 @@ pub fn write_outputs(dir: &Path, output: &run::RunOutput) -> anyhow::Result<()> 
         "produce-latency.hgrm",
         &stats::percentile_distribution(&output.produce_latency),
     )?;
-    write(
-        "e2e-latency.hgrm",
-        &stats::percentile_distribution(&output.e2e_latency),
-    )?;
+    write("e2e-latency.hgrm", &stats::percentile_distribution(&output.e2e_latency))?;
     Ok(())
 }

@@ -112,14 +112,7 @@ pub fn run(spec: ProducerSpec, shared: Arc<Shared>) -> ProducerResult {
         drop(rx);
         None
     };
-    let mut writer = Writer::new(
-        &spec,
-        shared.clone(),
-        write_half,
-        versions,
-        first_corr,
-        permits.clone(),
-    );
+    let mut writer = Writer::new(&spec, shared.clone(), write_half, versions, first_corr, permits.clone());
     let written = writer.run(if acks != 0 { Some(tx) } else { None });
     if written.is_err() {
         // Unblock the reader: nothing more will arrive.
@@ -194,13 +187,7 @@ impl Writer {
                 records_per_batch: max_records,
             }
         };
-        let template = Template::new(
-            max_records as usize,
-            s.message_size,
-            s.key,
-            s.compression,
-            spec.seed,
-        );
+        let template = Template::new(max_records as usize, s.message_size, s.key, s.compression, spec.seed);
         Writer {
             schedule: (spec.rate > 0).then(|| Schedule::new(s.message_size as u64, spec.rate)),
             max_messages: spec.max_messages.unwrap_or(u64::MAX),
@@ -263,8 +250,7 @@ impl Writer {
                         || (pending > 0 && now >= oldest.saturating_add(linger))
                         || (pending > 0 && due == final_due);
                     if !ready {
-                        let full_at =
-                            start.saturating_add(sch.offset_ns(next + self.per_request - 1));
+                        let full_at = start.saturating_add(sch.offset_ns(next + self.per_request - 1));
                         let wake = oldest.saturating_add(linger).min(full_at);
                         sleep_until(&clock, wake, &stop);
                         continue;
@@ -315,8 +301,7 @@ impl Writer {
                 Some(sch) => {
                     let t0 = sch.offset_ns(run.first);
                     let step = if run.count > 1 {
-                        sch.offset_ns(run.first + run.stride as u64)
-                            .saturating_sub(t0)
+                        sch.offset_ns(run.first + run.stride as u64).saturating_sub(t0)
                     } else {
                         0
                     };
@@ -337,10 +322,7 @@ impl Writer {
                 Some((_, i)) => *i,
                 None => {
                     let name = shared.topics.get(tp.topic).cloned().unwrap_or_default();
-                    topics.push(
-                        TopicProduceData::default()
-                            .with_name(TopicName(StrBytes::from_string(name))),
-                    );
+                    topics.push(TopicProduceData::default().with_name(TopicName(StrBytes::from_string(name))));
                     topic_slot.push((tp.topic, topics.len() - 1));
                     topics.len() - 1
                 }
@@ -363,13 +345,7 @@ impl Writer {
         let corr = self.next_corr;
         self.next_corr = self.next_corr.wrapping_add(1).max(1);
         self.wbuf.clear();
-        encode_request(
-            &mut self.wbuf,
-            ApiKey::Produce,
-            self.versions.produce,
-            corr,
-            &req,
-        )?;
+        encode_request(&mut self.wbuf, ApiKey::Produce, self.versions.produce, corr, &req)?;
         drop(req);
         match tx {
             Some(tx) => {
@@ -385,9 +361,7 @@ impl Writer {
                 self.permits.release();
             }
         }
-        self.stream
-            .write_all(&self.wbuf)
-            .context("sending a produce request")?;
+        self.stream.write_all(&self.wbuf).context("sending a produce request")?;
         if tx.is_none() {
             let c = &shared.counters;
             let bytes = planned * self.message_size;
@@ -428,12 +402,8 @@ fn read_responses(
         };
         let ack = shared.clock.now_ns();
         permits.release();
-        let resp: ProduceResponse = match decode_response(
-            frame,
-            ApiKey::Produce,
-            versions.produce,
-            sent.correlation_id,
-        ) {
+        let resp: ProduceResponse = match decode_response(frame, ApiKey::Produce, versions.produce, sent.correlation_id)
+        {
             Ok(r) => r,
             Err(e) => {
                 failure = Some(format!("{e:#}"));
@@ -529,9 +499,7 @@ fn match_response(resp: &ProduceResponse, batches: &[SentBatch], topics: &[Strin
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::messages::produce_response::{
-        PartitionProduceResponse, TopicProduceResponse,
-    };
+    use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 
     fn resp(parts: &[(&str, i32, i16)]) -> ProduceResponse {
         let mut topics: Vec<TopicProduceResponse> = Vec::new();

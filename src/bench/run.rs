@@ -113,9 +113,7 @@ pub fn run(settings: Settings, log: &dyn Fn(&str)) -> anyhow::Result<RunOutput> 
             if producers.iter().all(|h| h.is_finished()) {
                 break;
             }
-        } else if consumers.iter().all(|h| h.is_finished())
-            || shared.clock.now_ns() >= shared.end_ns()
-        {
+        } else if consumers.iter().all(|h| h.is_finished()) || shared.clock.now_ns() >= shared.end_ns() {
             break;
         }
     }
@@ -200,10 +198,7 @@ pub fn run(settings: Settings, log: &dyn Fn(&str)) -> anyhow::Result<RunOutput> 
             settings.drain_timeout.as_secs_f64()
         ));
     }
-    let error_codes: BTreeMap<String, u64> = error_codes
-        .into_iter()
-        .map(|(code, n)| (error_name(code), n))
-        .collect();
+    let error_codes: BTreeMap<String, u64> = error_codes.into_iter().map(|(code, n)| (error_name(code), n)).collect();
     let ok = errors.is_empty() && error_codes.is_empty();
     let summary = Summary {
         workload: settings.name.clone(),
@@ -328,14 +323,8 @@ impl Progress {
             return;
         }
         let c = &shared.counters;
-        let (p, pb) = (
-            c.produced_msgs.load(Relaxed),
-            c.produced_bytes.load(Relaxed),
-        );
-        let (q, qb) = (
-            c.consumed_msgs.load(Relaxed),
-            c.consumed_bytes.load(Relaxed),
-        );
+        let (p, pb) = (c.produced_msgs.load(Relaxed), c.produced_bytes.load(Relaxed));
+        let (q, qb) = (c.consumed_msgs.load(Relaxed), c.consumed_bytes.load(Relaxed));
         let t = shared.clock.now_ns().saturating_sub(shared.start_ns()) as f64 / 1e9;
         let phase = if shared.clock.now_ns() < shared.warm_ns() {
             " (warmup)"

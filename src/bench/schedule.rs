@@ -186,12 +186,7 @@ mod tests {
 
     #[test]
     fn due_matches_offsets() {
-        for &(bytes, rate) in &[
-            (1024u64, 1u64 << 20),
-            (100, 7_777_777),
-            (1000, 3),
-            (7, 1_000_000_007),
-        ] {
+        for &(bytes, rate) in &[(1024u64, 1u64 << 20), (100, 7_777_777), (1000, 3), (7, 1_000_000_007)] {
             let s = Schedule::new(bytes, rate);
             for i in 0..2000u64 {
                 let t = s.offset_ns(i);
@@ -213,14 +208,7 @@ mod tests {
         assert_eq!(z.offset_ns(1), 1_000_000_000);
     }
 
-    fn planned(
-        how: Partitioning,
-        p: usize,
-        rot: usize,
-        max: u64,
-        first: u64,
-        n: u64,
-    ) -> (u64, Vec<Run>) {
+    fn planned(how: Partitioning, p: usize, rot: usize, max: u64, first: u64, n: u64) -> (u64, Vec<Run>) {
         let mut out = Vec::new();
         let k = plan(how, p, rot, max, first, n, &mut out);
         (k, out)
@@ -228,9 +216,7 @@ mod tests {
 
     #[test]
     fn sticky_fills_a_partition_then_moves_on() {
-        let how = Partitioning::Sticky {
-            records_per_batch: 4,
-        };
+        let how = Partitioning::Sticky { records_per_batch: 4 };
         let (k, runs) = planned(how, 3, 0, 4, 0, 10);
         assert_eq!(k, 10);
         assert_eq!(
@@ -280,9 +266,7 @@ mod tests {
 
     #[test]
     fn sticky_never_repeats_a_partition() {
-        let how = Partitioning::Sticky {
-            records_per_batch: 4,
-        };
+        let how = Partitioning::Sticky { records_per_batch: 4 };
         // Starting mid-batch, a full cycle would come back to partition 2.
         let (k, runs) = planned(how, 3, 0, 4, 10, 100);
         assert_eq!(k, 2 + 4 + 4);
@@ -297,14 +281,9 @@ mod tests {
 
     #[test]
     fn sticky_rotation() {
-        let how = Partitioning::Sticky {
-            records_per_batch: 2,
-        };
+        let how = Partitioning::Sticky { records_per_batch: 2 };
         let (_, runs) = planned(how, 4, 3, 2, 0, 4);
-        assert_eq!(
-            runs.iter().map(|r| r.partition).collect::<Vec<_>>(),
-            vec![3, 0]
-        );
+        assert_eq!(runs.iter().map(|r| r.partition).collect::<Vec<_>>(), vec![3, 0]);
     }
 
     #[test]

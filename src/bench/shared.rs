@@ -29,8 +29,7 @@ impl Clock {
 
     #[inline]
     pub fn now_ns(&self) -> u64 {
-        self.base_unix_ns
-            .saturating_add(self.base.elapsed().as_nanos() as u64)
+        self.base_unix_ns.saturating_add(self.base.elapsed().as_nanos() as u64)
     }
 }
 

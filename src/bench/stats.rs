@@ -11,8 +11,7 @@ use super::config::Settings;
 
 /// Latencies are recorded in ns, from 1 ns to an hour, 3 significant digits.
 pub fn new_histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 3_600_000_000_000, 3)
-        .expect("constant histogram bounds are valid")
+    Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("constant histogram bounds are valid")
 }
 
 /// Record `count` latencies of `ns` (clamped into the histogram's range).
@@ -87,11 +86,7 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
             let value = v.value_iterated_to() as f64 / NS_PER_MS;
             let p = v.quantile_iterated_to();
             if p < 1.0 {
-                let _ = writeln!(
-                    out,
-                    "{value:12.digits$} {p:2.12} {total:10} {:14.2}",
-                    1.0 / (1.0 - p)
-                );
+                let _ = writeln!(out, "{value:12.digits$} {p:2.12} {total:10} {:14.2}", 1.0 / (1.0 - p));
             } else {
                 let _ = writeln!(out, "{value:12.digits$} {p:2.12} {total:10}");
             }
@@ -100,22 +95,14 @@ pub fn percentile_distribution(h: &Histogram<u64>) -> String {
     let (mean, stdev, max) = if h.is_empty() {
         (0.0, 0.0, 0.0)
     } else {
-        (
-            h.mean() / NS_PER_MS,
-            h.stdev() / NS_PER_MS,
-            h.max() as f64 / NS_PER_MS,
-        )
+        (h.mean() / NS_PER_MS, h.stdev() / NS_PER_MS, h.max() as f64 / NS_PER_MS)
     };
     let sub_buckets = 1u64 << (2.0 * 10f64.powi(digits as i32)).log2().ceil() as u32;
     let _ = writeln!(
         out,
         "#[Mean    = {mean:12.digits$}, StdDeviation   = {stdev:12.digits$}]"
     );
-    let _ = writeln!(
-        out,
-        "#[Max     = {max:12.digits$}, Total count    = {:12}]",
-        h.len()
-    );
+    let _ = writeln!(out, "#[Max     = {max:12.digits$}, Total count    = {:12}]", h.len());
     let _ = writeln!(
         out,
         "#[Buckets = {:12}, SubBuckets     = {sub_buckets:12}]",
@@ -140,13 +127,7 @@ pub struct Throughput {
 }
 
 impl Throughput {
-    pub fn new(
-        total_messages: u64,
-        total_bytes: u64,
-        messages: u64,
-        bytes: u64,
-        seconds: f64,
-    ) -> Self {
+    pub fn new(total_messages: u64, total_bytes: u64, messages: u64, bytes: u64, seconds: f64) -> Self {
         let (m, b) = if seconds > 0.0 {
             (messages as f64 / seconds, bytes as f64 / seconds / 1e6)
         } else {
@@ -209,11 +190,7 @@ impl Summary {
         let _ = writeln!(
             s,
             "workload {} ({mode}, acks={}, {} B messages, {} partitions) against {}",
-            self.workload,
-            self.settings.acks,
-            self.settings.message_size,
-            self.partitions_total,
-            self.bootstrap
+            self.workload, self.settings.acks, self.settings.message_size, self.partitions_total, self.bootstrap
         );
         let tp = |name: &str, t: &Throughput, s: &mut String| {
             let _ = writeln!(
@@ -235,10 +212,7 @@ impl Summary {
         if let Some(l) = &self.produce_latency_ms {
             let _ = writeln!(s, "produce latency (ms):     {}", l.line());
         } else if self.produce.is_some() {
-            let _ = writeln!(
-                s,
-                "produce latency (ms):     none measured (acks=0 gets no responses)"
-            );
+            let _ = writeln!(s, "produce latency (ms):     none measured (acks=0 gets no responses)");
         }
         if let Some(l) = &self.e2e_latency_ms {
             let _ = writeln!(s, "end-to-end latency (ms):  {}", l.line());
@@ -253,11 +227,7 @@ impl Summary {
             );
         }
         if self.unconsumed > 0 {
-            let _ = writeln!(
-                s,
-                "NOT CONSUMED: {} acknowledged messages",
-                thousands(self.unconsumed)
-            );
+            let _ = writeln!(s, "NOT CONSUMED: {} acknowledged messages", thousands(self.unconsumed));
         }
         for (code, n) in &self.error_codes {
             let _ = writeln!(s, "ERROR {code}: {n} times");
@@ -265,15 +235,7 @@ impl Summary {
         for e in &self.errors {
             let _ = writeln!(s, "ERROR: {e}");
         }
-        let _ = writeln!(
-            s,
-            "{}",
-            if self.ok {
-                "result: ok"
-            } else {
-                "result: FAILED"
-            }
-        );
+        let _ = writeln!(s, "{}", if self.ok { "result: ok" } else { "result: FAILED" });
         s
     }
 }
@@ -346,10 +308,7 @@ mod tests {
         assert!((s.max - 100.0).abs() < 0.1, "{s:?}");
         assert!(LatencySummary::of(&new_histogram()).is_none());
         let line = s.line();
-        assert!(
-            line.starts_with("p50 1.000  p99 1.000  p99.9 10.0"),
-            "{line}"
-        );
+        assert!(line.starts_with("p50 1.000  p99 1.000  p99.9 10.0"), "{line}");
         assert!(line.ends_with("1,000 samples)"), "{line}");
     }
 
@@ -365,15 +324,9 @@ mod tests {
         let h = hist(&[(1_000_000, 3), (2_000_000, 1)]);
         let text = percentile_distribution(&h);
         let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(
-            lines[0],
-            "       Value     Percentile TotalCount 1/(1-Percentile)"
-        );
+        assert_eq!(lines[0], "       Value     Percentile TotalCount 1/(1-Percentile)");
         assert_eq!(lines[1], "");
-        assert_eq!(
-            lines[2],
-            "       1.000 0.000000000000          3           1.00"
-        );
+        assert_eq!(lines[2], "       1.000 0.000000000000          3           1.00");
         // The last row is at percentile 1 with no 1/(1-p) column.
         let last_row = lines.iter().rev().find(|l| !l.starts_with('#')).unwrap();
         // Values print as the highest value of their bucket, as Java does.
@@ -445,14 +398,8 @@ mod tests {
         };
         let text = s.render();
         assert!(text.contains("fixed rate 50.0 MB/s"), "{text}");
-        assert!(
-            text.contains("produce             50 msg/s       0.05 MB/s"),
-            "{text}"
-        );
-        assert!(
-            text.contains("produce latency (ms):     p50 1.500"),
-            "{text}"
-        );
+        assert!(text.contains("produce             50 msg/s       0.05 MB/s"), "{text}");
+        assert!(text.contains("produce latency (ms):     p50 1.500"), "{text}");
         assert!(
             text.contains("generator CPU:            0.50 s (4882.81 core-s per GB)"),
             "{text}"
@@ -463,10 +410,7 @@ mod tests {
         s.ok = false;
         assert_eq!(s.error_count(), 4);
         let text = s.render();
-        assert!(
-            text.contains("ERROR REQUEST_TIMED_OUT (7): 3 times"),
-            "{text}"
-        );
+        assert!(text.contains("ERROR REQUEST_TIMED_OUT (7): 3 times"), "{text}");
         assert!(text.contains("result: FAILED"), "{text}");
         let json = serde_json::to_value(&s).unwrap();
         assert_eq!(json["settings"]["rate"], 50_000_000);

@@ -15,9 +15,8 @@ use bytes::BytesMut;
 use rand::{Rng, RngCore, SeedableRng};
 
 use crate::record::{
-    self, build_batch, update_crc, BatchHeader, Compression, Record, BASE_TIMESTAMP_OFFSET,
-    BATCH_HEADER_LEN, BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD,
-    MAX_TIMESTAMP_OFFSET, RECORD_COUNT_OFFSET,
+    self, build_batch, update_crc, BatchHeader, Compression, Record, BASE_TIMESTAMP_OFFSET, BATCH_HEADER_LEN,
+    BATCH_LENGTH_OFFSET, LAST_OFFSET_DELTA_OFFSET, LOG_OVERHEAD, MAX_TIMESTAMP_OFFSET, RECORD_COUNT_OFFSET,
 };
 
 /// Marker at the start of a stamped value.
@@ -80,11 +79,7 @@ pub struct Template {
 /// Size of one encoded record with a `value_len` value (and a key if `keyed`)
 /// at offset delta `delta`; used to size batches.
 pub fn record_wire_len(value_len: usize, keyed: bool, delta: i32) -> usize {
-    let key = if keyed {
-        Some(&[0u8; KEY_LEN][..])
-    } else {
-        None
-    };
+    let key = if keyed { Some(&[0u8; KEY_LEN][..]) } else { None };
     let value = vec![0u8; value_len.min(1 << 24)];
     let r = Record {
         key,
@@ -109,13 +104,7 @@ pub fn records_per_batch(message_size: usize, keyed: bool, batch_bytes: usize) -
 impl Template {
     /// Random values (and keys) for `max_records` records. `seed` makes runs
     /// reproducible.
-    pub fn new(
-        max_records: usize,
-        message_size: usize,
-        keyed: bool,
-        compression: Compression,
-        seed: u64,
-    ) -> Template {
+    pub fn new(max_records: usize, message_size: usize, keyed: bool, compression: Compression, seed: u64) -> Template {
         let max_records = max_records.max(1);
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
         let mut values = vec![0u8; max_records * message_size];
@@ -157,9 +146,7 @@ impl Template {
                 } else {
                     None
                 },
-                value: self
-                    .values
-                    .get(i * self.message_size..(i + 1) * self.message_size),
+                value: self.values.get(i * self.message_size..(i + 1) * self.message_size),
                 headers: &[],
                 timestamp_delta: 0,
             })
@@ -193,24 +180,12 @@ impl Template {
             out.extend_from_slice(&b);
             return;
         }
-        let end = self
-            .ends
-            .get(count - 1)
-            .copied()
-            .unwrap_or(self.batch.len());
+        let end = self.ends.get(count - 1).copied().unwrap_or(self.batch.len());
         let start = out.len();
         out.extend_from_slice(&self.batch[..end]);
         let b = &mut out[start..];
-        put(
-            b,
-            BATCH_LENGTH_OFFSET,
-            &((end - LOG_OVERHEAD) as i32).to_be_bytes(),
-        );
-        put(
-            b,
-            LAST_OFFSET_DELTA_OFFSET,
-            &((count - 1) as i32).to_be_bytes(),
-        );
+        put(b, BATCH_LENGTH_OFFSET, &((end - LOG_OVERHEAD) as i32).to_be_bytes());
+        put(b, LAST_OFFSET_DELTA_OFFSET, &((count - 1) as i32).to_be_bytes());
         put(b, RECORD_COUNT_OFFSET, &(count as i32).to_be_bytes());
         put(b, BASE_TIMESTAMP_OFFSET, &timestamp_ms.to_be_bytes());
         put(b, MAX_TIMESTAMP_OFFSET, &timestamp_ms.to_be_bytes());
@@ -332,19 +307,7 @@ mod tests {
 
     #[test]
     fn varints() {
-        for v in [
-            0i64,
-            1,
-            -1,
-            63,
-            -64,
-            64,
-            300,
-            -300,
-            i32::MAX as i64,
-            i64::MIN,
-            i64::MAX,
-        ] {
+        for v in [0i64, 1, -1, 63, -64, 64, 300, -300, i32::MAX as i64, i64::MIN, i64::MAX] {
             let mut buf = Vec::new();
             let mut z = ((v << 1) ^ (v >> 63)) as u64;
             while z >= 0x80 {

@@ -9,9 +9,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use bytes::{Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 /// Largest response accepted (a sanity bound, not a protocol limit).
@@ -35,8 +33,8 @@ impl Client {
             .with_context(|| format!("cannot resolve {addr}"))?
             .next()
             .ok_or_else(|| anyhow!("cannot resolve {addr}"))?;
-        let stream = TcpStream::connect_timeout(&sockaddr, timeout)
-            .with_context(|| format!("cannot connect to {addr}"))?;
+        let stream =
+            TcpStream::connect_timeout(&sockaddr, timeout).with_context(|| format!("cannot connect to {addr}"))?;
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
@@ -47,8 +45,7 @@ impl Client {
             versions: HashMap::new(),
         };
         // v0 is understood by every broker since Kafka 0.10.
-        let resp: ApiVersionsResponse =
-            client.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())?;
+        let resp: ApiVersionsResponse = client.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())?;
         if resp.error_code != 0 {
             bail!("{addr}: ApiVersions failed with error {}", resp.error_code);
         }
@@ -120,8 +117,7 @@ impl Client {
         self.stream
             .read_exact(&mut len)
             .with_context(|| format!("reading from {}", self.addr))?;
-        let len = usize::try_from(i32::from_be_bytes(len))
-            .map_err(|_| anyhow!("negative response size"))?;
+        let len = usize::try_from(i32::from_be_bytes(len)).map_err(|_| anyhow!("negative response size"))?;
         if len > MAX_RESPONSE_BYTES {
             bail!("response of {len} bytes from {} is too large", self.addr);
         }

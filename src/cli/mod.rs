@@ -19,16 +19,13 @@ use clap::{Args, Subcommand};
 use kafka_protocol::messages::consumer_group_describe_response::Assignment as ConsumerAssignment;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse,
-    DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse,
-    GroupId, ListGroupsRequest, ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse,
-    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetCommitResponse,
-    OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListGroupsRequest,
+    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -51,12 +48,7 @@ const EARLIEST: i64 = -2;
 #[derive(Args, Debug)]
 pub struct GroupArgs {
     /// Broker to bootstrap from.
-    #[arg(
-        long,
-        global = true,
-        value_name = "HOST:PORT",
-        default_value = "127.0.0.1:9092"
-    )]
+    #[arg(long, global = true, value_name = "HOST:PORT", default_value = "127.0.0.1:9092")]
     pub bootstrap: String,
     #[command(subcommand)]
     pub command: GroupCommand,
@@ -260,9 +252,7 @@ impl Cluster {
                     .with_key_type(0)
                     .with_coordinator_keys(vec![sb(group)])
             } else {
-                FindCoordinatorRequest::default()
-                    .with_key(sb(group))
-                    .with_key_type(0)
+                FindCoordinatorRequest::default().with_key(sb(group)).with_key_type(0)
             };
             let resp: FindCoordinatorResponse = c.send(ApiKey::FindCoordinator, v, &req)?;
             let (code, host, port) = if v >= 4 {
@@ -276,9 +266,7 @@ impl Cluster {
             };
             match code {
                 0 => return Ok(format!("{host}:{port}")),
-                ERR_COORDINATOR_LOAD_IN_PROGRESS
-                | ERR_COORDINATOR_NOT_AVAILABLE
-                | ERR_NOT_COORDINATOR
+                ERR_COORDINATOR_LOAD_IN_PROGRESS | ERR_COORDINATOR_NOT_AVAILABLE | ERR_NOT_COORDINATOR
                     if attempt + 1 < COORDINATOR_RETRIES =>
                 {
                     std::thread::sleep(RETRY_PAUSE)
@@ -313,9 +301,7 @@ impl Cluster {
             attempt += 1;
             let retriable = matches!(
                 code,
-                ERR_COORDINATOR_LOAD_IN_PROGRESS
-                    | ERR_COORDINATOR_NOT_AVAILABLE
-                    | ERR_NOT_COORDINATOR
+                ERR_COORDINATOR_LOAD_IN_PROGRESS | ERR_COORDINATOR_NOT_AVAILABLE | ERR_NOT_COORDINATOR
             );
             if !retriable || attempt >= COORDINATOR_RETRIES {
                 return Ok((v, resp));
@@ -349,27 +335,23 @@ impl Cluster {
         for (addr, topics) in by_leader {
             let c = self.client(&addr)?;
             let v = c.version(ApiKey::ListOffsets, (1, 7))?;
-            let req = ListOffsetsRequest::default()
-                .with_replica_id(BrokerId(-1))
-                .with_topics(
-                    topics
-                        .iter()
-                        .map(|(t, ps)| {
-                            ListOffsetsTopic::default()
-                                .with_name(TopicName(sb(t)))
-                                .with_partitions(
-                                    ps.iter()
-                                        .map(|p| {
-                                            ListOffsetsPartition::default()
-                                                .with_partition_index(*p)
-                                                .with_timestamp(timestamp)
-                                                .with_current_leader_epoch(-1)
-                                        })
-                                        .collect(),
-                                )
-                        })
-                        .collect(),
-                );
+            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
+                topics
+                    .iter()
+                    .map(|(t, ps)| {
+                        ListOffsetsTopic::default().with_name(TopicName(sb(t))).with_partitions(
+                            ps.iter()
+                                .map(|p| {
+                                    ListOffsetsPartition::default()
+                                        .with_partition_index(*p)
+                                        .with_timestamp(timestamp)
+                                        .with_current_leader_epoch(-1)
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            );
             let resp: ListOffsetsResponse = c.send(ApiKey::ListOffsets, v, &req)?;
             for t in resp.topics {
                 for p in t.partitions {
@@ -417,10 +399,7 @@ impl Cluster {
         for t in resp.topics {
             for p in t.partitions {
                 if p.error_code == 0 && p.committed_offset >= 0 {
-                    out.insert(
-                        (t.name.0.to_string(), p.partition_index),
-                        p.committed_offset,
-                    );
+                    out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
                 }
             }
         }
@@ -525,10 +504,7 @@ fn consumer_assignment(a: &ConsumerAssignment) -> BTreeMap<String, Vec<i32>> {
 /// (falling back to DescribeGroups for classic groups), like librdkafka.
 fn describe_group(cluster: &mut Cluster, group: &str) -> anyhow::Result<GroupInfo> {
     let addr = cluster.coordinator(group)?;
-    if cluster
-        .client(&addr)?
-        .supports(ApiKey::ConsumerGroupDescribe, (0, 1))
-    {
+    if cluster.client(&addr)?.supports(ApiKey::ConsumerGroupDescribe, (0, 1)) {
         let (_, resp): (i16, ConsumerGroupDescribeResponse) = cluster.ask_coordinator(
             group,
             ApiKey::ConsumerGroupDescribe,
@@ -618,8 +594,7 @@ fn list(cluster: &mut Cluster) -> anyhow::Result<()> {
             let v = c.version(ApiKey::ListGroups, (0, 5))?;
             let mut last = None;
             for _ in 0..COORDINATOR_RETRIES {
-                let resp: ListGroupsResponse =
-                    c.send(ApiKey::ListGroups, v, &ListGroupsRequest::default())?;
+                let resp: ListGroupsResponse = c.send(ApiKey::ListGroups, v, &ListGroupsRequest::default())?;
                 if resp.error_code != ERR_COORDINATOR_LOAD_IN_PROGRESS {
                     return Ok(resp);
                 }
@@ -656,10 +631,7 @@ fn list(cluster: &mut Cluster) -> anyhow::Result<()> {
     let rows: Vec<Vec<String>> = rows.into_values().collect();
     out(&table(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"], &rows));
     if !failures.is_empty() {
-        bail!(
-            "could not list the groups of every broker: {}",
-            failures.join("; ")
-        );
+        bail!("could not list the groups of every broker: {}", failures.join("; "));
     }
     Ok(())
 }
@@ -679,11 +651,7 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
             }
         }
     }
-    let partitions: BTreeSet<(String, i32)> = owner
-        .keys()
-        .cloned()
-        .chain(committed.keys().cloned())
-        .collect();
+    let partitions: BTreeSet<(String, i32)> = owner.keys().cloned().chain(committed.keys().cloned()).collect();
     let topics: Vec<String> = partitions
         .iter()
         .map(|(t, _)| t.clone())
@@ -760,12 +728,7 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
                 let assigned: Vec<String> = m
                     .assignment
                     .iter()
-                    .map(|(t, ps)| {
-                        format!(
-                            "{t}({})",
-                            ps.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
-                        )
-                    })
+                    .map(|(t, ps)| format!("{t}({})", ps.iter().map(i32::to_string).collect::<Vec<_>>().join(",")))
                     .collect();
                 let count: usize = m.assignment.values().map(Vec::len).sum();
                 vec![
@@ -798,13 +761,7 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn reset_offsets(
-    cluster: &mut Cluster,
-    group: &str,
-    topic: &str,
-    to: &ResetTo,
-    execute: bool,
-) -> anyhow::Result<()> {
+fn reset_offsets(cluster: &mut Cluster, group: &str, topic: &str, to: &ResetTo, execute: bool) -> anyhow::Result<()> {
     let meta = cluster.metadata(Some(&[topic.to_string()]))?;
     if let Some(code) = meta.errors.get(topic) {
         bail!("topic '{topic}' is not available (error {code})");
@@ -856,16 +813,7 @@ fn reset_offsets(
             ]
         })
         .collect();
-    let plan = table(
-        &[
-            "GROUP",
-            "TOPIC",
-            "PARTITION",
-            "CURRENT-OFFSET",
-            "NEW-OFFSET",
-        ],
-        &rows,
-    );
+    let plan = table(&["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"], &rows);
     if !execute {
         out(&plan);
         out("\nDry run: nothing was changed. Run again with --execute to commit these offsets.\n");
@@ -938,9 +886,7 @@ pub fn parse_datetime(s: &str) -> anyhow::Result<i64> {
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
     }
-    let bad = || {
-        anyhow!("bad --to-datetime {s:?}: expected epoch milliseconds or YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM]")
-    };
+    let bad = || anyhow!("bad --to-datetime {s:?}: expected epoch milliseconds or YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM]");
     let (date, rest) = s.split_once(['T', ' ']).ok_or_else(bad)?;
     let mut d = date.splitn(3, '-');
     let (y, mo, day) = (
@@ -1010,31 +956,17 @@ mod tests {
         assert_eq!(parse_datetime("0").unwrap(), 0);
         assert_eq!(parse_datetime("1700000000000").unwrap(), 1_700_000_000_000);
         assert_eq!(parse_datetime("1970-01-01T00:00:00").unwrap(), 0);
-        assert_eq!(
-            parse_datetime("2023-11-14T22:13:20Z").unwrap(),
-            1_700_000_000_000
-        );
-        assert_eq!(
-            parse_datetime("2023-11-14T22:13:20.123").unwrap(),
-            1_700_000_000_123
-        );
-        assert_eq!(
-            parse_datetime("2023-11-15T00:13:20+02:00").unwrap(),
-            1_700_000_000_000
-        );
-        assert_eq!(
-            parse_datetime("2023-11-14T21:13:20-0100").unwrap(),
-            1_700_000_000_000
-        );
+        assert_eq!(parse_datetime("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_datetime("2023-11-14T22:13:20.123").unwrap(), 1_700_000_000_123);
+        assert_eq!(parse_datetime("2023-11-15T00:13:20+02:00").unwrap(), 1_700_000_000_000);
+        assert_eq!(parse_datetime("2023-11-14T21:13:20-0100").unwrap(), 1_700_000_000_000);
         assert!(parse_datetime("yesterday").is_err());
         assert!(parse_datetime("2023-13-01T00:00:00").is_err());
     }
 
     #[test]
     fn consumer_assignments() {
-        let mut v = vec![
-            0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 1,
-        ];
+        let mut v = vec![0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 1];
         v.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
         let a = decode_consumer_assignment(&v).unwrap();
         assert_eq!(a.get("t"), Some(&vec![1, 3]));

@@ -64,11 +64,7 @@ impl ServerAssignor {
     /// Computes the target assignment of every member. `topics` maps every
     /// subscribed topic id to its partition count; members subscribed to
     /// topics missing from it simply get nothing for them.
-    pub fn assign(
-        self,
-        members: &[MemberSpec<'_>],
-        topics: &BTreeMap<TopicId, i32>,
-    ) -> BTreeMap<String, Assignment> {
+    pub fn assign(self, members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Assignment> {
         match self {
             ServerAssignor::Range => range_assign(members, topics),
             ServerAssignor::Uniform => uniform_assign(members, topics),
@@ -80,10 +76,7 @@ fn partitions_of(topics: &BTreeMap<TopicId, i32>, topic: &TopicId) -> i32 {
     topics.get(topic).copied().unwrap_or(0).max(0)
 }
 
-fn range_assign(
-    members: &[MemberSpec<'_>],
-    topics: &BTreeMap<TopicId, i32>,
-) -> BTreeMap<String, Assignment> {
+fn range_assign(members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Assignment> {
     let mut sorted: Vec<&MemberSpec<'_>> = members.iter().collect();
     sorted.sort_by(|a, b| match (a.instance_id, b.instance_id) {
         (Some(x), Some(y)) => x.cmp(y).then_with(|| a.member_id.cmp(b.member_id)),
@@ -130,10 +123,7 @@ fn range_assign(
     out
 }
 
-fn uniform_assign(
-    members: &[MemberSpec<'_>],
-    topics: &BTreeMap<TopicId, i32>,
-) -> BTreeMap<String, Assignment> {
+fn uniform_assign(members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Assignment> {
     if members.is_empty() {
         return BTreeMap::new();
     }
@@ -149,10 +139,7 @@ fn uniform_assign(
 
 /// Valid current ownership: subscribed topic, existing partition, and each
 /// partition kept by at most one member (the first in member id order).
-fn sticky_start(
-    members: &[MemberSpec<'_>],
-    topics: &BTreeMap<TopicId, i32>,
-) -> BTreeMap<String, Vec<(TopicId, i32)>> {
+fn sticky_start(members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Vec<(TopicId, i32)>> {
     let mut order: Vec<&MemberSpec<'_>> = members.iter().collect();
     order.sort_by(|a, b| a.member_id.cmp(b.member_id));
     let mut claimed: BTreeSet<(TopicId, i32)> = BTreeSet::new();
@@ -183,10 +170,7 @@ fn to_assignment(parts: &[(TopicId, i32)]) -> Assignment {
     a
 }
 
-fn uniform_homogeneous(
-    members: &[MemberSpec<'_>],
-    topics: &BTreeMap<TopicId, i32>,
-) -> BTreeMap<String, Assignment> {
+fn uniform_homogeneous(members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Assignment> {
     let subscribed = &members[0].subscribed_topic_ids;
     let mut owned = sticky_start(members, topics);
     let mut all: Vec<(TopicId, i32)> = Vec::new();
@@ -238,10 +222,7 @@ fn uniform_homogeneous(
         .collect()
 }
 
-fn uniform_heterogeneous(
-    members: &[MemberSpec<'_>],
-    topics: &BTreeMap<TopicId, i32>,
-) -> BTreeMap<String, Assignment> {
+fn uniform_heterogeneous(members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, i32>) -> BTreeMap<String, Assignment> {
     let owned_start = sticky_start(members, topics);
     let mut subscribers: BTreeMap<TopicId, Vec<String>> = BTreeMap::new();
     let mut sorted: Vec<&MemberSpec<'_>> = members.iter().collect();
@@ -249,10 +230,7 @@ fn uniform_heterogeneous(
     for m in &sorted {
         for t in &m.subscribed_topic_ids {
             if partitions_of(topics, t) > 0 {
-                subscribers
-                    .entry(*t)
-                    .or_default()
-                    .push(m.member_id.to_string());
+                subscribers.entry(*t).or_default().push(m.member_id.to_string());
             }
         }
     }
@@ -306,11 +284,7 @@ fn uniform_heterogeneous(
         });
         for from in &by_load {
             let from_count = count.get(from).copied().unwrap_or(0);
-            let candidates: Vec<(TopicId, i32)> = owner
-                .iter()
-                .filter(|(_, o)| *o == from)
-                .map(|(tp, _)| *tp)
-                .collect();
+            let candidates: Vec<(TopicId, i32)> = owner.iter().filter(|(_, o)| *o == from).map(|(tp, _)| *tp).collect();
             for tp in candidates.into_iter().rev() {
                 let Some(subs) = subscribers.get(&tp.0) else {
                     continue;
@@ -423,10 +397,7 @@ mod tests {
         let first = ServerAssignor::Uniform.assign(&[spec("a", &[1, 2], &empty)], &topics);
         assert_eq!(count(&first["a"]), 10);
         let a_cur = first["a"].clone();
-        let two = ServerAssignor::Uniform.assign(
-            &[spec("a", &[1, 2], &a_cur), spec("b", &[1, 2], &empty)],
-            &topics,
-        );
+        let two = ServerAssignor::Uniform.assign(&[spec("a", &[1, 2], &a_cur), spec("b", &[1, 2], &empty)], &topics);
         check_complete(&two, &topics);
         assert_eq!(count(&two["a"]), 5);
         assert_eq!(count(&two["b"]), 5);

@@ -304,10 +304,7 @@ pub struct ClassicMember {
 
 impl ClassicMember {
     fn metadata(&self, protocol: &str) -> Option<&Bytes> {
-        self.protocols
-            .iter()
-            .find(|p| p.name == protocol)
-            .map(|p| &p.metadata)
+        self.protocols.iter().find(|p| p.name == protocol).map(|p| &p.metadata)
     }
 
     fn matches(&self, protocols: &[JoinProtocol]) -> bool {
@@ -337,11 +334,7 @@ impl ClassicMember {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum JoinTimer {
     /// `group.initial.rebalance.delay.ms` phase of a group that was Empty.
-    InitialDelay {
-        deadline: i64,
-        delay: i32,
-        remaining: i32,
-    },
+    InitialDelay { deadline: i64, delay: i32, remaining: i32 },
     /// Rebalance timeout of the join phase.
     Rebalance { deadline: i64 },
 }
@@ -349,9 +342,7 @@ enum JoinTimer {
 impl JoinTimer {
     fn deadline(&self) -> i64 {
         match self {
-            JoinTimer::InitialDelay { deadline, .. } | JoinTimer::Rebalance { deadline } => {
-                *deadline
-            }
+            JoinTimer::InitialDelay { deadline, .. } | JoinTimer::Rebalance { deadline } => *deadline,
         }
     }
 }
@@ -496,12 +487,7 @@ impl ClassicGroup {
     }
 
     fn transition_to(&mut self, state: ClassicGroupState, now_ms: i64) {
-        debug_assert!(
-            state.valid_previous(self.state),
-            "{:?} -> {:?}",
-            self.state,
-            state
-        );
+        debug_assert!(state.valid_previous(self.state), "{:?} -> {:?}", self.state, state);
         self.previous_state = self.state;
         self.state = state;
         self.state_timestamp = Some(now_ms);
@@ -597,11 +583,7 @@ impl ClassicGroup {
             .collect()
     }
 
-    fn current_generation_response(
-        &self,
-        member_id: &str,
-        with_members: bool,
-    ) -> JoinGroupResponse {
+    fn current_generation_response(&self, member_id: &str, with_members: bool) -> JoinGroupResponse {
         JoinGroupResponse {
             error_code: error::NONE,
             generation_id: self.generation_id,
@@ -639,12 +621,7 @@ impl ClassicGroup {
     }
 
     /// Completes the member's parked JoinGroup, if any.
-    fn complete_join(
-        &mut self,
-        member_id: &str,
-        response: JoinGroupResponse,
-        effects: &mut Vec<Effect>,
-    ) -> bool {
+    fn complete_join(&mut self, member_id: &str, response: JoinGroupResponse, effects: &mut Vec<Effect>) -> bool {
         let Some(member) = self.members.get_mut(member_id) else {
             return false;
         };
@@ -656,12 +633,7 @@ impl ClassicGroup {
         true
     }
 
-    fn complete_sync(
-        &mut self,
-        member_id: &str,
-        response: SyncGroupResponse,
-        effects: &mut Vec<Effect>,
-    ) -> bool {
+    fn complete_sync(&mut self, member_id: &str, response: SyncGroupResponse, effects: &mut Vec<Effect>) -> bool {
         let Some(member) = self.members.get_mut(member_id) else {
             return false;
         };
@@ -680,11 +652,7 @@ impl ClassicGroup {
             JoinGroupResponse::error(error::UNKNOWN_MEMBER_ID, ""),
             effects,
         );
-        self.complete_sync(
-            member_id,
-            SyncGroupResponse::error(error::UNKNOWN_MEMBER_ID),
-            effects,
-        );
+        self.complete_sync(member_id, SyncGroupResponse::error(error::UNKNOWN_MEMBER_ID), effects);
         if let Some(removed) = self.members.shift_remove(member_id) {
             self.decrement_protocols(&removed.protocols);
             if let Some(instance_id) = &removed.group_instance_id {
@@ -756,12 +724,7 @@ impl ClassicGroup {
     ///
     /// Group id and session timeout validation, and creating the group, are
     /// the caller's job (see `GroupCoordinatorState::join_group`).
-    pub fn join(
-        &mut self,
-        ctx: &mut ClassicCtx<'_>,
-        token: RequestToken,
-        mut req: JoinGroupRequest,
-    ) {
+    pub fn join(&mut self, ctx: &mut ClassicCtx<'_>, token: RequestToken, mut req: JoinGroupRequest) {
         dedup_protocols(&mut req.protocols);
         let member_id = req.member_id.clone();
         if !self.accept_joining_member(&member_id, ctx.config.max_size) {
@@ -783,9 +746,7 @@ impl ClassicGroup {
         match self.state {
             ClassicGroupState::Empty | ClassicGroupState::Dead => true,
             ClassicGroupState::PreparingRebalance => {
-                self.members
-                    .get(member_id)
-                    .is_some_and(ClassicMember::is_awaiting_join)
+                self.members.get(member_id).is_some_and(ClassicMember::is_awaiting_join)
                     || self.num_awaiting_join < max_size
             }
             ClassicGroupState::CompletingRebalance | ClassicGroupState::Stable => {
@@ -794,12 +755,7 @@ impl ClassicGroup {
         }
     }
 
-    fn join_new_member(
-        &mut self,
-        ctx: &mut ClassicCtx<'_>,
-        token: RequestToken,
-        req: JoinGroupRequest,
-    ) {
+    fn join_new_member(&mut self, ctx: &mut ClassicCtx<'_>, token: RequestToken, req: JoinGroupRequest) {
         if self.state == ClassicGroupState::Dead {
             ctx.effects.push(Effect::CompleteJoin {
                 token,
@@ -825,24 +781,17 @@ impl ClassicGroup {
                     &old_member_id,
                     new_member_id,
                 ),
-                None => {
-                    self.add_member_then_rebalance_or_complete_join(ctx, token, req, new_member_id)
-                }
+                None => self.add_member_then_rebalance_or_complete_join(ctx, token, req, new_member_id),
             },
             None => {
                 if req.api_version >= 4 {
                     // KIP-394: hand out the member id and wait for the member
                     // to come back with it.
-                    self.pending_join_members.insert(
-                        new_member_id.clone(),
-                        after(ctx.now_ms, req.session_timeout_ms),
-                    );
+                    self.pending_join_members
+                        .insert(new_member_id.clone(), after(ctx.now_ms, req.session_timeout_ms));
                     ctx.effects.push(Effect::CompleteJoin {
                         token,
-                        response: JoinGroupResponse::error(
-                            error::MEMBER_ID_REQUIRED,
-                            new_member_id,
-                        ),
+                        response: JoinGroupResponse::error(error::MEMBER_ID_REQUIRED, new_member_id),
                     });
                 } else {
                     self.add_member_then_rebalance_or_complete_join(ctx, token, req, new_member_id);
@@ -851,12 +800,7 @@ impl ClassicGroup {
         }
     }
 
-    fn join_existing_member(
-        &mut self,
-        ctx: &mut ClassicCtx<'_>,
-        token: RequestToken,
-        req: JoinGroupRequest,
-    ) {
+    fn join_existing_member(&mut self, ctx: &mut ClassicCtx<'_>, token: RequestToken, req: JoinGroupRequest) {
         let member_id = req.member_id.clone();
         let fail = |ctx: &mut ClassicCtx<'_>, code| {
             ctx.effects.push(Effect::CompleteJoin {
@@ -875,12 +819,7 @@ impl ClassicGroup {
                 // Pending members are always dynamic (Kafka throws here).
                 return fail(ctx, error::UNKNOWN_SERVER_ERROR);
             }
-            return self.add_member_then_rebalance_or_complete_join(
-                ctx,
-                token,
-                req,
-                member_id.clone(),
-            );
+            return self.add_member_then_rebalance_or_complete_join(ctx, token, req, member_id.clone());
         }
         if let Err(code) = self.validate_member(&member_id, req.group_instance_id.as_deref()) {
             return fail(ctx, code);
@@ -914,9 +853,7 @@ impl ClassicGroup {
                     ctx.effects.push(Effect::CompleteJoin { token, response });
                 }
             }
-            ClassicGroupState::Empty | ClassicGroupState::Dead => {
-                fail(ctx, error::UNKNOWN_MEMBER_ID)
-            }
+            ClassicGroupState::Empty | ClassicGroupState::Dead => fail(ctx, error::UNKNOWN_MEMBER_ID),
         }
     }
 
@@ -959,9 +896,7 @@ impl ClassicGroup {
             is_new: true,
             heartbeat_deadline: None,
         };
-        if self.state == ClassicGroupState::PreparingRebalance
-            && self.previous_state == ClassicGroupState::Empty
-        {
+        if self.state == ClassicGroupState::PreparingRebalance && self.previous_state == ClassicGroupState::Empty {
             self.new_member_added = true;
         }
         self.add_member(member, token);
@@ -1153,20 +1088,14 @@ impl ClassicGroup {
             }
             self.pending_sync_members.insert(id);
         }
-        self.sync_timer = Some((
-            after(ctx.now_ms, self.rebalance_timeout_ms()),
-            self.generation_id,
-        ));
+        self.sync_timer = Some((after(ctx.now_ms, self.rebalance_timeout_ms()), self.generation_id));
     }
 
     fn maybe_elect_new_joined_leader(&mut self) -> bool {
         let Some(leader) = self.leader_id.clone() else {
             return false;
         };
-        let leader_joined = self
-            .members
-            .get(&leader)
-            .is_some_and(ClassicMember::is_awaiting_join);
+        let leader_joined = self.members.get(&leader).is_some_and(ClassicMember::is_awaiting_join);
         if leader_joined {
             return true;
         }
@@ -1209,11 +1138,7 @@ impl ClassicGroup {
         Some(topics)
     }
 
-    fn reset_and_propagate_assignment_with_error(
-        &mut self,
-        ctx: &mut ClassicCtx<'_>,
-        code: ErrorCode,
-    ) {
+    fn reset_and_propagate_assignment_with_error(&mut self, ctx: &mut ClassicCtx<'_>, code: ErrorCode) {
         for m in self.members.values_mut() {
             m.assignment = Bytes::new();
         }
@@ -1319,18 +1244,16 @@ impl ClassicGroup {
                     },
                 });
             }
-            ClassicGroupState::Empty | ClassicGroupState::Dead => {
-                fail(ctx, error::UNKNOWN_MEMBER_ID)
-            }
+            ClassicGroupState::Empty | ClassicGroupState::Dead => fail(ctx, error::UNKNOWN_MEMBER_ID),
         }
     }
 
     fn remove_pending_sync_member(&mut self, member_id: &str) {
         self.pending_sync_members.shift_remove(member_id);
         match self.state {
-            ClassicGroupState::Dead
-            | ClassicGroupState::Empty
-            | ClassicGroupState::PreparingRebalance => self.sync_timer = None,
+            ClassicGroupState::Dead | ClassicGroupState::Empty | ClassicGroupState::PreparingRebalance => {
+                self.sync_timer = None
+            }
             ClassicGroupState::CompletingRebalance | ClassicGroupState::Stable => {
                 if self.pending_sync_members.is_empty() {
                     self.sync_timer = None;
@@ -1371,11 +1294,7 @@ impl ClassicGroup {
 
     // --- LeaveGroup -----------------------------------------------------------
 
-    pub fn leave(
-        &mut self,
-        ctx: &mut ClassicCtx<'_>,
-        req: &LeaveGroupRequest,
-    ) -> LeaveGroupResponse {
+    pub fn leave(&mut self, ctx: &mut ClassicCtx<'_>, req: &LeaveGroupRequest) -> LeaveGroupResponse {
         if self.state == ClassicGroupState::Dead {
             return LeaveGroupResponse {
                 error_code: error::COORDINATOR_NOT_AVAILABLE,
@@ -1468,9 +1387,9 @@ impl ClassicGroup {
                         continue;
                     };
                     match t {
-                        JoinTimer::InitialDelay {
-                            delay, remaining, ..
-                        } => self.try_complete_initial_rebalance(ctx, delay, remaining),
+                        JoinTimer::InitialDelay { delay, remaining, .. } => {
+                            self.try_complete_initial_rebalance(ctx, delay, remaining)
+                        }
                         JoinTimer::Rebalance { .. } => {
                             if self.state == ClassicGroupState::PreparingRebalance {
                                 self.complete_join_phase(ctx);
@@ -1486,9 +1405,7 @@ impl ClassicGroup {
                 DueTimer::Member(id) => self.expire_member_heartbeat(ctx, &id),
                 DueTimer::Pending(id) => {
                     self.pending_join_members.shift_remove(&id);
-                    if self.state == ClassicGroupState::PreparingRebalance
-                        && self.has_all_members_joined()
-                    {
+                    if self.state == ClassicGroupState::PreparingRebalance && self.has_all_members_joined() {
                         self.complete_join_phase(ctx);
                     }
                 }
@@ -1522,12 +1439,7 @@ impl ClassicGroup {
         best.map(|(_, t)| t)
     }
 
-    fn try_complete_initial_rebalance(
-        &mut self,
-        ctx: &mut ClassicCtx<'_>,
-        delay: i32,
-        remaining: i32,
-    ) {
+    fn try_complete_initial_rebalance(&mut self, ctx: &mut ClassicCtx<'_>, delay: i32, remaining: i32) {
         if self.state != ClassicGroupState::PreparingRebalance {
             return;
         }
@@ -1608,11 +1520,7 @@ impl ClassicGroup {
             group_id: self.group_id.clone(),
             group_state: self.state.as_str().to_string(),
             protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            protocol_data: if stable {
-                protocol.clone()
-            } else {
-                String::new()
-            },
+            protocol_data: if stable { protocol.clone() } else { String::new() },
             members: self
                 .members
                 .values()
@@ -1724,10 +1632,7 @@ impl ClassicGroup {
                 },
             );
         }
-        if g.leader_id
-            .as_ref()
-            .is_none_or(|l| !g.members.contains_key(l))
-        {
+        if g.leader_id.as_ref().is_none_or(|l| !g.members.contains_key(l)) {
             g.leader_id = g.members.keys().next().cloned();
         }
         if !g.members.is_empty() {
@@ -1805,11 +1710,7 @@ impl OffsetPolicy for ClassicGroup {
         Ok(())
     }
 
-    fn validate_offset_fetch(
-        &self,
-        _member_id: Option<&str>,
-        _member_epoch: i32,
-    ) -> Result<(), ErrorCode> {
+    fn validate_offset_fetch(&self, _member_id: Option<&str>, _member_epoch: i32) -> Result<(), ErrorCode> {
         if self.state == ClassicGroupState::Dead {
             return Err(error::GROUP_ID_NOT_FOUND);
         }
@@ -1847,9 +1748,7 @@ impl OffsetPolicy for ClassicGroup {
                 None => ExpirationBase::CommitTimestamp,
             };
         }
-        if self.uses_consumer_protocol()
-            && self.subscribed_topics.is_some()
-            && self.state == ClassicGroupState::Stable
+        if self.uses_consumer_protocol() && self.subscribed_topics.is_some() && self.state == ClassicGroupState::Stable
         {
             return ExpirationBase::CommitTimestamp;
         }

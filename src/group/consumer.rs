@@ -30,8 +30,8 @@ use super::assignor::{Assignment, MemberSpec, ServerAssignor};
 use super::error::{self, ApiError, ErrorCode};
 use super::offsets::{ExpirationBase, OffsetPolicy};
 use super::records::{
-    ConsumerMemberMetadataValue, CurrentMemberAssignmentValue, Record, RecordKey, RecordValue,
-    TopicMetadataEntry, TopicPartitions,
+    ConsumerMemberMetadataValue, CurrentMemberAssignmentValue, Record, RecordKey, RecordValue, TopicMetadataEntry,
+    TopicPartitions,
 };
 use super::{Effect, IdGenerator, TopicId, TopicInfo, TopicLookup};
 
@@ -66,10 +66,7 @@ impl Default for ConsumerConfig {
 
 impl ConsumerConfig {
     fn default_assignor(&self) -> ServerAssignor {
-        self.assignors
-            .first()
-            .copied()
-            .unwrap_or(ServerAssignor::Uniform)
+        self.assignors.first().copied().unwrap_or(ServerAssignor::Uniform)
     }
 
     fn assignor(&self, name: &str) -> Option<ServerAssignor> {
@@ -369,17 +366,11 @@ pub fn validate_heartbeat_request(
         if req.rebalance_timeout_ms == -1 {
             return invalid("RebalanceTimeoutMs must be provided in first request.");
         }
-        if req
-            .topic_partitions
-            .as_ref()
-            .is_none_or(|tp| !tp.is_empty())
-        {
+        if req.topic_partitions.as_ref().is_none_or(|tp| !tp.is_empty()) {
             return invalid("TopicPartitions must be empty when (re-)joining.");
         }
         if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
-            return invalid(
-                "Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.",
-            );
+            return invalid("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.");
         }
     } else if req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH {
         if req.instance_id.is_none() {
@@ -519,8 +510,7 @@ impl ConsumerGroup {
         }
         self.add_partition_epochs(&member);
         if let Some(i) = &member.instance_id {
-            self.static_members
-                .insert(i.clone(), member.member_id.clone());
+            self.static_members.insert(i.clone(), member.member_id.clone());
         }
         self.members.insert(member.member_id.clone(), member);
     }
@@ -618,10 +608,7 @@ impl ConsumerGroup {
         )
     }
 
-    fn compute_subscription_metadata(
-        &self,
-        topics: &dyn TopicLookup,
-    ) -> BTreeMap<String, TopicMeta> {
+    fn compute_subscription_metadata(&self, topics: &dyn TopicLookup) -> BTreeMap<String, TopicMeta> {
         let names: BTreeSet<&String> = self
             .members
             .values()
@@ -630,20 +617,9 @@ impl ConsumerGroup {
         names
             .into_iter()
             .filter_map(|n| {
-                topics.topic(n).map(
-                    |TopicInfo {
-                         topic_id,
-                         partitions,
-                     }| {
-                        (
-                            n.clone(),
-                            TopicMeta {
-                                topic_id,
-                                partitions,
-                            },
-                        )
-                    },
-                )
+                topics
+                    .topic(n)
+                    .map(|TopicInfo { topic_id, partitions }| (n.clone(), TopicMeta { topic_id, partitions }))
             })
             .collect()
     }
@@ -655,8 +631,7 @@ impl ConsumerGroup {
             return false;
         }
         self.subscription_metadata = meta;
-        ctx.effects
-            .push(Effect::Persist(self.subscription_metadata_record()));
+        ctx.effects.push(Effect::Persist(self.subscription_metadata_record()));
         true
     }
 
@@ -740,13 +715,12 @@ impl ConsumerGroup {
         ctx: &mut ConsumerCtx<'_>,
         req: &ConsumerGroupHeartbeatRequest,
     ) -> ConsumerGroupHeartbeatResponse {
-        let result = if req.member_epoch == LEAVE_GROUP_MEMBER_EPOCH
-            || req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH
-        {
-            self.leave(ctx, req)
-        } else {
-            self.regular_heartbeat(ctx, req)
-        };
+        let result =
+            if req.member_epoch == LEAVE_GROUP_MEMBER_EPOCH || req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH {
+                self.leave(ctx, req)
+            } else {
+                self.regular_heartbeat(ctx, req)
+            };
         result.unwrap_or_else(ConsumerGroupHeartbeatResponse::error)
     }
 
@@ -771,8 +745,7 @@ impl ConsumerGroup {
                         m.member_epoch = LEAVE_GROUP_STATIC_MEMBER_EPOCH;
                         m.pending_revocation.clear();
                         m.rebalance_deadline = None;
-                        ctx.effects
-                            .push(Effect::Persist(self.current_assignment_record(&m)));
+                        ctx.effects.push(Effect::Persist(self.current_assignment_record(&m)));
                         self.upsert_member(m);
                     }
                     return Ok(ConsumerGroupHeartbeatResponse {
@@ -809,9 +782,7 @@ impl ConsumerGroup {
         if existing != member_id {
             return Err(ApiError::with_message(
                 error::FENCED_INSTANCE_ID,
-                format!(
-                    "Static member {member_id} with instance id {instance_id} was fenced by member {existing}."
-                ),
+                format!("Static member {member_id} with instance id {instance_id} was fenced by member {existing}."),
             ));
         }
         Ok(existing.clone())
@@ -898,8 +869,7 @@ impl ConsumerGroup {
                     }
                     (false, existing) => {
                         self.static_member(instance_id, &member_id)?;
-                        let m =
-                            existing.ok_or_else(|| unknown_member(&member_id, &self.group_id))?;
+                        let m = existing.ok_or_else(|| unknown_member(&member_id, &self.group_id))?;
                         check_member_epoch(&m, req.member_epoch, owned)?;
                         m
                     }
@@ -913,11 +883,9 @@ impl ConsumerGroup {
             let old_target = self.target.get(&old_id).cloned().unwrap_or_default();
             self.remove_member_state(&old_id);
             self.member_tombstones(&old_id, ctx.effects);
+            ctx.effects.push(Effect::Persist(self.subscription_record(&member)));
             ctx.effects
-                .push(Effect::Persist(self.subscription_record(&member)));
-            ctx.effects.push(Effect::Persist(
-                self.target_record(&member.member_id, &old_target),
-            ));
+                .push(Effect::Persist(self.target_record(&member.member_id, &old_target)));
             ctx.effects
                 .push(Effect::Persist(self.current_assignment_record(&member)));
             self.target.insert(member.member_id.clone(), old_target);
@@ -950,8 +918,7 @@ impl ConsumerGroup {
         let mut bump = self.group_epoch == 0;
         let is_new = !self.members.contains_key(&updated.member_id);
         if is_new || !updated.same_metadata(&member) {
-            ctx.effects
-                .push(Effect::Persist(self.subscription_record(&updated)));
+            ctx.effects.push(Effect::Persist(self.subscription_record(&updated)));
             if updated.subscribed_topic_names != member.subscribed_topic_names
                 || updated.subscribed_topic_regex != member.subscribed_topic_regex
             {
@@ -980,15 +947,11 @@ impl ConsumerGroup {
             if !next.same_assignment_state(&updated) {
                 let mut next = next;
                 if next.state == MemberState::UnrevokedPartitions {
-                    next.rebalance_deadline = Some((
-                        after(ctx.now_ms, next.rebalance_timeout_ms),
-                        next.member_epoch,
-                    ));
+                    next.rebalance_deadline = Some((after(ctx.now_ms, next.rebalance_timeout_ms), next.member_epoch));
                 } else {
                     next.rebalance_deadline = None;
                 }
-                ctx.effects
-                    .push(Effect::Persist(self.current_assignment_record(&next)));
+                ctx.effects.push(Effect::Persist(self.current_assignment_record(&next)));
                 self.upsert_member(next.clone());
                 updated = next;
             }
@@ -1004,8 +967,8 @@ impl ConsumerGroup {
             || (req.rebalance_timeout_ms != -1
                 && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
                 && req.topic_partitions.is_some());
-        let assignment = (full_request || member.assigned != updated.assigned)
-            .then(|| to_topic_partitions(&updated.assigned));
+        let assignment =
+            (full_request || member.assigned != updated.assigned).then(|| to_topic_partitions(&updated.assigned));
         Ok(ConsumerGroupHeartbeatResponse {
             error_code: error::NONE,
             error_message: None,
@@ -1062,19 +1025,14 @@ impl ConsumerGroup {
         for m in self.members.values_mut() {
             m.session_deadline = Some(after(now_ms, config.session_timeout_ms));
             if m.state == MemberState::UnrevokedPartitions {
-                m.rebalance_deadline =
-                    Some((after(now_ms, m.rebalance_timeout_ms), m.member_epoch));
+                m.rebalance_deadline = Some((after(now_ms, m.rebalance_timeout_ms), m.member_epoch));
             }
         }
     }
 
     // --- describe / delete / replay ---------------------------------------------
 
-    pub fn describe(
-        &self,
-        config: &ConsumerConfig,
-        topics: &dyn TopicLookup,
-    ) -> DescribedConsumerGroup {
+    pub fn describe(&self, config: &ConsumerConfig, topics: &dyn TopicLookup) -> DescribedConsumerGroup {
         let names: HashMap<TopicId, &str> = self
             .subscription_metadata
             .iter()
@@ -1135,46 +1093,37 @@ impl ConsumerGroup {
         let g = self.group_id.clone();
         let mut out = Vec::new();
         for id in self.members.keys() {
-            out.push(Record::tombstone(
-                RecordKey::ConsumerGroupCurrentMemberAssignment {
-                    group: g.clone(),
-                    member_id: id.clone(),
-                },
-            ));
+            out.push(Record::tombstone(RecordKey::ConsumerGroupCurrentMemberAssignment {
+                group: g.clone(),
+                member_id: id.clone(),
+            }));
         }
         for id in self.members.keys() {
-            out.push(Record::tombstone(
-                RecordKey::ConsumerGroupTargetAssignmentMember {
-                    group: g.clone(),
-                    member_id: id.clone(),
-                },
-            ));
+            out.push(Record::tombstone(RecordKey::ConsumerGroupTargetAssignmentMember {
+                group: g.clone(),
+                member_id: id.clone(),
+            }));
         }
-        out.push(Record::tombstone(
-            RecordKey::ConsumerGroupTargetAssignmentMetadata { group: g.clone() },
-        ));
+        out.push(Record::tombstone(RecordKey::ConsumerGroupTargetAssignmentMetadata {
+            group: g.clone(),
+        }));
         for id in self.members.keys() {
             out.push(Record::tombstone(RecordKey::ConsumerGroupMemberMetadata {
                 group: g.clone(),
                 member_id: id.clone(),
             }));
         }
-        out.push(Record::tombstone(
-            RecordKey::ConsumerGroupPartitionMetadata { group: g.clone() },
-        ));
-        out.push(Record::tombstone(RecordKey::ConsumerGroupMetadata {
-            group: g,
+        out.push(Record::tombstone(RecordKey::ConsumerGroupPartitionMetadata {
+            group: g.clone(),
         }));
+        out.push(Record::tombstone(RecordKey::ConsumerGroupMetadata { group: g }));
         out
     }
 
     /// Applies one consumer group record during replay.
     pub fn replay(&mut self, key: &RecordKey, value: Option<&RecordValue>) {
         match (key, value) {
-            (
-                RecordKey::ConsumerGroupMetadata { .. },
-                Some(RecordValue::ConsumerGroupMetadata { epoch }),
-            ) => {
+            (RecordKey::ConsumerGroupMetadata { .. }, Some(RecordValue::ConsumerGroupMetadata { epoch })) => {
                 self.group_epoch = *epoch;
             }
             (
@@ -1229,8 +1178,7 @@ impl ConsumerGroup {
                 RecordKey::ConsumerGroupTargetAssignmentMember { member_id, .. },
                 Some(RecordValue::ConsumerGroupTargetAssignmentMember(tps)),
             ) => {
-                self.target
-                    .insert(member_id.clone(), from_topic_partitions(tps));
+                self.target.insert(member_id.clone(), from_topic_partitions(tps));
             }
             (RecordKey::ConsumerGroupTargetAssignmentMember { member_id, .. }, None) => {
                 self.target.remove(member_id);
@@ -1274,10 +1222,7 @@ impl OffsetPolicy for ConsumerGroup {
         if member_epoch < 0 && self.members.is_empty() {
             return Ok(());
         }
-        let m = self
-            .members
-            .get(member_id)
-            .ok_or(error::UNKNOWN_MEMBER_ID)?;
+        let m = self.members.get(member_id).ok_or(error::UNKNOWN_MEMBER_ID)?;
         if api_version < 9 {
             return Err(error::UNSUPPORTED_VERSION);
         }
@@ -1287,21 +1232,14 @@ impl OffsetPolicy for ConsumerGroup {
         Ok(())
     }
 
-    fn validate_offset_fetch(
-        &self,
-        member_id: Option<&str>,
-        member_epoch: i32,
-    ) -> Result<(), ErrorCode> {
+    fn validate_offset_fetch(&self, member_id: Option<&str>, member_epoch: i32) -> Result<(), ErrorCode> {
         let Some(member_id) = member_id else {
             if member_epoch < 0 {
                 return Ok(());
             }
             return Err(error::UNKNOWN_MEMBER_ID);
         };
-        let m = self
-            .members
-            .get(member_id)
-            .ok_or(error::UNKNOWN_MEMBER_ID)?;
+        let m = self.members.get(member_id).ok_or(error::UNKNOWN_MEMBER_ID)?;
         if member_epoch != m.member_epoch {
             return Err(error::STALE_MEMBER_EPOCH);
         }
@@ -1313,9 +1251,7 @@ impl OffsetPolicy for ConsumerGroup {
     }
 
     fn is_subscribed_to_topic(&self, topic: &str) -> bool {
-        self.members
-            .values()
-            .any(|m| m.subscribed_topic_names.contains(topic))
+        self.members.values().any(|m| m.subscribed_topic_names.contains(topic))
     }
 
     fn expiration_base(&self) -> ExpirationBase {
@@ -1331,11 +1267,7 @@ fn unknown_member(member_id: &str, group_id: &str) -> ApiError {
 }
 
 /// Kafka's `throwIfConsumerGroupMemberEpochIsInvalid`.
-fn check_member_epoch(
-    m: &ConsumerMember,
-    received: i32,
-    owned: Option<&[TopicPartitions]>,
-) -> Result<(), ApiError> {
+fn check_member_epoch(m: &ConsumerMember, received: i32, owned: Option<&[TopicPartitions]>) -> Result<(), ApiError> {
     if received > m.member_epoch {
         return Err(ApiError::with_message(
             error::FENCED_MEMBER_EPOCH,
@@ -1515,9 +1447,7 @@ pub fn from_topic_partitions(tps: &[TopicPartitions]) -> Assignment {
     let mut a = Assignment::new();
     for tp in tps {
         if !tp.partitions.is_empty() {
-            a.entry(tp.topic_id)
-                .or_default()
-                .extend(tp.partitions.iter().copied());
+            a.entry(tp.topic_id).or_default().extend(tp.partitions.iter().copied());
         }
     }
     a

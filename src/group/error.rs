@@ -43,10 +43,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: ErrorCode) -> Self {
-        ApiError {
-            code,
-            message: None,
-        }
+        ApiError { code, message: None }
     }
 
     pub fn with_message(code: ErrorCode, message: impl Into<String>) -> Self {

@@ -41,18 +41,17 @@ pub mod records;
 use std::collections::BTreeMap;
 
 use self::classic::{
-    ClassicConfig, ClassicCtx, ClassicGroup, DescribedGroup, HeartbeatRequest, HeartbeatResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse,
-    LeaveMemberResponse, SyncGroupRequest, SyncGroupResponse,
+    ClassicConfig, ClassicCtx, ClassicGroup, DescribedGroup, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, LeaveMemberResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use self::consumer::{
-    ConsumerConfig, ConsumerCtx, ConsumerGroup, ConsumerGroupHeartbeatRequest,
-    ConsumerGroupHeartbeatResponse, DescribedConsumerGroup,
+    ConsumerConfig, ConsumerCtx, ConsumerGroup, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
+    DescribedConsumerGroup,
 };
 use self::error::{ApiError, ErrorCode};
 use self::offsets::{
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse, OffsetPolicy, OffsetStore,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse, OffsetPolicy, OffsetStore,
 };
 use self::records::{Record, RecordError, RecordKey, RecordValue};
 
@@ -119,13 +118,7 @@ pub struct StaticTopics(pub BTreeMap<String, TopicInfo>);
 
 impl StaticTopics {
     pub fn with(mut self, name: &str, topic_id: TopicId, partitions: i32) -> Self {
-        self.0.insert(
-            name.to_string(),
-            TopicInfo {
-                topic_id,
-                partitions,
-            },
-        );
+        self.0.insert(name.to_string(), TopicInfo { topic_id, partitions });
         self
     }
 }
@@ -291,8 +284,7 @@ pub struct GroupCoordinatorState {
 
 impl GroupCoordinatorState {
     pub fn new(config: GroupConfig, ids: Box<dyn IdGenerator>, now_ms: i64) -> Self {
-        let next_cleanup_ms =
-            now_ms.saturating_add(config.offsets_retention_check_interval_ms.max(1));
+        let next_cleanup_ms = now_ms.saturating_add(config.offsets_retention_check_interval_ms.max(1));
         GroupCoordinatorState {
             config,
             ids,
@@ -334,12 +326,7 @@ impl GroupCoordinatorState {
     // --- classic protocol -------------------------------------------------------
 
     /// JoinGroup. The response arrives as [`Effect::CompleteJoin`] for `token`.
-    pub fn join_group(
-        &mut self,
-        token: RequestToken,
-        req: JoinGroupRequest,
-        now_ms: i64,
-    ) -> Vec<Effect> {
+    pub fn join_group(&mut self, token: RequestToken, req: JoinGroupRequest, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         let fail = |effects: &mut Vec<Effect>, code, member_id: &str| {
             effects.push(Effect::CompleteJoin {
@@ -352,9 +339,7 @@ impl GroupCoordinatorState {
             return effects;
         }
         let cfg = &self.config.classic;
-        if req.session_timeout_ms < cfg.min_session_timeout_ms
-            || req.session_timeout_ms > cfg.max_session_timeout_ms
-        {
+        if req.session_timeout_ms < cfg.min_session_timeout_ms || req.session_timeout_ms > cfg.max_session_timeout_ms {
             fail(&mut effects, error::INVALID_SESSION_TIMEOUT, &req.member_id);
             return effects;
         }
@@ -409,9 +394,7 @@ impl GroupCoordinatorState {
             effects: &mut effects,
         };
         g.join(&mut ctx, token, req);
-        let wrote = effects[before..]
-            .iter()
-            .any(|e| matches!(e, Effect::Persist(_)));
+        let wrote = effects[before..].iter().any(|e| matches!(e, Effect::Persist(_)));
         if is_new && !wrote {
             effects.push(Effect::Persist(g.empty_metadata_record()));
         }
@@ -419,12 +402,7 @@ impl GroupCoordinatorState {
     }
 
     /// SyncGroup. The response arrives as [`Effect::CompleteSync`] for `token`.
-    pub fn sync_group(
-        &mut self,
-        token: RequestToken,
-        req: SyncGroupRequest,
-        now_ms: i64,
-    ) -> Vec<Effect> {
+    pub fn sync_group(&mut self, token: RequestToken, req: SyncGroupRequest, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
         let code = if req.group_id.is_empty() {
             error::INVALID_GROUP_ID
@@ -466,11 +444,7 @@ impl GroupCoordinatorState {
     }
 
     /// LeaveGroup (batched, v3+ semantics; see [`LeaveGroupResponse::v0_error`]).
-    pub fn leave_group(
-        &mut self,
-        req: &LeaveGroupRequest,
-        now_ms: i64,
-    ) -> Outcome<LeaveGroupResponse> {
+    pub fn leave_group(&mut self, req: &LeaveGroupRequest, now_ms: i64) -> Outcome<LeaveGroupResponse> {
         let mut effects = Vec::new();
         if req.group_id.is_empty() {
             return Outcome {
@@ -617,10 +591,7 @@ impl GroupCoordinatorState {
             .iter()
             .map(|id| {
                 if id.is_empty() {
-                    return DescribedConsumerGroup::error(
-                        id,
-                        ApiError::new(error::INVALID_GROUP_ID),
-                    );
+                    return DescribedConsumerGroup::error(id, ApiError::new(error::INVALID_GROUP_ID));
                 }
                 match self.group(id) {
                     Some(Group::Consumer(g)) => g.describe(&self.config.consumer, topics),
@@ -633,10 +604,7 @@ impl GroupCoordinatorState {
                     ),
                     None => DescribedConsumerGroup::error(
                         id,
-                        ApiError::with_message(
-                            error::GROUP_ID_NOT_FOUND,
-                            format!("Group {id} not found."),
-                        ),
+                        ApiError::with_message(error::GROUP_ID_NOT_FOUND, format!("Group {id} not found.")),
                     ),
                 }
             })
@@ -647,19 +615,9 @@ impl GroupCoordinatorState {
 
     /// ListGroups with the v4 state filter and v5 type filter (both case
     /// insensitive; empty filters match everything).
-    pub fn list_groups(
-        &self,
-        states_filter: &[String],
-        types_filter: &[String],
-    ) -> Vec<ListedGroup> {
-        let states: Vec<String> = states_filter
-            .iter()
-            .map(|s| s.trim().to_lowercase())
-            .collect();
-        let types: Vec<String> = types_filter
-            .iter()
-            .map(|s| s.trim().to_lowercase())
-            .collect();
+    pub fn list_groups(&self, states_filter: &[String], types_filter: &[String]) -> Vec<ListedGroup> {
+        let states: Vec<String> = states_filter.iter().map(|s| s.trim().to_lowercase()).collect();
+        let types: Vec<String> = types_filter.iter().map(|s| s.trim().to_lowercase()).collect();
         self.groups
             .iter()
             .filter(|(_, e)| {
@@ -689,13 +647,7 @@ impl GroupCoordinatorState {
             };
             if code == error::NONE {
                 if let Some(mut entry) = self.groups.remove(id) {
-                    effects.extend(
-                        entry
-                            .offsets
-                            .delete_all(id)
-                            .into_iter()
-                            .map(Effect::Persist),
-                    );
+                    effects.extend(entry.offsets.delete_all(id).into_iter().map(Effect::Persist));
                     effects.extend(entry.group.tombstones().into_iter().map(Effect::Persist));
                     if let Group::Classic(g) = &mut entry.group {
                         g.shutdown(&mut effects, error::COORDINATOR_NOT_AVAILABLE);
@@ -716,11 +668,7 @@ impl GroupCoordinatorState {
     // --- offsets ------------------------------------------------------------------
 
     /// OffsetCommit (non transactional).
-    pub fn commit_offsets(
-        &mut self,
-        req: &OffsetCommitRequest,
-        now_ms: i64,
-    ) -> Outcome<OffsetCommitResponse> {
+    pub fn commit_offsets(&mut self, req: &OffsetCommitRequest, now_ms: i64) -> Outcome<OffsetCommitResponse> {
         let fail = |code| Outcome {
             response: OffsetCommitResponse::error(req, code),
             effects: Vec::new(),
@@ -755,10 +703,7 @@ impl GroupCoordinatorState {
         if let Group::Classic(g) = &mut entry.group {
             g.on_offset_commit(&req.member_id, now_ms);
         }
-        let (response, records) =
-            entry
-                .offsets
-                .commit(req, now_ms, self.config.offset_metadata_max_bytes);
+        let (response, records) = entry.offsets.commit(req, now_ms, self.config.offset_metadata_max_bytes);
         Outcome {
             response,
             effects: records.into_iter().map(Effect::Persist).collect(),
@@ -804,9 +749,7 @@ impl GroupCoordinatorState {
             return fail(code);
         }
         let group = &entry.group;
-        let (response, records) = entry
-            .offsets
-            .delete(req, &|t| group.policy().is_subscribed_to_topic(t));
+        let (response, records) = entry.offsets.delete(req, &|t| group.policy().is_subscribed_to_topic(t));
         Outcome {
             response,
             effects: records.into_iter().map(Effect::Persist).collect(),
@@ -856,8 +799,7 @@ impl GroupCoordinatorState {
         }
         if now_ms >= self.next_cleanup_ms {
             self.cleanup_group_metadata(now_ms, &mut effects);
-            self.next_cleanup_ms =
-                now_ms.saturating_add(self.config.offsets_retention_check_interval_ms.max(1));
+            self.next_cleanup_ms = now_ms.saturating_add(self.config.offsets_retention_check_interval_ms.max(1));
         }
         effects
     }
@@ -870,12 +812,11 @@ impl GroupCoordinatorState {
         for (id, entry) in self.groups.iter_mut() {
             let group = &entry.group;
             let policy = group.policy();
-            let (records, all_expired) =
-                entry
-                    .offsets
-                    .expire(id, policy.expiration_base(), retention, now_ms, &|t| {
-                        policy.is_subscribed_to_topic(t)
-                    });
+            let (records, all_expired) = entry
+                .offsets
+                .expire(id, policy.expiration_base(), retention, now_ms, &|t| {
+                    policy.is_subscribed_to_topic(t)
+                });
             effects.extend(records.into_iter().map(Effect::Persist));
             if all_expired && group.is_empty() {
                 dead.push(id.clone());
@@ -909,23 +850,13 @@ impl GroupCoordinatorState {
     pub fn replay(&mut self, record: &Record) {
         let group_id = record.key.group_id().to_string();
         match (&record.key, &record.value) {
-            (
-                RecordKey::OffsetCommit {
-                    topic, partition, ..
-                },
-                Some(RecordValue::OffsetCommit(v)),
-            ) => {
+            (RecordKey::OffsetCommit { topic, partition, .. }, Some(RecordValue::OffsetCommit(v))) => {
                 let entry = self.entry_or_simple(&group_id);
                 entry
                     .offsets
                     .put(topic, *partition, offsets::OffsetAndMetadata::from_value(v));
             }
-            (
-                RecordKey::OffsetCommit {
-                    topic, partition, ..
-                },
-                None,
-            ) => {
+            (RecordKey::OffsetCommit { topic, partition, .. }, None) => {
                 if let Some(entry) = self.groups.get_mut(&group_id) {
                     entry.offsets.remove(topic, *partition);
                 }
@@ -934,8 +865,7 @@ impl GroupCoordinatorState {
                 let g = ClassicGroup::from_record(&group_id, v);
                 self.entry_or_simple(&group_id).group = Group::Classic(g);
             }
-            (RecordKey::GroupMetadata { .. }, None)
-            | (RecordKey::ConsumerGroupMetadata { .. }, None) => {
+            (RecordKey::GroupMetadata { .. }, None) | (RecordKey::ConsumerGroupMetadata { .. }, None) => {
                 self.remove_replayed_group(&group_id)
             }
             (key, value) => {
@@ -951,19 +881,14 @@ impl GroupCoordinatorState {
     }
 
     fn entry_or_simple(&mut self, group_id: &str) -> &mut GroupEntry {
-        self.groups
-            .entry(group_id.to_string())
-            .or_insert_with(|| GroupEntry {
-                group: Group::Classic(ClassicGroup::new(group_id, -1)),
-                offsets: OffsetStore::default(),
-            })
+        self.groups.entry(group_id.to_string()).or_insert_with(|| GroupEntry {
+            group: Group::Classic(ClassicGroup::new(group_id, -1)),
+            offsets: OffsetStore::default(),
+        })
     }
 
     fn remove_replayed_group(&mut self, group_id: &str) {
-        let keep_offsets = self
-            .groups
-            .get(group_id)
-            .is_some_and(|e| !e.offsets.is_empty());
+        let keep_offsets = self.groups.get(group_id).is_some_and(|e| !e.offsets.is_empty());
         if keep_offsets {
             if let Some(e) = self.groups.get_mut(group_id) {
                 e.group = Group::Classic(ClassicGroup::new(group_id, -1));
@@ -990,8 +915,7 @@ impl GroupCoordinatorState {
                 Group::Consumer(g) => g.on_loaded(now_ms, &self.config.consumer),
             }
         }
-        self.next_cleanup_ms =
-            now_ms.saturating_add(self.config.offsets_retention_check_interval_ms.max(1));
+        self.next_cleanup_ms = now_ms.saturating_add(self.config.offsets_retention_check_interval_ms.max(1));
         effects
     }
 

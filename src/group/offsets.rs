@@ -74,11 +74,7 @@ pub trait OffsetPolicy {
         api_version: i16,
     ) -> Result<(), ErrorCode>;
     /// Kafka's `Group.validateOffsetFetch`.
-    fn validate_offset_fetch(
-        &self,
-        member_id: Option<&str>,
-        member_epoch: i32,
-    ) -> Result<(), ErrorCode>;
+    fn validate_offset_fetch(&self, member_id: Option<&str>, member_epoch: i32) -> Result<(), ErrorCode>;
     /// Kafka's `Group.validateOffsetDelete`.
     fn validate_offset_delete(&self) -> Result<(), ErrorCode>;
     fn is_subscribed_to_topic(&self, topic: &str) -> bool;
@@ -349,10 +345,7 @@ impl OffsetStore {
                 .iter()
                 .map(|(name, partitions)| OffsetFetchResponseTopic {
                     name: name.clone(),
-                    partitions: partitions
-                        .iter()
-                        .map(|(p, o)| fetched(*p, Some(o)))
-                        .collect(),
+                    partitions: partitions.iter().map(|(p, o)| fetched(*p, Some(o))).collect(),
                 })
                 .collect(),
         };
@@ -551,10 +544,7 @@ mod tests {
         assert_eq!(fetch.topics[0].partitions[0].committed_offset, 10);
         assert_eq!(fetch.topics[0].partitions[0].committed_leader_epoch, 1);
         assert_eq!(fetch.topics[0].partitions[0].metadata, "m");
-        assert_eq!(
-            fetch.topics[0].partitions[1].committed_offset,
-            INVALID_OFFSET
-        );
+        assert_eq!(fetch.topics[0].partitions[1].committed_offset, INVALID_OFFSET);
 
         let all = store.fetch(&OffsetFetchRequest {
             group_id: "g".into(),
@@ -590,10 +580,7 @@ mod tests {
             },
             &|t| t == "t",
         );
-        assert_eq!(
-            resp.topics[0].1,
-            vec![(1, error::GROUP_SUBSCRIBED_TO_TOPIC)]
-        );
+        assert_eq!(resp.topics[0].1, vec![(1, error::GROUP_SUBSCRIBED_TO_TOPIC)]);
         assert!(records.is_empty());
         assert!(store.get("t", 1).is_some());
     }
@@ -626,51 +613,23 @@ mod tests {
         assert!(r.is_empty() && !all);
 
         // Explicit expiration applies regardless of subscription base.
-        let (r, all) = store.expire("g", ExpirationBase::CommitTimestamp, 10_000, 1_100, &|_| {
-            false
-        });
+        let (r, all) = store.expire("g", ExpirationBase::CommitTimestamp, 10_000, 1_100, &|_| false);
         assert_eq!(r, vec![offset_tombstone("g", "c", 0)]);
         assert!(!all);
 
         // Commit timestamp based: "a" expires at 11_000, "b" at 15_000.
-        let (r, _) = store.expire(
-            "g",
-            ExpirationBase::CommitTimestamp,
-            10_000,
-            10_999,
-            &|_| false,
-        );
+        let (r, _) = store.expire("g", ExpirationBase::CommitTimestamp, 10_000, 10_999, &|_| false);
         assert!(r.is_empty());
-        let (r, all) = store.expire(
-            "g",
-            ExpirationBase::CommitTimestamp,
-            10_000,
-            11_000,
-            &|_| false,
-        );
+        let (r, all) = store.expire("g", ExpirationBase::CommitTimestamp, 10_000, 11_000, &|_| false);
         assert_eq!(r, vec![offset_tombstone("g", "a", 0)]);
         assert!(!all);
         // Subscribed topics never expire.
-        let (r, _) = store.expire("g", ExpirationBase::CommitTimestamp, 10_000, 20_000, &|t| {
-            t == "b"
-        });
+        let (r, _) = store.expire("g", ExpirationBase::CommitTimestamp, 10_000, 20_000, &|t| t == "b");
         assert!(r.is_empty());
         // Since a fixed instant (classic group became empty).
-        let (r, all) = store.expire(
-            "g",
-            ExpirationBase::Since(100_000),
-            10_000,
-            109_999,
-            &|_| false,
-        );
+        let (r, all) = store.expire("g", ExpirationBase::Since(100_000), 10_000, 109_999, &|_| false);
         assert!(r.is_empty() && !all);
-        let (r, all) = store.expire(
-            "g",
-            ExpirationBase::Since(100_000),
-            10_000,
-            110_000,
-            &|_| false,
-        );
+        let (r, all) = store.expire("g", ExpirationBase::Since(100_000), 10_000, 110_000, &|_| false);
         assert_eq!(r, vec![offset_tombstone("g", "b", 0)]);
         assert!(all);
     }

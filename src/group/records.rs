@@ -347,10 +347,7 @@ impl RecordValue {
     pub fn decode(record_type: i16, buf: &[u8]) -> Result<RecordValue, RecordError> {
         let mut r = Reader::new(buf);
         let version = r.i16()?;
-        let unsupported = RecordError::UnsupportedValueVersion {
-            record_type,
-            version,
-        };
+        let unsupported = RecordError::UnsupportedValueVersion { record_type, version };
         let value = match record_type {
             0 | 1 => {
                 if !(0..=4).contains(&version) {
@@ -495,15 +492,13 @@ impl RecordValue {
                         let state = r.i8()?;
                         let assigned_partitions = r.topic_partitions()?;
                         let partitions_pending_revocation = r.topic_partitions()?;
-                        RecordValue::ConsumerGroupCurrentMemberAssignment(
-                            CurrentMemberAssignmentValue {
-                                member_epoch,
-                                previous_member_epoch,
-                                state,
-                                assigned_partitions,
-                                partitions_pending_revocation,
-                            },
-                        )
+                        RecordValue::ConsumerGroupCurrentMemberAssignment(CurrentMemberAssignmentValue {
+                            member_epoch,
+                            previous_member_epoch,
+                            state,
+                            assigned_partitions,
+                            partitions_pending_revocation,
+                        })
                     }
                 };
                 r.skip_tags()?;
@@ -518,10 +513,7 @@ impl RecordValue {
         matches!(
             (key, self),
             (RecordKey::OffsetCommit { .. }, RecordValue::OffsetCommit(_))
-                | (
-                    RecordKey::GroupMetadata { .. },
-                    RecordValue::GroupMetadata(_)
-                )
+                | (RecordKey::GroupMetadata { .. }, RecordValue::GroupMetadata(_))
                 | (
                     RecordKey::ConsumerGroupMetadata { .. },
                     RecordValue::ConsumerGroupMetadata { .. }
@@ -571,10 +563,7 @@ impl Record {
 
     /// Encodes the record into the key and value bytes of a log record.
     pub fn encode(&self) -> (Bytes, Option<Bytes>) {
-        (
-            self.key.encode(),
-            self.value.as_ref().map(RecordValue::encode),
-        )
+        (self.key.encode(), self.value.as_ref().map(RecordValue::encode))
     }
 
     /// Decodes a log record's key and value.
@@ -856,10 +845,7 @@ impl<'a> Reader<'a> {
                 partitions.push(self.i32()?);
             }
             self.skip_tags()?;
-            out.push(TopicPartitions {
-                topic_id,
-                partitions,
-            });
+            out.push(TopicPartitions { topic_id, partitions });
         }
         Ok(out)
     }
@@ -916,10 +902,7 @@ mod tests {
             topic: "t".into(),
             partition: 1,
         };
-        assert_eq!(
-            &key.encode()[..],
-            &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 1]
-        );
+        assert_eq!(&key.encode()[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 1]);
         let value = RecordValue::OffsetCommit(OffsetCommitValue {
             offset: 5,
             leader_epoch: -1,
@@ -929,10 +912,7 @@ mod tests {
         });
         assert_eq!(
             &value.encode()[..],
-            &[
-                0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0, 1, b'm', 0, 0, 0, 0, 0, 0,
-                0, 9
-            ]
+            &[0, 3, 0, 0, 0, 0, 0, 0, 0, 5, 0xff, 0xff, 0xff, 0xff, 0, 1, b'm', 0, 0, 0, 0, 0, 0, 0, 9]
         );
     }
 
@@ -976,9 +956,7 @@ mod tests {
 
     #[test]
     fn group_metadata_roundtrip() {
-        let key = RecordKey::GroupMetadata {
-            group: "grp".into(),
-        };
+        let key = RecordKey::GroupMetadata { group: "grp".into() };
         assert_eq!(&key.encode()[..], &[0, 2, 0, 3, b'g', b'r', b'p']);
         roundtrip(Record::new(
             key.clone(),
@@ -1047,9 +1025,7 @@ mod tests {
         ));
         roundtrip(Record::new(
             RecordKey::ConsumerGroupTargetAssignmentMetadata { group: g.clone() },
-            RecordValue::ConsumerGroupTargetAssignmentMetadata {
-                assignment_epoch: 9,
-            },
+            RecordValue::ConsumerGroupTargetAssignmentMetadata { assignment_epoch: 9 },
         ));
         roundtrip(Record::new(
             RecordKey::ConsumerGroupTargetAssignmentMember {
@@ -1127,10 +1103,7 @@ mod tests {
         assert_eq!(partition_for_group("polygenelubricants", 50), 0);
         // A negative hash uses the absolute value (Utils.abs), not a bit mask.
         let h = java_string_hash("console-consumer-12345");
-        assert_eq!(
-            partition_for_group("console-consumer-12345", 50),
-            h.wrapping_abs() % 50
-        );
+        assert_eq!(partition_for_group("console-consumer-12345", 50), h.wrapping_abs() % 50);
         assert_eq!(java_string_hash("hello world"), 1794106052);
         let neg = "group-a-very-long-name";
         let hn = java_string_hash(neg);

@@ -62,17 +62,11 @@ impl Harness {
             match e {
                 Effect::Persist(r) => self.persisted.push(r),
                 Effect::CompleteJoin { token, response } => {
-                    assert!(
-                        self.outstanding.remove(&token),
-                        "join token {token} completed twice"
-                    );
+                    assert!(self.outstanding.remove(&token), "join token {token} completed twice");
                     self.joins.insert(token, response);
                 }
                 Effect::CompleteSync { token, response } => {
-                    assert!(
-                        self.outstanding.remove(&token),
-                        "sync token {token} completed twice"
-                    );
+                    assert!(self.outstanding.remove(&token), "sync token {token} completed twice");
                     self.syncs.insert(token, response);
                 }
             }
@@ -136,13 +130,7 @@ impl Harness {
         (id.clone(), self.join(group, &id))
     }
 
-    fn sync(
-        &mut self,
-        group: &str,
-        member: &str,
-        generation: i32,
-        assignments: &[(&str, &[u8])],
-    ) -> RequestToken {
+    fn sync(&mut self, group: &str, member: &str, generation: i32, assignments: &[(&str, &[u8])]) -> RequestToken {
         self.sync_instance(group, member, None, generation, assignments)
     }
 
@@ -179,13 +167,7 @@ impl Harness {
         self.heartbeat_instance(group, member, None, generation)
     }
 
-    fn heartbeat_instance(
-        &mut self,
-        group: &str,
-        member: &str,
-        instance: Option<&str>,
-        generation: i32,
-    ) -> ErrorCode {
+    fn heartbeat_instance(&mut self, group: &str, member: &str, instance: Option<&str>, generation: i32) -> ErrorCode {
         self.c
             .heartbeat(
                 &HeartbeatRequest {
@@ -286,10 +268,7 @@ fn classic_happy_path_three_members() {
     assert!(a.starts_with("client-"));
     let (b, tb) = h.join_new("g");
     let (c, tc) = h.join_new("g");
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
     // The initial rebalance delay is extended while members keep joining.
     h.advance(i64::from(INITIAL_DELAY) - 1);
     assert!(!h.done(ta));
@@ -305,10 +284,7 @@ fn classic_happy_path_three_members() {
     // Only the leader gets the members' metadata.
     assert_eq!(h.joins[&ta].members.len(), 3);
     assert!(h.joins[&tb].members.is_empty());
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::CompletingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::CompletingRebalance);
 
     // Followers wait for the leader.
     let sb = h.sync("g", &b, 1, &[]);
@@ -361,9 +337,7 @@ fn member_id_required_and_old_versions() {
     assert_eq!(r.member_id, "client-00000000-0000-0000-0000-000000000001");
     assert!(h.classic("g").has_pending_member(&r.member_id));
     // The new group was persisted (empty).
-    assert!(
-        matches!(h.persisted[0].value, Some(RecordValue::GroupMetadata(ref v)) if v.members.is_empty())
-    );
+    assert!(matches!(h.persisted[0].value, Some(RecordValue::GroupMetadata(ref v)) if v.members.is_empty()));
     // v3 joins directly.
     let t3 = h.join_req("g", "", None, &[("range", b"m")], 3);
     assert!(!h.done(t3));
@@ -440,11 +414,7 @@ fn protocol_selection_by_votes() {
         assert_eq!(h.joins[&t].protocol_name.as_deref(), Some("roundrobin"));
     }
     // The leader gets each member's metadata for the selected protocol.
-    let metas: Vec<Bytes> = h.joins[&t1]
-        .members
-        .iter()
-        .map(|m| m.metadata.clone())
-        .collect();
+    let metas: Vec<Bytes> = h.joins[&t1].members.iter().map(|m| m.metadata.clone()).collect();
     assert_eq!(
         metas,
         vec![
@@ -470,10 +440,7 @@ fn new_member_triggers_rebalance() {
     let mut h = Harness::new();
     let (a, followers, gen) = stable_group_of_three(&mut h, "g");
     let (d, td) = h.join_new("g");
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
     assert!(!h.done(td));
     // Existing members learn about the rebalance through heartbeats.
     assert_eq!(h.heartbeat("g", &a, gen), error::REBALANCE_IN_PROGRESS);
@@ -489,10 +456,7 @@ fn new_member_triggers_rebalance() {
     }
     assert_eq!(h.joins[&ta].members.len(), 4);
     assert_eq!(h.joins[&td].member_id, d);
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::CompletingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::CompletingRebalance);
 }
 
 #[test]
@@ -509,10 +473,7 @@ fn session_timeout_expiry_removes_member() {
     h.advance(4_000);
     // `dead` stopped heartbeating: it is gone and a rebalance started.
     assert!(h.classic("g").member(&dead).is_none());
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
     assert_eq!(h.heartbeat("g", &dead, gen), error::UNKNOWN_MEMBER_ID);
     assert_eq!(h.heartbeat("g", &a, gen), error::REBALANCE_IN_PROGRESS);
     let ta = h.join("g", &a);
@@ -556,10 +517,7 @@ fn leader_leave_elects_new_leader() {
     let (a, followers, gen) = stable_group_of_three(&mut h, "g");
     let r = h.leave("g", &[(&a, None)]);
     assert_eq!(r.members[0].error_code, error::NONE);
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
     assert_ne!(h.classic("g").leader_id(), Some(a.as_str()));
     let tb = h.join("g", &followers[0]);
     let tc = h.join("g", &followers[1]);
@@ -663,23 +621,14 @@ fn static_leader_rejoin_skips_assignment() {
 fn static_member_rejoin_with_new_protocol_rebalances() {
     let mut h = Harness::new();
     let (_a, _b, _gen) = static_group(&mut h);
-    let t = h.join_req(
-        "g",
-        "",
-        Some("ib"),
-        &[("roundrobin", b"b"), ("range", b"b")],
-        9,
-    );
+    let t = h.join_req("g", "", Some("ib"), &[("roundrobin", b"b"), ("range", b"b")], 9);
     // Still "range" is the only common protocol: no rebalance.
     assert!(h.done(t));
     assert_eq!(h.classic("g").state(), ClassicGroupState::Stable);
     // Removal of a static member by instance id (admin LeaveGroup).
     let r = h.leave("g", &[("", Some("ia"))]);
     assert_eq!(r.members[0].error_code, error::NONE);
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
     let r = h.leave("g", &[("", Some("zz"))]);
     assert_eq!(r.members[0].error_code, error::UNKNOWN_MEMBER_ID);
 }
@@ -755,10 +704,7 @@ fn follower_that_never_syncs_is_removed() {
     }
     h.advance(10);
     assert!(h.classic("g").member(&b).is_none());
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
 }
 
 #[test]
@@ -808,11 +754,7 @@ fn commit(
         h.now,
     );
     h.absorb(out.effects);
-    out.response.topics[0]
-        .partitions
-        .iter()
-        .map(|p| p.error_code)
-        .collect()
+    out.response.topics[0].partitions.iter().map(|p| p.error_code).collect()
 }
 
 fn fetch(h: &Harness, group: &str, partitions: &[i32]) -> Vec<i64> {
@@ -827,20 +769,13 @@ fn fetch(h: &Harness, group: &str, partitions: &[i32]) -> Vec<i64> {
         require_stable: false,
     });
     assert_eq!(r.error_code, error::NONE);
-    r.topics[0]
-        .partitions
-        .iter()
-        .map(|p| p.committed_offset)
-        .collect()
+    r.topics[0].partitions.iter().map(|p| p.committed_offset).collect()
 }
 
 #[test]
 fn offsets_simple_group_commit_fetch_expire() {
     let mut h = Harness::new();
-    assert_eq!(
-        commit(&mut h, "simple", "", -1, 8, &[(0, 5), (1, 7)]),
-        vec![0, 0]
-    );
+    assert_eq!(commit(&mut h, "simple", "", -1, 8, &[(0, 5), (1, 7)]), vec![0, 0]);
     assert_eq!(fetch(&h, "simple", &[0, 1, 2]), vec![5, 7, -1]);
     assert_eq!(fetch(&h, "unknown", &[0]), vec![-1]);
     assert_eq!(h.persisted.len(), 2);
@@ -860,9 +795,10 @@ fn offsets_simple_group_commit_fetch_expire() {
     h.advance(2_000);
     assert_eq!(fetch(&h, "simple", &[0]), vec![-1]);
     assert!(h.c.group("simple").is_none());
-    assert!(h.persisted.iter().any(
-        |r| r.value.is_none() && matches!(r.key, RecordKey::OffsetCommit { partition: 1, .. })
-    ));
+    assert!(h
+        .persisted
+        .iter()
+        .any(|r| r.value.is_none() && matches!(r.key, RecordKey::OffsetCommit { partition: 1, .. })));
     assert!(h
         .persisted
         .iter()
@@ -890,10 +826,7 @@ fn offsets_generation_checks_in_classic_group() {
     // Rebalance: commits of the current generation are still accepted
     // during PreparingRebalance, refused during CompletingRebalance.
     let ta = h.join("g", &a);
-    assert_eq!(
-        commit(&mut h, "g", &followers[0], gen, 8, &[(1, 1)]),
-        vec![0]
-    );
+    assert_eq!(commit(&mut h, "g", &followers[0], gen, 8, &[(1, 1)]), vec![0]);
     h.join("g", &followers[0]);
     h.join("g", &followers[1]);
     assert!(h.done(ta));
@@ -906,10 +839,7 @@ fn offsets_generation_checks_in_classic_group() {
     assert!(h.done(s));
     for _ in 0..5 {
         h.advance(i64::from(SESSION) / 2);
-        assert_eq!(
-            commit(&mut h, "g", &followers[0], gen + 1, 8, &[(0, 3)]),
-            vec![0]
-        );
+        assert_eq!(commit(&mut h, "g", &followers[0], gen + 1, 8, &[(0, 3)]), vec![0]);
         h.heartbeat("g", &a, gen + 1);
         h.heartbeat("g", &followers[1], gen + 1);
     }
@@ -983,10 +913,7 @@ fn offset_delete_and_delete_groups() {
         }],
     };
     let out = h.c.delete_offsets(&req("t"));
-    assert_eq!(
-        out.response.topics[0].1,
-        vec![(0, error::GROUP_SUBSCRIBED_TO_TOPIC)]
-    );
+    assert_eq!(out.response.topics[0].1, vec![(0, error::GROUP_SUBSCRIBED_TO_TOPIC)]);
     assert!(out.effects.is_empty());
     let out = h.c.delete_offsets(&req("other"));
     assert_eq!(out.response.topics[0].1, vec![(0, error::NONE)]);
@@ -1024,7 +951,9 @@ fn offset_delete_and_delete_groups() {
     h.leave("g", &[(&a, None)]);
     let out = h.c.delete_groups(&["g".into()]);
     assert_eq!(out.response[0].error_code, error::NONE);
-    assert!(out.effects.iter().any(|e| matches!(e, Effect::Persist(r) if r.value.is_none() && matches!(r.key, RecordKey::OffsetCommit { .. }))));
+    assert!(out.effects.iter().any(
+        |e| matches!(e, Effect::Persist(r) if r.value.is_none() && matches!(r.key, RecordKey::OffsetCommit { .. }))
+    ));
     assert!(
         matches!(out.effects.last(), Some(Effect::Persist(r)) if r.value.is_none() && matches!(r.key, RecordKey::GroupMetadata { .. }))
     );
@@ -1114,12 +1043,7 @@ impl Client {
     }
 }
 
-fn cg_heartbeat(
-    h: &mut Harness,
-    group: &str,
-    c: &mut Client,
-    topics: &[&str],
-) -> ConsumerGroupHeartbeatResponse {
+fn cg_heartbeat(h: &mut Harness, group: &str, c: &mut Client, topics: &[&str]) -> ConsumerGroupHeartbeatResponse {
     let mut req = cg_join(group, &c.member_id, topics);
     req.member_epoch = c.epoch;
     req.instance_id = c.instance_id.clone();
@@ -1150,10 +1074,7 @@ fn check_exclusive(h: &Harness, group: &str, clients: &[&Client]) {
         for a in [&m.assigned, &m.pending_revocation] {
             for (t, ps) in a {
                 for p in ps {
-                    assert!(
-                        seen.insert((*t, *p)),
-                        "partition {p} held twice in the coordinator"
-                    );
+                    assert!(seen.insert((*t, *p)), "partition {p} held twice in the coordinator");
                 }
             }
         }
@@ -1175,9 +1096,7 @@ fn count(a: &Assignment) -> usize {
 #[test]
 fn consumer_three_members_join_sequentially_uniform() {
     let mut h = Harness::new();
-    h.topics = StaticTopics::default()
-        .with("foo", tid(1), 4)
-        .with("bar", tid(2), 5);
+    h.topics = StaticTopics::default().with("foo", tid(1), 4).with("bar", tid(2), 5);
     let topics = ["foo", "bar"];
     let mut clients = vec![Client::new("m1"), Client::new("m2"), Client::new("m3")];
     let mut joined = 0;
@@ -1209,8 +1128,7 @@ fn consumer_three_members_join_sequentially_uniform() {
         assert_eq!(c.epoch, g.group_epoch());
         assert_eq!(&c.owned, g.target_assignment(&c.member_id).unwrap());
     }
-    let d =
-        h.c.consumer_group_describe(&["cg".into(), "none".into()], &h.topics);
+    let d = h.c.consumer_group_describe(&["cg".into(), "none".into()], &h.topics);
     assert_eq!(d[0].group_state, "Stable");
     assert_eq!(d[0].assignor_name, "uniform");
     assert_eq!(d[0].members.len(), 3);
@@ -1243,10 +1161,7 @@ fn consumer_revocation_before_reassignment() {
     assert_eq!(r.member_epoch, 2);
     assert_eq!(count(&b.owned), 0);
     let g = h.c.consumer_group("cg").unwrap();
-    assert_eq!(
-        g.member("b").unwrap().state,
-        MemberState::UnreleasedPartitions
-    );
+    assert_eq!(g.member("b").unwrap().state, MemberState::UnreleasedPartitions);
     assert_eq!(g.state(), ConsumerGroupState::Reconciling);
     check_exclusive(&h, "cg", &[&a, &b]);
     // a is asked to revoke: it stays at epoch 1 with 3 partitions.
@@ -1254,10 +1169,7 @@ fn consumer_revocation_before_reassignment() {
     assert_eq!(r.member_epoch, 1);
     assert_eq!(count(&a.owned), 3);
     let g = h.c.consumer_group("cg").unwrap();
-    assert_eq!(
-        g.member("a").unwrap().state,
-        MemberState::UnrevokedPartitions
-    );
+    assert_eq!(g.member("a").unwrap().state, MemberState::UnrevokedPartitions);
     assert_eq!(count(&g.member("a").unwrap().pending_revocation), 3);
     // b still cannot get them.
     let r = cg_heartbeat(&mut h, "cg", &mut b, &["foo"]);
@@ -1271,10 +1183,7 @@ fn consumer_revocation_before_reassignment() {
     assert_eq!(count(&b.owned), 3);
     assert_eq!(r.member_epoch, 2);
     check_exclusive(&h, "cg", &[&a, &b]);
-    assert_eq!(
-        h.c.consumer_group("cg").unwrap().state(),
-        ConsumerGroupState::Stable
-    );
+    assert_eq!(h.c.consumer_group("cg").unwrap().state(), ConsumerGroupState::Stable);
 }
 
 #[test]
@@ -1365,12 +1274,7 @@ fn consumer_epoch_validation_and_errors() {
     cg_heartbeat(&mut h, "cg", &mut b, &["foo"]);
     cg_heartbeat(&mut h, "cg", &mut a, &["foo"]);
     cg_heartbeat(&mut h, "cg", &mut a, &["foo"]);
-    let m =
-        h.c.consumer_group("cg")
-            .unwrap()
-            .member("a")
-            .unwrap()
-            .clone();
+    let m = h.c.consumer_group("cg").unwrap().member("a").unwrap().clone();
     req.member_epoch = m.previous_member_epoch;
     req.topic_partitions = Some(vec![]);
     let out = h.c.consumer_group_heartbeat(&req, h.now, &t);
@@ -1383,16 +1287,12 @@ fn consumer_epoch_validation_and_errors() {
     let mut bad = cg_join("cg", "zz", &["foo"]);
     bad.member_epoch = 3;
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::UNKNOWN_MEMBER_ID
     );
     bad.group_id = "missing".into();
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::GROUP_ID_NOT_FOUND
     );
     let mut bad = cg_join("cg", "", &["foo"]);
@@ -1402,41 +1302,31 @@ fn consumer_epoch_validation_and_errors() {
     bad.member_id = "n".into();
     bad.topic_partitions = None;
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::INVALID_REQUEST
     );
     bad.topic_partitions = Some(vec![]);
     bad.rebalance_timeout_ms = -1;
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::INVALID_REQUEST
     );
     bad.rebalance_timeout_ms = 1000;
     bad.subscribed_topic_regex = Some("foo.*".into());
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::INVALID_REQUEST
     );
     bad.subscribed_topic_regex = None;
     bad.server_assignor = Some("sticky".into());
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::UNSUPPORTED_ASSIGNOR
     );
     bad.server_assignor = None;
     bad.member_epoch = -3;
     assert_eq!(
-        h.c.consumer_group_heartbeat(&bad, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&bad, h.now, &t).response.error_code,
         error::INVALID_REQUEST
     );
     // v0: the coordinator generates the member id.
@@ -1466,9 +1356,7 @@ fn consumer_static_member_leave_and_rejoin() {
     let mut dup = cg_join("cg", "a2", &["foo"]);
     dup.instance_id = Some("ia".into());
     assert_eq!(
-        h.c.consumer_group_heartbeat(&dup, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&dup, h.now, &t).response.error_code,
         error::UNRELEASED_INSTANCE_ID
     );
     // Temporary leave (-2).
@@ -1502,9 +1390,7 @@ fn consumer_static_member_leave_and_rejoin() {
     old.member_epoch = epoch;
     old.rebalance_timeout_ms = -1;
     assert_eq!(
-        h.c.consumer_group_heartbeat(&old, h.now, &t)
-            .response
-            .error_code,
+        h.c.consumer_group_heartbeat(&old, h.now, &t).response.error_code,
         error::FENCED_INSTANCE_ID
     );
 }
@@ -1512,9 +1398,7 @@ fn consumer_static_member_leave_and_rejoin() {
 #[test]
 fn consumer_range_assignor_co_partitions() {
     let mut h = Harness::new();
-    h.topics = StaticTopics::default()
-        .with("foo", tid(1), 3)
-        .with("bar", tid(2), 3);
+    h.topics = StaticTopics::default().with("foo", tid(1), 3).with("bar", tid(2), 3);
     let topics = ["foo", "bar"];
     let t = h.topics.clone();
     let mut clients = [Client::new("m1"), Client::new("m2"), Client::new("m3")];
@@ -1558,9 +1442,7 @@ fn consumer_group_picks_up_partition_increase() {
     // A subscription to a topic that does not exist yet.
     let r = cg_heartbeat(&mut h, "cg", &mut Client::new("b"), &["later"]);
     assert_eq!(r.error_code, 0);
-    h.topics = StaticTopics::default()
-        .with("foo", tid(1), 4)
-        .with("later", tid(3), 1);
+    h.topics = StaticTopics::default().with("foo", tid(1), 4).with("later", tid(3), 1);
     let mut b = Client {
         member_id: "b".into(),
         epoch: r.member_epoch,
@@ -1600,14 +1482,8 @@ fn consumer_offsets_member_epoch_checks() {
             require_stable: true,
         })
     };
-    assert_eq!(
-        f(Some("a"), a.epoch).topics[0].partitions[0].committed_offset,
-        1
-    );
-    assert_eq!(
-        f(Some("a"), a.epoch + 3).error_code,
-        error::STALE_MEMBER_EPOCH
-    );
+    assert_eq!(f(Some("a"), a.epoch).topics[0].partitions[0].committed_offset, 1);
+    assert_eq!(f(Some("a"), a.epoch + 3).error_code, error::STALE_MEMBER_EPOCH);
     assert_eq!(f(Some("q"), 1).error_code, error::UNKNOWN_MEMBER_ID);
     assert_eq!(f(None, -1).error_code, error::NONE);
     // The subscribed topic's offsets cannot be deleted.
@@ -1618,10 +1494,7 @@ fn consumer_offsets_member_epoch_checks() {
             partitions: vec![0],
         }],
     });
-    assert_eq!(
-        out.response.topics[0].1,
-        vec![(0, error::GROUP_SUBSCRIBED_TO_TOPIC)]
-    );
+    assert_eq!(out.response.topics[0].1, vec![(0, error::GROUP_SUBSCRIBED_TO_TOPIC)]);
     // Consumer groups cannot be deleted while they have members.
     assert_eq!(
         h.c.delete_groups(&["cg".into()]).response[0].error_code,
@@ -1636,15 +1509,13 @@ fn group_protocol_conversion_of_empty_groups() {
     let t = h.topics.clone();
     // An active classic group is not a consumer group.
     let (a, _) = h.join_new("g");
-    let r =
-        h.c.consumer_group_heartbeat(&cg_join("g", "m", &["t"]), h.now, &t);
+    let r = h.c.consumer_group_heartbeat(&cg_join("g", "m", &["t"]), h.now, &t);
     assert_eq!(r.response.error_code, error::GROUP_ID_NOT_FOUND);
     h.advance(1_000);
     h.leave("g", &[(&a, None)]);
     commit(&mut h, "g", "", -1, 8, &[(0, 42)]);
     // Empty: converted, offsets kept.
-    let out =
-        h.c.consumer_group_heartbeat(&cg_join("g", "m", &["t"]), h.now, &t);
+    let out = h.c.consumer_group_heartbeat(&cg_join("g", "m", &["t"]), h.now, &t);
     assert_eq!(out.response.error_code, error::NONE);
     assert!(
         matches!(&out.effects[0], Effect::Persist(r) if r.value.is_none() && matches!(r.key, RecordKey::GroupMetadata { .. }))
@@ -1686,10 +1557,7 @@ fn compacted(records: &[Record]) -> Vec<Record> {
     for (i, r) in records.iter().enumerate() {
         latest.insert(r.key.encode().to_vec(), (i, r.clone()));
     }
-    let mut v: Vec<(usize, Record)> = latest
-        .into_values()
-        .filter(|(_, r)| r.value.is_some())
-        .collect();
+    let mut v: Vec<(usize, Record)> = latest.into_values().filter(|(_, r)| r.value.is_some()).collect();
     v.sort_by_key(|(i, _)| *i);
     v.into_iter().map(|(_, r)| r).collect()
 }
@@ -1737,12 +1605,7 @@ fn replay_rebuilds_groups_and_offsets() {
         assert_eq!(offs.get("t", 0).unwrap().committed_offset, 12);
         assert_eq!(offs.get("t", 1).unwrap().committed_offset, 11);
         assert_eq!(
-            fresh
-                .offsets("simple")
-                .unwrap()
-                .get("t", 3)
-                .unwrap()
-                .committed_offset,
+            fresh.offsets("simple").unwrap().get("t", 3).unwrap().committed_offset,
             30
         );
         assert!(fresh.group("gone").is_none());
@@ -1788,9 +1651,7 @@ fn tokens_are_completed_exactly_once_under_churn() {
     };
     let mut known: Vec<String> = Vec::new();
     for _ in 0..2_000 {
-        let gen =
-            h.c.classic_group("g")
-                .map_or(0, ClassicGroup::generation_id);
+        let gen = h.c.classic_group("g").map_or(0, ClassicGroup::generation_id);
         match rand(6) {
             0 => {
                 let t = h.join("g", "");
@@ -1806,17 +1667,10 @@ fn tokens_are_completed_exactly_once_under_churn() {
             }
             2 if !known.is_empty() => {
                 let m = known[rand(known.len() as u64) as usize].clone();
-                let leader =
-                    h.c.classic_group("g")
-                        .and_then(|g| g.leader_id().map(String::from));
+                let leader = h.c.classic_group("g").and_then(|g| g.leader_id().map(String::from));
                 if leader.as_deref() == Some(m.as_str()) {
-                    let ids: Vec<String> = h
-                        .classic("g")
-                        .members()
-                        .map(|x| x.member_id.clone())
-                        .collect();
-                    let asg: Vec<(&str, &[u8])> =
-                        ids.iter().map(|i| (i.as_str(), &b"x"[..])).collect();
+                    let ids: Vec<String> = h.classic("g").members().map(|x| x.member_id.clone()).collect();
+                    let asg: Vec<(&str, &[u8])> = ids.iter().map(|i| (i.as_str(), &b"x"[..])).collect();
                     h.sync("g", &m, gen, &asg);
                 } else {
                     h.sync("g", &m, gen, &[]);
@@ -1841,11 +1695,7 @@ fn tokens_are_completed_exactly_once_under_churn() {
     h.advance(10 * 60 * 1000);
     let effects = h.c.unload();
     h.absorb(effects);
-    assert!(
-        h.outstanding.is_empty(),
-        "tokens never completed: {:?}",
-        h.outstanding
-    );
+    assert!(h.outstanding.is_empty(), "tokens never completed: {:?}", h.outstanding);
 }
 
 #[test]
@@ -1877,10 +1727,7 @@ fn rejoin_during_completing_rebalance_returns_current_generation() {
     assert_eq!(h.joins[&t].generation_id, gen);
     assert_eq!(h.joins[&t].leader, a);
     assert!(h.joins[&t].members.is_empty());
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::CompletingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::CompletingRebalance);
     // The leader gets the members again.
     let t = h.join("g", &a);
     assert_eq!(h.joins[&t].members.len(), 2);
@@ -1889,10 +1736,7 @@ fn rejoin_during_completing_rebalance_returns_current_generation() {
     assert!(!h.done(sb));
     let t = h.join_req("g", &b, None, &[("range", b"changed")], 9);
     assert_eq!(h.syncs[&sb].error_code, error::REBALANCE_IN_PROGRESS);
-    assert_eq!(
-        h.classic("g").state(),
-        ClassicGroupState::PreparingRebalance
-    );
+    assert_eq!(h.classic("g").state(), ClassicGroupState::PreparingRebalance);
     let ta2 = h.join("g", &a);
     assert_eq!(h.joins[&t].generation_id, gen + 1);
     assert_eq!(h.joins[&ta2].members.len(), 2);

@@ -42,7 +42,10 @@ fn gerr(e: glommio::GlommioError<()>) -> io::Error {
     match e {
         glommio::GlommioError::IoError(e) => e,
         glommio::GlommioError::EnhancedIoError { source, op, path, .. } => {
-            let msg = format!("{op} {}: {source}", path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+            let msg = format!(
+                "{op} {}: {source}",
+                path.as_deref().map(|p| p.display().to_string()).unwrap_or_default()
+            );
             match source.raw_os_error() {
                 Some(code) => io::Error::new(io::Error::from_raw_os_error(code).kind(), msg),
                 None => io::Error::new(source.kind(), msg),
@@ -148,7 +151,7 @@ impl LogFile {
         match &self.kind {
             Kind::Direct(f) => {
                 let start = end - tail.len() as u64;
-                if start % ALIGN != 0 {
+                if !start.is_multiple_of(ALIGN) {
                     return Err(io::Error::other("unaligned tail for O_DIRECT append"));
                 }
                 let len = tail.len() + data_len;
@@ -250,7 +253,11 @@ pub async fn write_file(path: &Path, data: Vec<u8>) -> io::Result<()> {
         .await
         .map_err(gerr)?;
     let len = data.len();
-    let n = if len == 0 { 0 } else { f.write_at(data, 0).await.map_err(gerr)? };
+    let n = if len == 0 {
+        0
+    } else {
+        f.write_at(data, 0).await.map_err(gerr)?
+    };
     if n != len {
         return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
     }

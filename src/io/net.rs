@@ -25,18 +25,12 @@ impl Listener {
     }
 
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.0
-            .local_addr()
-            .map_err(|e| io::Error::other(e.to_string()))
+        self.0.local_addr().map_err(|e| io::Error::other(e.to_string()))
     }
 
     /// Accept the next connection.
     pub async fn accept(&self) -> io::Result<Connection> {
-        let stream = self
-            .0
-            .accept()
-            .await
-            .map_err(|e| io::Error::other(e.to_string()))?;
+        let stream = self.0.accept().await.map_err(|e| io::Error::other(e.to_string()))?;
         let _ = stream.set_nodelay(true);
         let peer = stream.peer_addr().ok();
         Ok(Connection { stream, peer })
@@ -85,11 +79,7 @@ pub struct ReadHalf(Rc<RefCell<TcpStream>>);
 pub struct WriteHalf(Rc<RefCell<TcpStream>>);
 
 impl AsyncRead for ReadHalf {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut [u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
         let mut s = self.0.borrow_mut();
         Pin::new(&mut *s).poll_read(cx, buf)
     }

@@ -37,7 +37,11 @@ pub struct OneshotSender<T>(Rc<RefCell<Slot<T>>>);
 pub struct OneshotReceiver<T>(Rc<RefCell<Slot<T>>>);
 
 pub fn oneshot<T>() -> (OneshotSender<T>, OneshotReceiver<T>) {
-    let slot = Rc::new(RefCell::new(Slot { value: None, waker: None, closed: false }));
+    let slot = Rc::new(RefCell::new(Slot {
+        value: None,
+        waker: None,
+        closed: false,
+    }));
     (OneshotSender(slot.clone()), OneshotReceiver(slot))
 }
 

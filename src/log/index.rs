@@ -65,7 +65,7 @@ impl OffsetIndex {
     /// Decode an index file. `None` when it is not a well-formed index for a
     /// log of `log_size` bytes (then it must be rebuilt from the log).
     pub fn decode(data: &[u8], log_size: u64) -> Option<Self> {
-        if data.len() % Self::ENTRY != 0 {
+        if !data.len().is_multiple_of(Self::ENTRY) {
             return None;
         }
         let mut idx = Self::new();
@@ -152,7 +152,7 @@ impl TimeIndex {
     }
 
     pub fn decode(data: &[u8]) -> Option<Self> {
-        if data.len() % Self::ENTRY != 0 {
+        if !data.len().is_multiple_of(Self::ENTRY) {
             return None;
         }
         let mut idx = Self::new();

@@ -202,16 +202,15 @@ impl PartitionLog {
     /// Append a validated produce payload. The batches get consecutive
     /// offsets starting at the log end; nothing is visible to consumers or
     /// acknowledged until a flush job completes.
-    pub fn append(
-        &mut self,
-        payload: &Bytes,
-        batches: &ValidatedBatches,
-        now_ms: i64,
-    ) -> Result<AppendInfo, LogError> {
+    pub fn append(&mut self, payload: &Bytes, batches: &ValidatedBatches, now_ms: i64) -> Result<AppendInfo, LogError> {
         if self.failed {
             return Err(LogError::Storage);
         }
-        let log_append_time = if self.config.log_append_time { Some(now_ms) } else { None };
+        let log_append_time = if self.config.log_append_time {
+            Some(now_ms)
+        } else {
+            None
+        };
         let mut first: Option<(i64, i64)> = None;
         let start_offset = self.next_offset;
         for span in &batches.batches {
@@ -222,14 +221,25 @@ impl PartitionLog {
             let last = base + i64::from(span.last_offset_delta);
             if span.producer_id >= 0 {
                 let last_seq = last_sequence(span.base_sequence, span.last_offset_delta);
-                match self.producers.check(span.producer_id, span.producer_epoch, span.base_sequence, last_seq) {
+                match self
+                    .producers
+                    .check(span.producer_id, span.producer_epoch, span.base_sequence, last_seq)
+                {
                     SeqCheck::Append => self.producers.record(
                         span.producer_id,
                         span.producer_epoch,
-                        BatchMeta { first_seq: span.base_sequence, last_seq, first_offset: base, last_offset: last },
+                        BatchMeta {
+                            first_seq: span.base_sequence,
+                            last_seq,
+                            first_offset: base,
+                            last_offset: last,
+                        },
                         now_ms,
                     ),
-                    SeqCheck::Duplicate { first_offset, last_offset } => {
+                    SeqCheck::Duplicate {
+                        first_offset,
+                        last_offset,
+                    } => {
                         first.get_or_insert((first_offset, last_offset));
                         continue;
                     }
@@ -241,7 +251,10 @@ impl PartitionLog {
             let body = payload.slice(split..span.start + span.len);
             let mut head = BytesMut::from(&payload[span.start..split]);
             record::rewrite_header(&mut head, &body, base, self.leader_epoch, log_append_time);
-            let data = BatchBytes { head: head.freeze(), body };
+            let data = BatchBytes {
+                head: head.freeze(),
+                body,
+            };
             let len = data.len() as u64;
             let max_ts = log_append_time.unwrap_or(span.max_timestamp);
             let (segment_bytes, segment_ms) = (self.config.segment_bytes, self.config.segment_ms);
@@ -260,7 +273,10 @@ impl PartitionLog {
             let seg = self.active();
             seg.note_append(base, last, max_ts, len, interval);
             let segment_base = seg.base_offset;
-            self.staged.push(Staged { segment_base, data: data.clone() });
+            self.staged.push(Staged {
+                segment_base,
+                data: data.clone(),
+            });
             self.staged_bytes += data.len();
             self.cache.push_back(CachedBatch { base, last, data });
             self.cache_bytes += len as usize;
@@ -270,7 +286,11 @@ impl PartitionLog {
         let (base_offset, first_last) = first.unwrap_or((self.next_offset, self.next_offset - 1));
         // Wait for everything written by this call, or for the original of
         // a duplicate.
-        let last_offset = if self.next_offset > start_offset { self.next_offset - 1 } else { first_last };
+        let last_offset = if self.next_offset > start_offset {
+            self.next_offset - 1
+        } else {
+            first_last
+        };
         Ok(AppendInfo {
             base_offset,
             last_offset,
@@ -304,10 +324,7 @@ impl PartitionLog {
                     w.chunks.push(s.data.body);
                 }
                 _ => {
-                    let seg = self
-                        .segments
-                        .iter()
-                        .find(|g| g.base_offset == s.segment_base)?;
+                    let seg = self.segments.iter().find(|g| g.base_offset == s.segment_base)?;
                     writes.push(SegmentWrite {
                         segment_base: seg.base_offset,
                         path: seg.log_path(),
@@ -323,7 +340,11 @@ impl PartitionLog {
         // Every segment behind the active one gets sealed once, in the
         // first job after the roll (with or without new bytes of its own).
         let active_base = self.segments.last().map(|s| s.base_offset).unwrap_or(0);
-        for seg in self.segments.iter_mut().filter(|g| !g.sealed && g.base_offset != active_base) {
+        for seg in self
+            .segments
+            .iter_mut()
+            .filter(|g| !g.sealed && g.base_offset != active_base)
+        {
             seg.sealed = true;
             let seal = SealInfo {
                 size: seg.size,
@@ -351,7 +372,12 @@ impl PartitionLog {
         let sync = self.config.sync_on_ack()
             || self.unsynced_messages + 1 >= self.config.flush_messages
             || now_ms - self.last_sync_ms >= self.config.flush_ms;
-        Some(FlushJob { writes, upto_offset: self.next_offset, io_mode: self.io_mode, sync })
+        Some(FlushJob {
+            writes,
+            upto_offset: self.next_offset,
+            io_mode: self.io_mode,
+            sync,
+        })
     }
 
     /// Record the outcome of a flush job. On success the written data becomes
@@ -441,10 +467,14 @@ impl PartitionLog {
         if position >= file_end {
             return Ok(ReadPlan::Empty);
         }
-        let want = max_bytes.max(LOG_OVERHEAD + record::BATCH_HEADER_LEN) as u64
-            + self.config.index_interval_bytes;
+        let want = max_bytes.max(LOG_OVERHEAD + record::BATCH_HEADER_LEN) as u64 + self.config.index_interval_bytes;
         let len = want.min(file_end - position) as usize;
-        Ok(ReadPlan::File { file, position, len, file_end })
+        Ok(ReadPlan::File {
+            file,
+            position,
+            len,
+            file_end,
+        })
     }
 
     /// Offsets for ListOffsets: earliest, latest (high watermark).
@@ -537,7 +567,11 @@ pub async fn execute_writes(job: &mut FlushJob) -> std::io::Result<()> {
             }
         };
         if !w.chunks.is_empty() {
-            let tail = if file.mode() == IoMode::Direct { &w.tail[..] } else { &[][..] };
+            let tail = if file.mode() == IoMode::Direct {
+                &w.tail[..]
+            } else {
+                &[][..]
+            };
             file.append(w.start, tail, &w.chunks).await?;
         }
         if let Some(seal) = &w.seal {
@@ -645,7 +679,10 @@ pub async fn open(
     // segments are forgotten; they get UNKNOWN_PRODUCER_ID and reset.)
     let snapshot_path = dir.join(PRODUCER_SNAPSHOT);
     let mut producers = if clean_shutdown {
-        crate::io::file::read_file(&snapshot_path).await?.and_then(|d| ProducerStates::decode(&d)).unwrap_or_default()
+        crate::io::file::read_file(&snapshot_path)
+            .await?
+            .and_then(|d| ProducerStates::decode(&d))
+            .unwrap_or_default()
     } else {
         ProducerStates::new()
     };
@@ -673,7 +710,16 @@ pub async fn open(
                 }
             }
         }
-        let valid = scan_segment(&file, &mut seg, size, !trusted, config.index_interval_bytes, trusted, &mut producers).await?;
+        let valid = scan_segment(
+            &file,
+            &mut seg,
+            size,
+            !trusted,
+            config.index_interval_bytes,
+            trusted,
+            &mut producers,
+        )
+        .await?;
         if valid < size {
             let padding_only = is_zero_padding(&file, valid, size).await?;
             if !padding_only {
@@ -761,13 +807,24 @@ async fn scan_segment(
     producers: &mut ProducerStates,
 ) -> std::io::Result<u64> {
     let mut note = |seg: &mut Segment, h: &BatchHeader| {
-        seg.note_append(h.base_offset, h.last_offset(), h.max_timestamp, h.total_size() as u64, interval);
+        seg.note_append(
+            h.base_offset,
+            h.last_offset(),
+            h.max_timestamp,
+            h.total_size() as u64,
+            interval,
+        );
         if h.producer_id >= 0 && !h.is_control() {
             let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
             producers.record(
                 h.producer_id,
                 h.producer_epoch,
-                BatchMeta { first_seq: h.base_sequence, last_seq, first_offset: h.base_offset, last_offset: h.last_offset() },
+                BatchMeta {
+                    first_seq: h.base_sequence,
+                    last_seq,
+                    first_offset: h.base_offset,
+                    last_offset: h.last_offset(),
+                },
                 h.max_timestamp,
             );
         }
@@ -806,11 +863,7 @@ async fn scan_segment(
         // The next batch is cut by the chunk end, or the data is torn.
         let rest = &buf[valid..];
         let spans_chunk = match BatchHeader::parse(rest) {
-            Some(h) => {
-                h.batch_length >= 49
-                    && h.total_size() > rest.len()
-                    && pos + h.total_size() as u64 <= size
-            }
+            Some(h) => h.batch_length >= 49 && h.total_size() > rest.len() && pos + h.total_size() as u64 <= size,
             None => rest.len() < record::BATCH_HEADER_LEN && pos + rest.len() as u64 <= size && want == CHUNK,
         };
         if !spans_chunk {
@@ -820,7 +873,9 @@ async fn scan_segment(
             continue; // re-read starting at this batch
         }
         // A single batch larger than the chunk.
-        let Some(h) = BatchHeader::parse(rest) else { return Ok(pos) };
+        let Some(h) = BatchHeader::parse(rest) else {
+            return Ok(pos);
+        };
         let big = file.read_at(pos, h.total_size()).await?;
         let mut it2 = record::BatchIter::new(&big, verify_crc);
         match it2.next() {

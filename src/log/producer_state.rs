@@ -91,16 +91,31 @@ impl ProducerStates {
         let Some(e) = self.producers.get(&producer_id) else {
             // Unknown producer: it must start at 0. Otherwise its state was
             // lost (expired or a crash); the client resets (KIP-360).
-            return if first_seq == 0 { SeqCheck::Append } else { SeqCheck::Reject(ec::UNKNOWN_PRODUCER_ID) };
+            return if first_seq == 0 {
+                SeqCheck::Append
+            } else {
+                SeqCheck::Reject(ec::UNKNOWN_PRODUCER_ID)
+            };
         };
         if epoch < e.epoch {
             return SeqCheck::Reject(ec::INVALID_PRODUCER_EPOCH);
         }
         if epoch > e.epoch {
-            return if first_seq == 0 { SeqCheck::Append } else { SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER) };
+            return if first_seq == 0 {
+                SeqCheck::Append
+            } else {
+                SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER)
+            };
         }
-        if let Some(b) = e.batches.iter().find(|b| b.first_seq == first_seq && b.last_seq == last_seq) {
-            return SeqCheck::Duplicate { first_offset: b.first_offset, last_offset: b.last_offset };
+        if let Some(b) = e
+            .batches
+            .iter()
+            .find(|b| b.first_seq == first_seq && b.last_seq == last_seq)
+        {
+            return SeqCheck::Duplicate {
+                first_offset: b.first_offset,
+                last_offset: b.last_offset,
+            };
         }
         match e.batches.back() {
             Some(last) if follows(last.last_seq, first_seq) => SeqCheck::Append,
@@ -143,7 +158,12 @@ mod tests {
     use super::*;
 
     fn meta(first_seq: i32, last_seq: i32, first_offset: i64) -> BatchMeta {
-        BatchMeta { first_seq, last_seq, first_offset, last_offset: first_offset + i64::from(last_seq - first_seq) }
+        BatchMeta {
+            first_seq,
+            last_seq,
+            first_offset,
+            last_offset: first_offset + i64::from(last_seq - first_seq),
+        }
     }
 
     #[test]
@@ -154,9 +174,18 @@ mod tests {
         assert_eq!(s.check(7, 0, 10, 19), SeqCheck::Append);
         s.record(7, 0, meta(10, 19, 110), 2);
         // a retry of the first batch
-        assert_eq!(s.check(7, 0, 0, 9), SeqCheck::Duplicate { first_offset: 100, last_offset: 109 });
+        assert_eq!(
+            s.check(7, 0, 0, 9),
+            SeqCheck::Duplicate {
+                first_offset: 100,
+                last_offset: 109
+            }
+        );
         // a gap
-        assert_eq!(s.check(7, 0, 30, 39), SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            s.check(7, 0, 30, 39),
+            SeqCheck::Reject(ec::OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         // an old epoch
         s.record(7, 1, meta(0, 0, 120), 3);
         assert_eq!(s.check(7, 0, 20, 29), SeqCheck::Reject(ec::INVALID_PRODUCER_EPOCH));
@@ -187,7 +216,17 @@ mod tests {
     #[test]
     fn sequences_wrap() {
         let mut s = ProducerStates::new();
-        s.record(9, 0, BatchMeta { first_seq: i32::MAX - 1, last_seq: i32::MAX, first_offset: 0, last_offset: 1 }, 0);
+        s.record(
+            9,
+            0,
+            BatchMeta {
+                first_seq: i32::MAX - 1,
+                last_seq: i32::MAX,
+                first_offset: 0,
+                last_offset: 1,
+            },
+            0,
+        );
         assert_eq!(s.check(9, 0, 0, 3), SeqCheck::Append);
     }
 

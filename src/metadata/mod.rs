@@ -60,7 +60,10 @@ pub struct ClusterMeta {
 
 impl ClusterMeta {
     pub fn new(cluster_id: String) -> Self {
-        ClusterMeta { cluster_id, ..Default::default() }
+        ClusterMeta {
+            cluster_id,
+            ..Default::default()
+        }
     }
 
     /// Rebuild derived lookups (after deserializing).
@@ -167,7 +170,10 @@ mod tests {
         let t = TopicMeta {
             name: "a".into(),
             id,
-            partitions: vec![PartitionMeta { shard: 1, leader_epoch: 0 }],
+            partitions: vec![PartitionMeta {
+                shard: 1,
+                leader_epoch: 0,
+            }],
             configs: Default::default(),
             internal: false,
         };

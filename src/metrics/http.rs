@@ -17,7 +17,11 @@ use crate::shard::Shard;
 struct HyperIo(Connection);
 
 impl hyper::rt::Read for HyperIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, mut buf: hyper::rt::ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        mut buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
         let mut tmp = [0u8; 8192];
         let want = tmp.len().min(buf.remaining());
         match Pin::new(&mut self.get_mut().0).poll_read(cx, &mut tmp[..want]) {
@@ -43,7 +47,10 @@ impl hyper::rt::Write for HyperIo {
     }
 }
 
-async fn serve_request(shard: Rc<Shard>, req: Request<Incoming>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
+async fn serve_request(
+    shard: Rc<Shard>,
+    req: Request<Incoming>,
+) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let path = req.uri().path();
     if path != "/metrics" && path != "/" {
         let mut r = Response::new(Full::new(Bytes::from_static(b"not found; try /metrics\n")));

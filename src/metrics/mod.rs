@@ -176,13 +176,21 @@ pub fn render(snaps: &[Snapshot]) -> String {
         let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     };
-    out.push_str("# HELP ringlog_requests_total Requests served, by Kafka API.\n# TYPE ringlog_requests_total counter\n");
+    out.push_str(
+        "# HELP ringlog_requests_total Requests served, by Kafka API.\n# TYPE ringlog_requests_total counter\n",
+    );
     for (api, (n, _)) in &requests {
         let _ = writeln!(out, "ringlog_requests_total{{api=\"{api}\"}} {n}");
     }
     out.push_str("# HELP ringlog_request_latency_seconds Time from request decode to response ready.\n# TYPE ringlog_request_latency_seconds summary\n");
     for (api, (n, h)) in &requests {
-        summary(&mut out, "ringlog_request_latency_seconds", &format!("api=\"{api}\""), h, *n);
+        summary(
+            &mut out,
+            "ringlog_request_latency_seconds",
+            &format!("api=\"{api}\""),
+            h,
+            *n,
+        );
     }
     out.push_str("# HELP ringlog_request_errors_total Partition-level errors returned, by API and Kafka error code.\n# TYPE ringlog_request_errors_total counter\n");
     for ((api, code), n) in &errors {
@@ -197,7 +205,11 @@ pub fn render(snaps: &[Snapshot]) -> String {
     }
     out.push_str("# HELP ringlog_topic_messages_in_total Records appended, by topic.\n# TYPE ringlog_topic_messages_in_total counter\n");
     for (t, v) in &topics {
-        let _ = writeln!(out, "ringlog_topic_messages_in_total{{topic=\"{t}\"}} {}", v.messages_in);
+        let _ = writeln!(
+            out,
+            "ringlog_topic_messages_in_total{{topic=\"{t}\"}} {}",
+            v.messages_in
+        );
     }
     out.push_str("# HELP ringlog_topic_bytes_out_total Record batch bytes returned to fetches, by topic.\n# TYPE ringlog_topic_bytes_out_total counter\n");
     for (t, v) in &topics {
@@ -205,17 +217,65 @@ pub fn render(snaps: &[Snapshot]) -> String {
     }
     out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
     summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
-    let per_shard: [(&str, &str, &str, fn(&Snapshot) -> f64); 10] = [
-        ("ringlog_shard_flush_rounds_total", "counter", "Group-commit rounds.", |s| s.metrics.flush_rounds as f64),
-        ("ringlog_shard_busy_seconds_total", "counter", "Time the shard's executor spent running tasks (utilization = rate).", |s| s.busy.as_secs_f64()),
-        ("ringlog_shard_cross_shard_messages_total", "counter", "Messages sent to other shards over the mesh.", |s| s.metrics.cross_shard_sent as f64),
-        ("ringlog_shard_partitions", "gauge", "Partitions owned.", |s| s.partitions as f64),
-        ("ringlog_shard_segments", "gauge", "Log segments of owned partitions.", |s| s.segments as f64),
-        ("ringlog_shard_staged_bytes", "gauge", "Bytes appended but not yet written.", |s| s.staged_bytes as f64),
-        ("ringlog_shard_fetch_cache_hits_total", "counter", "Partition reads served from the recent-batch cache.", |s| s.metrics.cache_hits as f64),
-        ("ringlog_shard_fetch_cache_misses_total", "counter", "Partition reads served from segment files.", |s| s.metrics.cache_misses as f64),
-        ("ringlog_shard_connections_opened_total", "counter", "Client connections accepted.", |s| s.metrics.connections_opened as f64),
-        ("ringlog_shard_connections_active", "gauge", "Client connections open.", |s| s.metrics.connections_active as f64),
+    type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> f64);
+    let per_shard: [PerShard; 10] = [
+        (
+            "ringlog_shard_flush_rounds_total",
+            "counter",
+            "Group-commit rounds.",
+            |s| s.metrics.flush_rounds as f64,
+        ),
+        (
+            "ringlog_shard_busy_seconds_total",
+            "counter",
+            "Time the shard's executor spent running tasks (utilization = rate).",
+            |s| s.busy.as_secs_f64(),
+        ),
+        (
+            "ringlog_shard_cross_shard_messages_total",
+            "counter",
+            "Messages sent to other shards over the mesh.",
+            |s| s.metrics.cross_shard_sent as f64,
+        ),
+        ("ringlog_shard_partitions", "gauge", "Partitions owned.", |s| {
+            s.partitions as f64
+        }),
+        (
+            "ringlog_shard_segments",
+            "gauge",
+            "Log segments of owned partitions.",
+            |s| s.segments as f64,
+        ),
+        (
+            "ringlog_shard_staged_bytes",
+            "gauge",
+            "Bytes appended but not yet written.",
+            |s| s.staged_bytes as f64,
+        ),
+        (
+            "ringlog_shard_fetch_cache_hits_total",
+            "counter",
+            "Partition reads served from the recent-batch cache.",
+            |s| s.metrics.cache_hits as f64,
+        ),
+        (
+            "ringlog_shard_fetch_cache_misses_total",
+            "counter",
+            "Partition reads served from segment files.",
+            |s| s.metrics.cache_misses as f64,
+        ),
+        (
+            "ringlog_shard_connections_opened_total",
+            "counter",
+            "Client connections accepted.",
+            |s| s.metrics.connections_opened as f64,
+        ),
+        (
+            "ringlog_shard_connections_active",
+            "gauge",
+            "Client connections open.",
+            |s| s.metrics.connections_active as f64,
+        ),
     ];
     for (name, ty, help, f) in per_shard {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {ty}");
@@ -225,12 +285,22 @@ pub fn render(snaps: &[Snapshot]) -> String {
     }
     let hits: u64 = snaps.iter().map(|s| s.metrics.cache_hits).sum();
     let misses: u64 = snaps.iter().map(|s| s.metrics.cache_misses).sum();
-    let ratio = if hits + misses == 0 { 0.0 } else { hits as f64 / (hits + misses) as f64 };
+    let ratio = if hits + misses == 0 {
+        0.0
+    } else {
+        hits as f64 / (hits + misses) as f64
+    };
     let _ = writeln!(out, "# HELP ringlog_fetch_cache_hit_ratio Share of partition reads served from memory.\n# TYPE ringlog_fetch_cache_hit_ratio gauge\nringlog_fetch_cache_hit_ratio {ratio}");
     out.push_str("# HELP ringlog_shard_task_queue_delay_seconds How late a timer wakes up on the shard (scheduling delay).\n# TYPE ringlog_shard_task_queue_delay_seconds summary\n");
     for s in snaps {
         let h = &s.metrics.task_queue_delay;
-        summary(&mut out, "ringlog_shard_task_queue_delay_seconds", &format!("shard=\"{}\"", s.shard), h, h.len());
+        summary(
+            &mut out,
+            "ringlog_shard_task_queue_delay_seconds",
+            &format!("shard=\"{}\"", s.shard),
+            h,
+            h.len(),
+        );
     }
     out
 }
@@ -256,7 +326,14 @@ mod tests {
         request_done("Produce", Duration::from_micros(300));
         bytes_in("orders", 1000, 10);
         partition_error("Produce", 3);
-        let a = Snapshot { shard: 0, metrics: with(|m| m.clone()), partitions: 2, segments: 3, staged_bytes: 0, busy: Duration::from_millis(5) };
+        let a = Snapshot {
+            shard: 0,
+            metrics: with(|m| m.clone()),
+            partitions: 2,
+            segments: 3,
+            staged_bytes: 0,
+            busy: Duration::from_millis(5),
+        };
         let mut b = a.clone();
         b.shard = 1;
         let text = render(&[a, b]);

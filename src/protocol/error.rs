@@ -47,6 +47,9 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: i16, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }

@@ -139,10 +139,21 @@ mod tests {
                         log_start_offset: 0,
                         records: vec![Bytes::from_static(b"head"), Bytes::from_static(b"body-bytes")],
                     },
-                    PartitionOut { partition: 3, error: 1, high_watermark: -1, last_stable_offset: -1, log_start_offset: -1, records: vec![] },
+                    PartitionOut {
+                        partition: 3,
+                        error: 1,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        records: vec![],
+                    },
                 ],
             },
-            TopicOut { name: "b".into(), id: Uuid::from_u128(9), partitions: vec![] },
+            TopicOut {
+                name: "b".into(),
+                id: Uuid::from_u128(9),
+                partitions: vec![],
+            },
         ]
     }
 

@@ -32,7 +32,12 @@ const READ_CHUNK: usize = 64 * 1024;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
-        FrameReader { inner, buf: BytesMut::new(), filled: 0, max }
+        FrameReader {
+            inner,
+            buf: BytesMut::new(),
+            filled: 0,
+            max,
+        }
     }
 
     async fn fill(&mut self, need: usize) -> Result<(), FrameError> {

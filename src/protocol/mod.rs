@@ -41,7 +41,10 @@ pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
 
 /// The implemented version range of an API, if it is implemented at all.
 pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == key).map(|(_, lo, hi)| (*lo, *hi))
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|(_, lo, hi)| (*lo, *hi))
 }
 
 /// The fixed part of every request header, read without trusting the rest.
@@ -66,13 +69,24 @@ impl HeaderPrefix {
 /// Decode the full request header; the body follows in `frame`.
 pub fn decode_header(key: ApiKey, version: i16, frame: &mut Bytes) -> anyhow::Result<RequestHeader> {
     let header_version = key.request_header_version(version);
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| RequestHeader::decode(frame, header_version)))
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("request header decoder panicked")))
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        RequestHeader::decode(frame, header_version)
+    }))
+    .unwrap_or_else(|_| Err(anyhow::anyhow!("request header decoder panicked")))
 }
 
 /// Encode a response (size prefix, header, body) ready for the socket.
-pub fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, body: &T) -> anyhow::Result<Bytes> {
-    let header_version = if key == ApiKey::ApiVersions { 0 } else { key.response_header_version(version) };
+pub fn encode_response<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &T,
+) -> anyhow::Result<Bytes> {
+    let header_version = if key == ApiKey::ApiVersions {
+        0
+    } else {
+        key.response_header_version(version)
+    };
     let header = ResponseHeader::default().with_correlation_id(correlation_id);
     let size = header.compute_size(header_version)? + body.compute_size(version)?;
     let mut buf = BytesMut::with_capacity(4 + size);

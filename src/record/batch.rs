@@ -181,11 +181,7 @@ impl BatchHeader {
             && put(h, MAGIC_OFFSET, self.magic.to_be_bytes())
             && put(h, CRC_OFFSET, self.crc.to_be_bytes())
             && put(h, ATTRIBUTES_OFFSET, self.attributes.to_be_bytes())
-            && put(
-                h,
-                LAST_OFFSET_DELTA_OFFSET,
-                self.last_offset_delta.to_be_bytes(),
-            )
+            && put(h, LAST_OFFSET_DELTA_OFFSET, self.last_offset_delta.to_be_bytes())
             && put(h, BASE_TIMESTAMP_OFFSET, self.base_timestamp.to_be_bytes())
             && put(h, MAX_TIMESTAMP_OFFSET, self.max_timestamp.to_be_bytes())
             && put(h, PRODUCER_ID_OFFSET, self.producer_id.to_be_bytes())
@@ -204,8 +200,7 @@ impl BatchHeader {
     /// Offset of the last record: `base_offset + last_offset_delta`.
     #[inline]
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset following this batch: `last_offset() + 1`.
@@ -251,9 +246,7 @@ impl BatchHeader {
 #[inline]
 fn crc_end(buf: &[u8]) -> usize {
     match get_i32(buf, BATCH_LENGTH_OFFSET) {
-        Some(len) if len >= MIN_BATCH_LENGTH => {
-            LOG_OVERHEAD.saturating_add(len as usize).min(buf.len())
-        }
+        Some(len) if len >= MIN_BATCH_LENGTH => LOG_OVERHEAD.saturating_add(len as usize).min(buf.len()),
         _ => buf.len(),
     }
 }
@@ -302,28 +295,16 @@ pub fn update_crc(batch: &mut [u8]) -> bool {
 ///   take every record's timestamp from `max_timestamp` for such batches.
 ///
 /// A `buf` shorter than the batch header is left untouched. Never panics.
-pub fn rewrite_batch(
-    buf: &mut [u8],
-    base_offset: i64,
-    leader_epoch: i32,
-    log_append_time: Option<i64>,
-) {
+pub fn rewrite_batch(buf: &mut [u8], base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
     if buf.len() < BATCH_HEADER_LEN {
         return;
     }
     put(buf, BASE_OFFSET_OFFSET, base_offset.to_be_bytes());
-    put(
-        buf,
-        PARTITION_LEADER_EPOCH_OFFSET,
-        leader_epoch.to_be_bytes(),
-    );
+    put(buf, PARTITION_LEADER_EPOCH_OFFSET, leader_epoch.to_be_bytes());
     let Some(ts) = log_append_time else {
         return;
     };
-    let (Some(attributes), Some(max_ts)) = (
-        get_i16(buf, ATTRIBUTES_OFFSET),
-        get_i64(buf, MAX_TIMESTAMP_OFFSET),
-    ) else {
+    let (Some(attributes), Some(max_ts)) = (get_i16(buf, ATTRIBUTES_OFFSET), get_i64(buf, MAX_TIMESTAMP_OFFSET)) else {
         return;
     };
     let new_attributes = attributes | ATTR_TIMESTAMP_TYPE;
@@ -352,7 +333,8 @@ pub fn rewrite_header(head: &mut [u8], body: &[u8], base_offset: i64, leader_epo
     let Some(ts) = log_append_time else {
         return;
     };
-    let (Some(attributes), Some(max_ts)) = (get_i16(head, ATTRIBUTES_OFFSET), get_i64(head, MAX_TIMESTAMP_OFFSET)) else {
+    let (Some(attributes), Some(max_ts)) = (get_i16(head, ATTRIBUTES_OFFSET), get_i64(head, MAX_TIMESTAMP_OFFSET))
+    else {
         return;
     };
     let new_attributes = attributes | ATTR_TIMESTAMP_TYPE;

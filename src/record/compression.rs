@@ -59,11 +59,7 @@ impl<'a> Decoder<'a> {
     /// A reader for `input` compressed with `codec`; `None` for
     /// `Compression::None`. `limit` bounds the buffers a codec allocates up
     /// front (raw snappy); the caller bounds the total read.
-    pub(crate) fn new(
-        codec: Compression,
-        input: &'a [u8],
-        limit: usize,
-    ) -> Result<Option<Decoder<'a>>, RecordError> {
+    pub(crate) fn new(codec: Compression, input: &'a [u8], limit: usize) -> Result<Option<Decoder<'a>>, RecordError> {
         Ok(Some(match codec {
             Compression::None => return Ok(None),
             Compression::Gzip => Decoder::Gzip(Box::new(flate2::read::MultiGzDecoder::new(input))),
@@ -182,11 +178,7 @@ impl<'a> SnappyDecoder<'a> {
         let n = snap::raw::decompress_len(block).map_err(io::Error::other)?;
         // A snappy element expands at most 64 bytes out of 3 (a 2-byte-offset
         // copy), so a larger claim is corrupt: refuse it before allocating.
-        if n > block
-            .len()
-            .saturating_mul(SNAPPY_MAX_EXPANSION)
-            .saturating_add(64)
-        {
+        if n > block.len().saturating_mul(SNAPPY_MAX_EXPANSION).saturating_add(64) {
             return Err(invalid_data("snappy: impossible decompressed length"));
         }
         if n > self.budget {
@@ -195,10 +187,7 @@ impl<'a> SnappyDecoder<'a> {
         self.budget -= n;
         self.out.clear();
         self.out.resize(n, 0);
-        let written = self
-            .raw
-            .decompress(block, &mut self.out)
-            .map_err(io::Error::other)?;
+        let written = self.raw.decompress(block, &mut self.out).map_err(io::Error::other)?;
         self.out.truncate(written);
         self.out_pos = 0;
         Ok(())
@@ -260,26 +249,18 @@ impl Read for SnappyDecoder<'_> {
 }
 
 /// Decompress `input` entirely, failing if the output exceeds `limit` bytes.
-pub(crate) fn decompress(
-    codec: Compression,
-    input: &[u8],
-    limit: usize,
-) -> Result<Vec<u8>, RecordError> {
+pub(crate) fn decompress(codec: Compression, input: &[u8], limit: usize) -> Result<Vec<u8>, RecordError> {
     let Some(decoder) = Decoder::new(codec, input, limit)? else {
         return Ok(input.to_vec());
     };
     let mut out = Vec::with_capacity(input.len().saturating_mul(4).min(limit).min(1 << 20));
     let cap = (limit as u64).saturating_add(1);
-    decoder.take(cap).read_to_end(&mut out).map_err(|e| {
-        corrupt(format!(
-            "failed to decompress records ({}): {e}",
-            codec.name()
-        ))
-    })?;
+    decoder
+        .take(cap)
+        .read_to_end(&mut out)
+        .map_err(|e| corrupt(format!("failed to decompress records ({}): {e}", codec.name())))?;
     if out.len() > limit {
-        return Err(corrupt(format!(
-            "decompressed data exceeds the limit of {limit} bytes"
-        )));
+        return Err(corrupt(format!("decompressed data exceeds the limit of {limit} bytes")));
     }
     Ok(out)
 }
@@ -289,10 +270,8 @@ pub(crate) fn compress(codec: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
     match codec {
         Compression::None => Ok(data.to_vec()),
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(
-                Vec::with_capacity(data.len() / 2 + 64),
-                flate2::Compression::default(),
-            );
+            let mut enc =
+                flate2::write::GzEncoder::new(Vec::with_capacity(data.len() / 2 + 64), flate2::Compression::default());
             enc.write_all(data)?;
             enc.finish()
         }
@@ -319,10 +298,7 @@ pub(crate) fn compress(codec: Compression, data: &[u8]) -> io::Result<Vec<u8>> {
                 .block_mode(lz4_flex::frame::BlockMode::Independent)
                 .block_checksums(false)
                 .content_checksum(false);
-            let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(
-                info,
-                Vec::with_capacity(data.len() / 2 + 64),
-            );
+            let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::with_capacity(data.len() / 2 + 64));
             enc.write_all(data)?;
             enc.finish().map_err(io::Error::other)
         }
@@ -366,10 +342,7 @@ mod tests {
             let c = compress(codec, &data).unwrap();
             assert!(decompress(codec, &c, 100_000).is_ok(), "{codec:?}");
             let e = decompress(codec, &c, 99_999).unwrap_err();
-            assert!(
-                matches!(e, RecordError::CorruptMessage(_)),
-                "{codec:?}: {e:?}"
-            );
+            assert!(matches!(e, RecordError::CorruptMessage(_)), "{codec:?}: {e:?}");
         }
     }
 
@@ -377,10 +350,7 @@ mod tests {
     fn raw_snappy_is_accepted() {
         let data = sample(70_000);
         let raw = snap::raw::Encoder::new().compress_vec(&data).unwrap();
-        assert_eq!(
-            decompress(Compression::Snappy, &raw, 1 << 20).unwrap(),
-            data
-        );
+        assert_eq!(decompress(Compression::Snappy, &raw, 1 << 20).unwrap(), data);
         // A raw block that claims more than the limit is refused before allocating.
         assert!(decompress(Compression::Snappy, &raw, 1000).is_err());
         // So is a length no snappy data can expand to.
@@ -419,10 +389,7 @@ mod tests {
     #[test]
     fn lz4_frame_is_kafka_compatible() {
         let c = compress(Compression::Lz4, &sample(10)).unwrap();
-        assert_eq!(
-            u32::from_le_bytes(c[..4].try_into().unwrap()),
-            LZ4_FRAME_MAGIC
-        );
+        assert_eq!(u32::from_le_bytes(c[..4].try_into().unwrap()), LZ4_FRAME_MAGIC);
         assert_ne!(c[4] & LZ4_FLG_BLOCK_INDEPENDENCE, 0);
 
         // A linked-block frame is refused.

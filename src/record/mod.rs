@@ -41,22 +41,15 @@ mod tests;
 
 pub use batch::{
     compute_crc, rewrite_batch, rewrite_header, update_crc, verify_crc, BatchHeader, BatchIter, Compression,
-    TimestampType, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE,
-    ATTR_TRANSACTIONAL, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET,
-    BATCH_LENGTH_OFFSET, CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, MAGIC_V2,
-    MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP, PARTITION_LEADER_EPOCH_OFFSET,
-    PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, RECORD_COUNT_OFFSET,
+    TimestampType, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL,
+    BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET,
+    LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, MAGIC_V2, MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH,
+    NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
+    PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, RECORD_COUNT_OFFSET,
 };
-pub use compression::{
-    decompression_limit, MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO, MIN_DECOMPRESSION_LIMIT,
-};
-pub use records::{
-    build_batch, build_batch_with, decode_records, BatchOptions, OwnedRecord, Record,
-};
-pub use validate::{
-    validate_payload, validate_produce_payload, BatchSpan, ValidateOptions, ValidatedBatches,
-};
+pub use compression::{decompression_limit, MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO, MIN_DECOMPRESSION_LIMIT};
+pub use records::{build_batch, build_batch_with, decode_records, BatchOptions, OwnedRecord, Record};
+pub use validate::{validate_payload, validate_produce_payload, BatchSpan, ValidateOptions, ValidatedBatches};
 
 /// Size of the v2 batch header, up to and including `record_count`.
 pub const BATCH_HEADER_LEN: usize = 61;

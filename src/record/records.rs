@@ -9,14 +9,11 @@
 use bytes::Bytes;
 
 use super::batch::{
-    get_i32, BatchHeader, Compression, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE,
-    ATTR_TRANSACTIONAL, MAGIC_V2, MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH,
-    NO_PRODUCER_ID, NO_SEQUENCE,
+    get_i32, BatchHeader, Compression, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, MAGIC_V2,
+    MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
 };
 use super::compression::{self, decompression_limit};
-use super::varint::{
-    corrupt, invalid, put_varint, put_varlong, varint_len, varlong_len, SliceSource, Source,
-};
+use super::varint::{corrupt, invalid, put_varint, put_varlong, varint_len, varlong_len, SliceSource, Source};
 use super::{RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD};
 
 /// Smallest possible encoded record: length, attributes, timestamp delta,
@@ -129,12 +126,7 @@ fn encode_record(out: &mut Vec<u8>, offset_delta: i32, body: usize, r: &Record<'
 /// `compression`, as a non-idempotent producer would (producer id/epoch and
 /// base sequence -1, partition leader epoch -1, `CreateTime`). `max_timestamp`
 /// is `base_timestamp` plus the largest timestamp delta.
-pub fn build_batch(
-    base_offset: i64,
-    base_timestamp: i64,
-    compression: Compression,
-    records: &[Record<'_>],
-) -> Vec<u8> {
+pub fn build_batch(base_offset: i64, base_timestamp: i64, compression: Compression, records: &[Record<'_>]) -> Vec<u8> {
     build_batch_with(
         base_offset,
         base_timestamp,
@@ -228,11 +220,7 @@ pub(crate) struct WalkRules {
 
 /// Walk `count` records from `src`, checking that each record's length matches
 /// its contents, and that exactly `count` records fill the data.
-pub(crate) fn walk_records<S: Source>(
-    src: &mut S,
-    count: i32,
-    rules: WalkRules,
-) -> Result<(), RecordError> {
+pub(crate) fn walk_records<S: Source>(src: &mut S, count: i32, rules: WalkRules) -> Result<(), RecordError> {
     for i in 0..count {
         let len = src.varint()?;
         if len < 0 {
@@ -365,20 +353,12 @@ pub fn decode_records(batch: &[u8]) -> Result<Vec<OwnedRecord>, RecordError> {
         .ok_or_else(|| corrupt("truncated batch"))?;
     let data = match codec {
         Compression::None => Bytes::copy_from_slice(body),
-        c => Bytes::from(compression::decompress(
-            c,
-            body,
-            decompression_limit(body.len()),
-        )?),
+        c => Bytes::from(compression::decompress(c, body, decompression_limit(body.len()))?),
     };
     decode_all(&data, h.record_count)
 }
 
-fn decode_nullable(
-    src: &mut SliceSource<'_>,
-    data: &Bytes,
-    end: usize,
-) -> Result<Option<Bytes>, RecordError> {
+fn decode_nullable(src: &mut SliceSource<'_>, data: &Bytes, end: usize) -> Result<Option<Bytes>, RecordError> {
     let len = src.varint()?;
     if len < 0 {
         return Ok(None);
@@ -388,11 +368,7 @@ fn decode_nullable(
 }
 
 #[inline]
-fn take_within(
-    src: &mut SliceSource<'_>,
-    n: usize,
-    end: usize,
-) -> Result<std::ops::Range<usize>, RecordError> {
+fn take_within(src: &mut SliceSource<'_>, n: usize, end: usize) -> Result<std::ops::Range<usize>, RecordError> {
     if src.offset().saturating_add(n) > end {
         return Err(corrupt("record overruns its length"));
     }
@@ -402,10 +378,7 @@ fn take_within(
 fn decode_all(data: &Bytes, count: i32) -> Result<Vec<OwnedRecord>, RecordError> {
     let count_u = count.max(0) as u64;
     if count_u.saturating_mul(MIN_RECORD_LEN) > data.len() as u64 {
-        return Err(corrupt(format!(
-            "{count} records cannot fit in {} bytes",
-            data.len()
-        )));
+        return Err(corrupt(format!("{count} records cannot fit in {} bytes", data.len())));
     }
     let mut out = Vec::with_capacity(count_u as usize);
     let mut src = SliceSource::new(data);

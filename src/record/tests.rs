@@ -56,16 +56,8 @@ impl Sample {
     fn records(&self) -> Vec<Record<'_>> {
         (0..self.keys.len())
             .map(|i| Record {
-                key: if i % 3 == 1 {
-                    None
-                } else {
-                    Some(&self.keys[i])
-                },
-                value: if i % 5 == 4 {
-                    None
-                } else {
-                    Some(&self.values[i])
-                },
+                key: if i % 3 == 1 { None } else { Some(&self.keys[i]) },
+                value: if i % 5 == 4 { None } else { Some(&self.values[i]) },
                 headers: if i % 2 == 0 { &HEADERS } else { &[] },
                 timestamp_delta: ((i * 7) % 11) as i64,
             })
@@ -238,8 +230,7 @@ fn roundtrip_each_codec() {
 #[test]
 fn roundtrip_edge_values() {
     let big = vec![0xabu8; 300_000];
-    let headers: [(&str, Option<&[u8]>); 3] =
-        [("", Some(b"")), ("ключ", None), ("k", Some(&big[..10]))];
+    let headers: [(&str, Option<&[u8]>); 3] = [("", Some(b"")), ("ключ", None), ("k", Some(&big[..10]))];
     let records = [
         Record {
             key: Some(b""),
@@ -281,10 +272,7 @@ fn builder_options_are_written() {
     let b = build_batch_with(0, 5, Compression::Lz4, &opts, &[Record::default(); 3]);
     let h = header(&b);
     assert_eq!(h.partition_leader_epoch, 9);
-    assert_eq!(
-        (h.producer_id, h.producer_epoch, h.base_sequence),
-        (77, 3, 100)
-    );
+    assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (77, 3, 100));
     assert!(h.is_transactional() && !h.is_control());
     let span = validate_produce_payload(&b, MAX).unwrap().batches[0];
     assert_eq!(
@@ -321,18 +309,16 @@ fn foreign_batch(batch_len: u8, crc: [u8; 4], codec: u8, records: &[u8]) -> Vec<
 
 #[test]
 fn foreign_client_batches_are_accepted() {
-    const REC: [u8; 21] = [
-        40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6, 8, 9, 10, 4, 11, 12,
-    ];
+    const REC: [u8; 21] = [40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6, 8, 9, 10, 4, 11, 12];
     let gzip: Vec<u8> = vec![
-        31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 0, 21, 0, 234, 255, 40, 0, 10, 0, 8, 1, 2, 3, 4, 6,
-        5, 6, 7, 2, 6, 8, 9, 10, 4, 11, 12, 3, 0, 173, 201, 88, 103, 21, 0, 0, 0,
+        31, 139, 8, 0, 0, 9, 110, 136, 0, 255, 0, 21, 0, 234, 255, 40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6, 8, 9,
+        10, 4, 11, 12, 3, 0, 173, 201, 88, 103, 21, 0, 0, 0,
     ];
     let mut raw_snappy = vec![21, 80];
     raw_snappy.extend_from_slice(&REC);
     let lz4: Vec<u8> = vec![
-        4, 34, 77, 24, 100, 112, 185, 21, 0, 0, 128, 40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6,
-        8, 9, 10, 4, 11, 12, 0, 0, 0, 0, 12, 59, 239, 146,
+        4, 34, 77, 24, 100, 112, 185, 21, 0, 0, 128, 40, 0, 10, 0, 8, 1, 2, 3, 4, 6, 5, 6, 7, 2, 6, 8, 9, 10, 4, 11,
+        12, 0, 0, 0, 0, 12, 59, 239, 146,
     ];
     let cases = [
         foreign_batch(70, [84, 121, 97, 253], 0, &REC),
@@ -523,47 +509,32 @@ fn record_count_rules() {
             set_i32(b, RECORD_COUNT_OFFSET, 6);
             set_i32(b, LAST_OFFSET_DELTA_OFFSET, 5);
         });
-        assert!(
-            is_corrupt(validate_produce_payload(&more, MAX)),
-            "{codec:?}"
-        );
+        assert!(is_corrupt(validate_produce_payload(&more, MAX)), "{codec:?}");
         assert!(is_corrupt(decode_records(&more)), "{codec:?}");
         // Header claims one fewer: the last record is left over.
         let fewer = patched(&b, |b| {
             set_i32(b, RECORD_COUNT_OFFSET, 4);
             set_i32(b, LAST_OFFSET_DELTA_OFFSET, 3);
         });
-        assert!(
-            is_corrupt(validate_produce_payload(&fewer, MAX)),
-            "{codec:?}"
-        );
+        assert!(is_corrupt(validate_produce_payload(&fewer, MAX)), "{codec:?}");
         assert!(is_corrupt(decode_records(&fewer)), "{codec:?}");
         // last_offset_delta must be count - 1.
         let delta = patched(&b, |b| set_i32(b, LAST_OFFSET_DELTA_OFFSET, 5));
-        assert!(
-            is_invalid(validate_produce_payload(&delta, MAX)),
-            "{codec:?}"
-        );
+        assert!(is_invalid(validate_produce_payload(&delta, MAX)), "{codec:?}");
         // No records, or a negative count.
         for (count, last) in [(0, -1), (0, 0), (-1, -2), (i32::MIN, i32::MAX)] {
             let zero = patched(&b, |b| {
                 set_i32(b, RECORD_COUNT_OFFSET, count);
                 set_i32(b, LAST_OFFSET_DELTA_OFFSET, last);
             });
-            assert!(
-                is_invalid(validate_produce_payload(&zero, MAX)),
-                "{codec:?} {count}"
-            );
+            assert!(is_invalid(validate_produce_payload(&zero, MAX)), "{codec:?} {count}");
         }
         // A huge count is refused without walking.
         let huge = patched(&b, |b| {
             set_i32(b, RECORD_COUNT_OFFSET, i32::MAX);
             set_i32(b, LAST_OFFSET_DELTA_OFFSET, i32::MAX - 1);
         });
-        assert!(
-            is_corrupt(validate_produce_payload(&huge, MAX)),
-            "{codec:?}"
-        );
+        assert!(is_corrupt(validate_produce_payload(&huge, MAX)), "{codec:?}");
         assert!(decode_records(&huge).is_err());
     }
 }
@@ -590,10 +561,7 @@ fn unknown_codec() {
         let r = validate_produce_payload(&bad, MAX);
         assert_eq!(r, Err(RecordError::UnsupportedCompression(codec)));
         assert_eq!(r.unwrap_err().kafka_code(), 76);
-        assert_eq!(
-            decode_records(&bad),
-            Err(RecordError::UnsupportedCompression(codec))
-        );
+        assert_eq!(decode_records(&bad), Err(RecordError::UnsupportedCompression(codec)));
     }
 }
 
@@ -607,11 +575,7 @@ fn zip_bomb_is_capped() {
     }];
     for codec in [Compression::Gzip, Compression::Lz4, Compression::Zstd] {
         let b = build_batch(0, 0, codec, &rec);
-        assert!(
-            b.len() < (20 << 20) / 64,
-            "{codec:?} compressed to {}",
-            b.len()
-        );
+        assert!(b.len() < (20 << 20) / 64, "{codec:?} compressed to {}", b.len());
         let r = validate_produce_payload(&b, MAX);
         match &r {
             Err(RecordError::CorruptMessage(m)) => assert!(m.contains("limit"), "{codec:?}: {m}"),
@@ -684,10 +648,7 @@ fn client_rules() {
     };
     let s = Sample::new(3); // record 1 has no key
     for codec in CODECS {
-        assert!(
-            is_invalid(validate_payload(&s.batch(codec, 0), &keyed)),
-            "{codec:?}"
-        );
+        assert!(is_invalid(validate_payload(&s.batch(codec, 0), &keyed)), "{codec:?}");
         let with_keys = build_batch(
             0,
             0,
@@ -717,10 +678,7 @@ fn malformed_records() {
         // Record length longer / shorter than the contents.
         for adj in [1, -1, 100, -100] {
             let b = with(1, &|r| r.len_adjust = adj);
-            assert!(
-                is_corrupt(validate_produce_payload(&b, MAX)),
-                "{codec:?} adj {adj}"
-            );
+            assert!(is_corrupt(validate_produce_payload(&b, MAX)), "{codec:?} adj {adj}");
             assert!(decode_records(&b).is_err(), "{codec:?} adj {adj}");
         }
         // Negative length.
@@ -732,10 +690,7 @@ fn malformed_records() {
         // Offset deltas out of order.
         for (i, d) in [(1, 2), (0, 1), (2, 1), (2, -1)] {
             let b = with(i, &|r| r.offset_delta = d);
-            assert!(
-                is_invalid(validate_produce_payload(&b, MAX)),
-                "{codec:?} {i}->{d}"
-            );
+            assert!(is_invalid(validate_produce_payload(&b, MAX)), "{codec:?} {i}->{d}");
             // decode_records accepts gaps (compacted batches).
             assert!(decode_records(&b).is_ok());
         }
@@ -778,17 +733,12 @@ fn corrupt_compressed_data() {
     for codec in CODECS.into_iter().skip(1) {
         let b = s.batch(codec, 0);
         // Truncated compressed stream with a fixed-up CRC.
-        let cut = patched(&b, |b| {
-            b.truncate(BATCH_HEADER_LEN + (b.len() - BATCH_HEADER_LEN) / 2)
-        });
+        let cut = patched(&b, |b| b.truncate(BATCH_HEADER_LEN + (b.len() - BATCH_HEADER_LEN) / 2));
         assert!(is_corrupt(validate_produce_payload(&cut, MAX)), "{codec:?}");
         assert!(is_corrupt(decode_records(&cut)), "{codec:?}");
         // Nothing after the header.
         let none = patched(&b, |b| b.truncate(BATCH_HEADER_LEN));
-        assert!(
-            is_corrupt(validate_produce_payload(&none, MAX)),
-            "{codec:?}"
-        );
+        assert!(is_corrupt(validate_produce_payload(&none, MAX)), "{codec:?}");
         // Data compressed with one codec, labelled as another.
         let other = if codec == Compression::Zstd {
             Compression::Gzip
@@ -796,10 +746,7 @@ fn corrupt_compressed_data() {
             Compression::Zstd
         };
         let mislabelled = patched(&b, |b| set_i16(b, ATTRIBUTES_OFFSET, other.id()));
-        assert!(
-            is_corrupt(validate_produce_payload(&mislabelled, MAX)),
-            "{codec:?}"
-        );
+        assert!(is_corrupt(validate_produce_payload(&mislabelled, MAX)), "{codec:?}");
     }
 }
 
@@ -948,11 +895,7 @@ fn batch_iter_stops_at_bad_batch() {
     for (at, bytes) in insane {
         let mut b = log.clone();
         b[starts[2] + at..starts[2] + at + bytes.len()].copy_from_slice(bytes);
-        assert_eq!(
-            BatchIter::new(&b, false).scan_valid_len(),
-            starts[2],
-            "field at {at}"
-        );
+        assert_eq!(BatchIter::new(&b, false).scan_valid_len(), starts[2], "field at {at}");
     }
 }
 
@@ -1101,9 +1044,15 @@ fn fuzz_random_records_never_panic() {
 
 #[test]
 fn rewrite_header_matches_rewrite_batch() {
-
     let v = vec![b'v'; 300];
-    let recs: Vec<Record<'_>> = (0..7).map(|i| Record { key: None, value: Some(&v), headers: &[], timestamp_delta: i }).collect();
+    let recs: Vec<Record<'_>> = (0..7)
+        .map(|i| Record {
+            key: None,
+            value: Some(&v),
+            headers: &[],
+            timestamp_delta: i,
+        })
+        .collect();
     for lat in [None, Some(1_800_000_000_000i64)] {
         let batch = build_batch(0, 1_700_000_000_000, Compression::None, &recs);
         let mut whole = batch.clone();

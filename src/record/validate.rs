@@ -91,10 +91,7 @@ impl ValidateOptions {
 /// Validate everything a broker checks on a produce payload, as Kafka does for
 /// magic v2 (see [`validate_payload`] for the exact list), with
 /// [`ValidateOptions::new`]`(max_batch_bytes)`.
-pub fn validate_produce_payload(
-    payload: &[u8],
-    max_batch_bytes: usize,
-) -> Result<ValidatedBatches, RecordError> {
+pub fn validate_produce_payload(payload: &[u8], max_batch_bytes: usize) -> Result<ValidatedBatches, RecordError> {
     validate_payload(payload, &ValidateOptions::new(max_batch_bytes))
 }
 
@@ -119,10 +116,7 @@ pub fn validate_produce_payload(
 ///
 /// An empty payload, or more than `opts.max_batches` batches, is `InvalidRecord`.
 /// Never panics, whatever the input.
-pub fn validate_payload(
-    payload: &[u8],
-    opts: &ValidateOptions,
-) -> Result<ValidatedBatches, RecordError> {
+pub fn validate_payload(payload: &[u8], opts: &ValidateOptions) -> Result<ValidatedBatches, RecordError> {
     if payload.is_empty() {
         return Err(invalid("produce payload has no record batch"));
     }

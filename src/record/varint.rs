@@ -353,10 +353,7 @@ mod tests {
     fn stream_source_enforces_limit() {
         let data = vec![7u8; 100_000];
         let mut s = StreamSource::new(&data[..], 50_000);
-        assert!(matches!(
-            s.skip(60_000),
-            Err(RecordError::CorruptMessage(_))
-        ));
+        assert!(matches!(s.skip(60_000), Err(RecordError::CorruptMessage(_))));
         let mut s = StreamSource::new(&data[..], 100_000);
         s.skip(99_999).unwrap();
         assert_eq!(s.pos(), 99_999);

@@ -67,16 +67,36 @@ pub struct ListOffsetsPartResult {
 
 /// Metadata changes, handled by the controller (shard 0).
 pub enum ControllerOp {
-    CreateTopics { topics: Vec<CreateTopic>, validate_only: bool },
-    DeleteTopics { names: Vec<String> },
-    CreatePartitions { topics: Vec<(String, i32)>, validate_only: bool },
+    CreateTopics {
+        topics: Vec<CreateTopic>,
+        validate_only: bool,
+    },
+    DeleteTopics {
+        names: Vec<String>,
+    },
+    CreatePartitions {
+        topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
 }
 
 pub enum ShardRequest {
-    Produce { parts: Vec<ProducePart>, acks: i16, timeout_ms: i32 },
-    Fetch { parts: Vec<FetchPart>, max_bytes: usize },
-    Watch { parts: Vec<WatchPart>, max_wait_ms: u64 },
-    ListOffsets { parts: Vec<ListOffsetsPart> },
+    Produce {
+        parts: Vec<ProducePart>,
+        acks: i16,
+        timeout_ms: i32,
+    },
+    Fetch {
+        parts: Vec<FetchPart>,
+        max_bytes: usize,
+    },
+    Watch {
+        parts: Vec<WatchPart>,
+        max_wait_ms: u64,
+    },
+    ListOffsets {
+        parts: Vec<ListOffsetsPart>,
+    },
     Controller(ControllerOp),
     /// From the controller: apply a metadata change (open/remove logs).
     Apply(MetaUpdate),

@@ -35,7 +35,11 @@ pub type Reply = OneshotReceiver<ShardResponse>;
 
 impl Router {
     pub fn new(mesh: MeshSender<Envelope>) -> Self {
-        Router { mesh, next_id: Cell::new(1), pending: RefCell::new(HashMap::new()) }
+        Router {
+            mesh,
+            next_id: Cell::new(1),
+            pending: RefCell::new(HashMap::new()),
+        }
     }
 
     pub fn me(&self) -> usize {
@@ -54,7 +58,11 @@ impl Router {
         self.next_id.set(id + 1);
         let (tx, rx) = oneshot();
         self.pending.borrow_mut().insert(id, tx);
-        let env = Envelope::Request { from: self.me(), id, req };
+        let env = Envelope::Request {
+            from: self.me(),
+            id,
+            req,
+        };
         crate::metrics::with(|m| m.cross_shard_sent += 1);
         if self.mesh.send_to(shard, env).await.is_err() {
             self.pending.borrow_mut().remove(&id);

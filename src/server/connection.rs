@@ -89,7 +89,9 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
                 break;
             }
         };
-        let Some(prefix) = HeaderPrefix::peek(&frame) else { break };
+        let Some(prefix) = HeaderPrefix::peek(&frame) else {
+            break;
+        };
         let Ok(key) = ApiKey::try_from(prefix.api_key) else {
             tracing::info!(peer = ?peer, api_key = prefix.api_key, "closing connection: unknown API key");
             crate::metrics::with(|m| m.closed_bad_requests += 1);
@@ -118,7 +120,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
             Err(e) => {
                 tracing::info!(peer = ?peer, "closing connection: bad request header: {e}");
                 crate::metrics::with(|m| m.closed_bad_requests += 1);
-            break;
+                break;
             }
         };
         let ctx = RequestContext {

@@ -52,7 +52,11 @@ pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> Vec<ItemResult> {
                 let planned = plan_create_partitions(&shard.meta.borrow(), &shard.config, &name, count, false);
                 match planned {
                     Ok(meta) if validate_only => out.push(Ok(Some(meta))),
-                    Ok(meta) => out.push(commit(shard, MetaUpdate::Upsert(meta.clone())).await.map(|()| Some(meta))),
+                    Ok(meta) => out.push(
+                        commit(shard, MetaUpdate::Upsert(meta.clone()))
+                            .await
+                            .map(|()| Some(meta)),
+                    ),
                     Err(e) => out.push(Err(e)),
                 }
             }
@@ -74,7 +78,10 @@ async fn commit(shard: &Rc<Shard>, update: MetaUpdate) -> Result<(), ApiError> {
     }
     for r in replies {
         if r.await.is_none() {
-            return Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "a shard did not apply the change"));
+            return Err(ApiError::new(
+                ec::UNKNOWN_SERVER_ERROR,
+                "a shard did not apply the change",
+            ));
         }
     }
     Ok(())

@@ -35,21 +35,19 @@ use futures::FutureExt;
 use crate::config::BrokerConfig;
 use crate::group::assignor::ServerAssignor;
 use crate::group::classic::{
-    DescribedGroup, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse,
-    LeaveGroupRequest, LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
+    DescribedGroup, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
-use crate::group::consumer::{
-    ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribedConsumerGroup,
-};
+use crate::group::consumer::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribedConsumerGroup};
 use crate::group::error::{self as gerr, ApiError, ErrorCode};
 use crate::group::offsets::{
-    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse,
-    OffsetFetchRequest, OffsetFetchResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
+    OffsetFetchResponse,
 };
 use crate::group::records::{partition_for_group, Record};
 use crate::group::{
-    DeletableGroupResult, Effect, GroupConfig, GroupCoordinatorState, ListedGroup, RandomIds,
-    RequestToken, TopicId, TopicInfo, TopicLookup,
+    DeletableGroupResult, Effect, GroupConfig, GroupCoordinatorState, ListedGroup, RandomIds, RequestToken, TopicId,
+    TopicInfo, TopicLookup,
 };
 use crate::io::notify::Notify;
 use crate::io::sync::{oneshot, OneshotSender};
@@ -146,22 +144,9 @@ fn prop<T: std::str::FromStr>(cfg: &BrokerConfig, name: &str, default: T) -> T {
 pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
     let mut g = GroupConfig::default();
     let c = &mut g.classic;
-    c.min_session_timeout_ms = prop(
-        cfg,
-        "group.min.session.timeout.ms",
-        c.min_session_timeout_ms,
-    );
-    c.max_session_timeout_ms = prop(
-        cfg,
-        "group.max.session.timeout.ms",
-        c.max_session_timeout_ms,
-    );
-    c.initial_rebalance_delay_ms = prop(
-        cfg,
-        "group.initial.rebalance.delay.ms",
-        c.initial_rebalance_delay_ms,
-    )
-    .max(0);
+    c.min_session_timeout_ms = prop(cfg, "group.min.session.timeout.ms", c.min_session_timeout_ms);
+    c.max_session_timeout_ms = prop(cfg, "group.max.session.timeout.ms", c.max_session_timeout_ms);
+    c.initial_rebalance_delay_ms = prop(cfg, "group.initial.rebalance.delay.ms", c.initial_rebalance_delay_ms).max(0);
     let classic_max: i64 = prop(
         cfg,
         "group.classic.max.size",
@@ -169,18 +154,8 @@ pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
     );
     c.max_size = usize::try_from(classic_max.max(1)).unwrap_or(usize::MAX);
     let k = &mut g.consumer;
-    k.session_timeout_ms = prop(
-        cfg,
-        "group.consumer.session.timeout.ms",
-        k.session_timeout_ms,
-    )
-    .max(1);
-    k.heartbeat_interval_ms = prop(
-        cfg,
-        "group.consumer.heartbeat.interval.ms",
-        k.heartbeat_interval_ms,
-    )
-    .max(1);
+    k.session_timeout_ms = prop(cfg, "group.consumer.session.timeout.ms", k.session_timeout_ms).max(1);
+    k.heartbeat_interval_ms = prop(cfg, "group.consumer.heartbeat.interval.ms", k.heartbeat_interval_ms).max(1);
     let consumer_max: i64 = prop(cfg, "group.consumer.max.size", i64::from(i32::MAX));
     k.max_size = usize::try_from(consumer_max.max(1)).unwrap_or(usize::MAX);
     if let Some(list) = cfg.properties.get("group.consumer.assignors") {
@@ -198,9 +173,7 @@ pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
             })
             .collect();
         if assignors.is_empty() {
-            tracing::warn!(
-                "group.consumer.assignors = {list:?} names no known assignor; using uniform, range"
-            );
+            tracing::warn!("group.consumer.assignors = {list:?} names no known assignor; using uniform, range");
         } else {
             k.assignors = assignors;
         }
@@ -213,11 +186,7 @@ pub fn group_config(cfg: &BrokerConfig) -> GroupConfig {
         g.offsets_retention_check_interval_ms,
     )
     .max(1);
-    g.offset_metadata_max_bytes = prop(
-        cfg,
-        "offset.metadata.max.bytes",
-        g.offset_metadata_max_bytes,
-    );
+    g.offset_metadata_max_bytes = prop(cfg, "offset.metadata.max.bytes", g.offset_metadata_max_bytes);
     g
 }
 
@@ -293,9 +262,7 @@ impl Groups {
         if self.status.get() != Status::Active {
             return;
         }
-        tracing::warn!(
-            "a __consumer_offsets write failed: reloading this shard's groups from the log"
-        );
+        tracing::warn!("a __consumer_offsets write failed: reloading this shard's groups from the log");
         self.status.set(Status::Loading);
         self.reload_wanted.set(true);
         let effects = self.state.borrow_mut().unload();
@@ -431,13 +398,9 @@ fn write_error(code: i16) -> ErrorCode {
 /// future yields the write's outcome; the work itself runs as a detached
 /// task so parked requests of other clients are answered even if the
 /// caller goes away.
-fn execute(
-    shard: &Rc<Shard>,
-    effects: Vec<Effect>,
-) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
-    let (records, completions): (Vec<Effect>, Vec<Effect>) = effects
-        .into_iter()
-        .partition(|e| matches!(e, Effect::Persist(_)));
+fn execute(shard: &Rc<Shard>, effects: Vec<Effect>) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
+    let (records, completions): (Vec<Effect>, Vec<Effect>) =
+        effects.into_iter().partition(|e| matches!(e, Effect::Persist(_)));
     let groups = &shard.groups;
     if records.is_empty() {
         groups.deliver(completions, None);
@@ -502,12 +465,7 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
         for (k, v) in &encoded {
             let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
             if !chunk.is_empty() && chunk_bytes + size + 128 > max {
-                payload.extend_from_slice(&record::build_batch(
-                    0,
-                    now,
-                    record::Compression::None,
-                    &chunk,
-                ));
+                payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
                 chunk.clear();
                 chunk_bytes = 0;
             }
@@ -520,12 +478,7 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
             chunk_bytes += size;
         }
         if !chunk.is_empty() {
-            payload.extend_from_slice(&record::build_batch(
-                0,
-                now,
-                record::Compression::None,
-                &chunk,
-            ));
+            payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
         }
         parts.push(ProducePart {
             topic: OFFSETS_TOPIC.to_string(),
@@ -563,10 +516,7 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
     match req {
         GroupRequest::Join(r) => {
             if let Err(code) = check(shard, &r.group_id) {
-                return ready(GroupResponse::Join(JoinGroupResponse::error(
-                    code,
-                    r.member_id,
-                )));
+                return ready(GroupResponse::Join(JoinGroupResponse::error(code, r.member_id)));
             }
             let token = groups.token();
             let (tx, rx) = oneshot();
@@ -604,9 +554,7 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
         }
         GroupRequest::Heartbeat(r) => {
             if let Err(code) = check(shard, &r.group_id) {
-                return ready(GroupResponse::Heartbeat(HeartbeatResponse {
-                    error_code: code,
-                }));
+                return ready(GroupResponse::Heartbeat(HeartbeatResponse { error_code: code }));
             }
             let resp = groups.state.borrow_mut().heartbeat(&r, now);
             groups.rearm();
@@ -620,11 +568,9 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
                 }));
             }
             let outcome = groups.state.borrow_mut().leave_group(&r, now);
-            after_write(shard, outcome.effects, outcome.response, |_, code| {
-                LeaveGroupResponse {
-                    error_code: code,
-                    members: Vec::new(),
-                }
+            after_write(shard, outcome.effects, outcome.response, |_, code| LeaveGroupResponse {
+                error_code: code,
+                members: Vec::new(),
             })
             .map(GroupResponse::Leave)
             .boxed_local()
@@ -680,21 +626,17 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
                 .into_iter()
                 .zip(ids.iter())
                 .map(|(r, id)| {
-                    r.or_else(|| done.next())
-                        .unwrap_or_else(|| DeletableGroupResult {
-                            group_id: id.clone(),
-                            error_code: gerr::UNKNOWN_SERVER_ERROR,
-                        })
+                    r.or_else(|| done.next()).unwrap_or_else(|| DeletableGroupResult {
+                        group_id: id.clone(),
+                        error_code: gerr::UNKNOWN_SERVER_ERROR,
+                    })
                 })
                 .collect();
             after_write(shard, outcome.effects, merged, |rs, code| {
                 rs.into_iter()
                     .map(|r| {
                         if r.error_code == gerr::NONE {
-                            DeletableGroupResult {
-                                error_code: code,
-                                ..r
-                            }
+                            DeletableGroupResult { error_code: code, ..r }
                         } else {
                             r
                         }
@@ -706,9 +648,7 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
         }
         GroupRequest::OffsetCommit(r) => {
             if let Err(code) = check(shard, &r.group_id) {
-                return ready(GroupResponse::OffsetCommit(OffsetCommitResponse::error(
-                    &r, code,
-                )));
+                return ready(GroupResponse::OffsetCommit(OffsetCommitResponse::error(&r, code)));
             }
             let outcome = groups.state.borrow_mut().commit_offsets(&r, now);
             let on_error = move |_: OffsetCommitResponse, code: ErrorCode| {
@@ -757,9 +697,9 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
         }
         GroupRequest::ConsumerHeartbeat(r) => {
             if let Err(code) = check(shard, &r.group_id) {
-                return ready(GroupResponse::ConsumerHeartbeat(
-                    ConsumerGroupHeartbeatResponse::error(ApiError::new(code)),
-                ));
+                return ready(GroupResponse::ConsumerHeartbeat(ConsumerGroupHeartbeatResponse::error(
+                    ApiError::new(code),
+                )));
             }
             let outcome = {
                 let meta = shard.meta.borrow();
@@ -785,10 +725,7 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
                         .consumer_group_describe(std::slice::from_ref(id), &MetaTopics(&meta))
                         .pop()
                         .unwrap_or_else(|| {
-                            DescribedConsumerGroup::error(
-                                id,
-                                ApiError::new(gerr::UNKNOWN_SERVER_ERROR),
-                            )
+                            DescribedConsumerGroup::error(id, ApiError::new(gerr::UNKNOWN_SERVER_ERROR))
                         }),
                 })
                 .collect();
@@ -814,10 +751,7 @@ async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), String> {
             configs: vec![
                 ("cleanup.policy".to_string(), Some("compact".to_string())),
                 ("compression.type".to_string(), Some("producer".to_string())),
-                (
-                    "segment.bytes".to_string(),
-                    Some(OFFSETS_SEGMENT_BYTES.to_string()),
-                ),
+                ("segment.bytes".to_string(), Some(OFFSETS_SEGMENT_BYTES.to_string())),
             ],
         }],
         validate_only: false,
@@ -842,9 +776,7 @@ async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), String> {
 /// This shard's `__consumer_offsets` partitions, in partition order.
 fn owned_offsets_partitions(shard: &Shard) -> Vec<PartitionRef> {
     let n = offsets_partitions(shard).unwrap_or(0);
-    (0..n)
-        .filter_map(|p| shard.partition(OFFSETS_TOPIC, p))
-        .collect()
+    (0..n).filter_map(|p| shard.partition(OFFSETS_TOPIC, p)).collect()
 }
 
 /// Rebuild the groups of this shard by replaying its offsets partitions.
@@ -854,9 +786,9 @@ async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
         // Appends still in flight (from before a failed write) are either
         // made durable or failed first, so the replay sees the final log.
         let end = p.log.borrow().log_end_offset();
-        ops::wait_high_watermark(&p, end).await.map_err(|code| {
-            format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index)
-        })?;
+        ops::wait_high_watermark(&p, end)
+            .await
+            .map_err(|code| format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index))?;
         let mut offset = p.log.borrow().log_start_offset();
         loop {
             let hwm = p.log.borrow().high_watermark();
@@ -882,12 +814,7 @@ async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
                 break;
             }
             let before = offset;
-            replayed += replay_batches(
-                &mut shard.groups.state.borrow_mut(),
-                p.index,
-                &r.batches,
-                &mut offset,
-            );
+            replayed += replay_batches(&mut shard.groups.state.borrow_mut(), p.index, &r.batches, &mut offset);
             if offset <= before {
                 break;
             }
@@ -900,16 +827,13 @@ async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
 /// Replay the records of `batches` at or after `offset` (advanced past
 /// them). A batch that cannot be decoded is skipped with an error log:
 /// losing one batch of group state beats never serving the groups again.
-fn replay_batches(
-    state: &mut GroupCoordinatorState,
-    partition: i32,
-    batches: &[Bytes],
-    offset: &mut i64,
-) -> usize {
+fn replay_batches(state: &mut GroupCoordinatorState, partition: i32, batches: &[Bytes], offset: &mut i64) -> usize {
     let mut replayed = 0;
     for batch in batches {
         let Some(h) = record::BatchHeader::parse(batch) else {
-            tracing::error!("{OFFSETS_TOPIC}-{partition}: unreadable batch at offset {offset}; skipping the rest of the read");
+            tracing::error!(
+                "{OFFSETS_TOPIC}-{partition}: unreadable batch at offset {offset}; skipping the rest of the read"
+            );
             return replayed;
         };
         if h.next_offset() <= *offset {
@@ -929,15 +853,14 @@ fn replay_batches(
                         match state.replay_bytes(key, rec.value.as_deref()) {
                             Ok(()) => replayed += 1,
                             Err(e) => {
-                                tracing::warn!("{OFFSETS_TOPIC}-{partition} offset {at}: skipping undecodable record: {e:?}")
+                                tracing::warn!(
+                                    "{OFFSETS_TOPIC}-{partition} offset {at}: skipping undecodable record: {e:?}"
+                                )
                             }
                         }
                     }
                 }
-                Err(e) => tracing::error!(
-                    "{OFFSETS_TOPIC}-{partition}: skipping batch at {}: {e}",
-                    h.base_offset
-                ),
+                Err(e) => tracing::error!("{OFFSETS_TOPIC}-{partition}: skipping batch at {}: {e}", h.base_offset),
             }
         }
         *offset = h.next_offset();
@@ -1002,10 +925,7 @@ pub async fn run(shard: Rc<Shard>) {
                     drop(execute(&shard, effects));
                 }
                 Err(e) => {
-                    tracing::error!(
-                        shard = shard.id,
-                        "loading consumer groups failed: {e}; retrying"
-                    );
+                    tracing::error!(shard = shard.id, "loading consumer groups failed: {e}; retrying");
                     // Drop what was partially replayed before the next attempt.
                     let effects = groups.state.borrow_mut().unload();
                     groups.deliver(effects, None);
@@ -1081,24 +1001,15 @@ mod tests {
             ("group.consumer.assignors", "nope"),
             ("offsets.retention.minutes", "x"),
         ]));
-        assert_eq!(
-            g.consumer.assignors,
-            GroupConfig::default().consumer.assignors
-        );
-        assert_eq!(
-            g.offsets_retention_ms,
-            GroupConfig::default().offsets_retention_ms
-        );
+        assert_eq!(g.consumer.assignors, GroupConfig::default().consumer.assignors);
+        assert_eq!(g.offsets_retention_ms, GroupConfig::default().offsets_retention_ms);
     }
 
     #[test]
     fn write_errors_map_to_coordinator_errors() {
         assert_eq!(write_error(ec::KAFKA_STORAGE_ERROR), gerr::NOT_COORDINATOR);
         assert_eq!(write_error(ec::REQUEST_TIMED_OUT), gerr::NOT_COORDINATOR);
-        assert_eq!(
-            write_error(ec::MESSAGE_TOO_LARGE),
-            gerr::UNKNOWN_SERVER_ERROR
-        );
+        assert_eq!(write_error(ec::MESSAGE_TOO_LARGE), gerr::UNKNOWN_SERVER_ERROR);
     }
 
     #[test]
@@ -1122,8 +1033,7 @@ mod tests {
                 }],
                 api_version: 8,
             };
-            let mut source =
-                GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0);
+            let mut source = GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0);
             let out = source.commit_offsets(&req, 1);
             out.effects
                 .into_iter()

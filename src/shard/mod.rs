@@ -89,7 +89,11 @@ impl Shard {
     }
 
     pub fn partition_count(&self) -> usize {
-        self.partitions.borrow().values().map(|v| v.iter().flatten().count()).sum()
+        self.partitions
+            .borrow()
+            .values()
+            .map(|v| v.iter().flatten().count())
+            .sum()
     }
 
     /// Queue a partition for the next group commit.
@@ -142,7 +146,9 @@ impl Shard {
                 .collect()
         };
         for chunk in wanted.chunks(64) {
-            let opened = futures::future::join_all(chunk.iter().map(|(t, p, cfg)| self.open_partition(t, *p, cfg.clone()))).await;
+            let opened =
+                futures::future::join_all(chunk.iter().map(|(t, p, cfg)| self.open_partition(t, *p, cfg.clone())))
+                    .await;
             for r in opened {
                 r?;
             }
@@ -226,7 +232,11 @@ impl Shard {
     pub fn handle(self: &Rc<Self>, req: ShardRequest) -> LocalBoxFuture<'static, ShardResponse> {
         let shard = self.clone();
         match req {
-            ShardRequest::Produce { parts, acks, timeout_ms } => {
+            ShardRequest::Produce {
+                parts,
+                acks,
+                timeout_ms,
+            } => {
                 let fut = ops::produce(&shard, parts, acks, timeout_ms);
                 fut.map(ShardResponse::Produce).boxed_local()
             }
@@ -263,7 +273,11 @@ impl Shard {
     /// Send a request to `target` (or run it here when it is this shard).
     /// Completes once the request is queued at the target, in call order;
     /// the returned future yields the reply (None if the shard went away).
-    pub async fn dispatch(self: &Rc<Self>, target: usize, req: ShardRequest) -> LocalBoxFuture<'static, Option<ShardResponse>> {
+    pub async fn dispatch(
+        self: &Rc<Self>,
+        target: usize,
+        req: ShardRequest,
+    ) -> LocalBoxFuture<'static, Option<ShardResponse>> {
         if target == self.id {
             self.handle(req).map(Some).boxed_local()
         } else {

@@ -20,7 +20,13 @@ use crate::routing::{
 use super::{PartitionRef, Shard};
 
 fn produce_error(code: i16, message: impl Into<String>) -> ProducePartResult {
-    ProducePartResult { error: code, message: Some(message.into()), base_offset: -1, log_append_time: -1, log_start_offset: -1 }
+    ProducePartResult {
+        error: code,
+        message: Some(message.into()),
+        base_offset: -1,
+        log_append_time: -1,
+        log_start_offset: -1,
+    }
 }
 
 /// Validate and append every part now (in call order), then return a
@@ -128,13 +134,27 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -
             } else {
                 ec::UNKNOWN_TOPIC_OR_PARTITION
             };
-            out.push(FetchPartResult { error: code, high_watermark: -1, log_start_offset: -1, batches: vec![] });
+            out.push(FetchPartResult {
+                error: code,
+                high_watermark: -1,
+                log_start_offset: -1,
+                batches: vec![],
+            });
             continue;
         };
-        let budget = if any { part.max_bytes.min(remaining) } else { part.max_bytes.min(max_bytes) };
+        let budget = if any {
+            part.max_bytes.min(remaining)
+        } else {
+            part.max_bytes.min(max_bytes)
+        };
         let r = if any && budget == 0 {
             let log = p.log.borrow();
-            FetchPartResult { error: 0, high_watermark: log.high_watermark(), log_start_offset: log.log_start_offset(), batches: vec![] }
+            FetchPartResult {
+                error: 0,
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                batches: vec![],
+            }
         } else {
             read_partition(&p, part.offset, budget.max(1)).await
         };
@@ -153,9 +173,18 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -
 async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
     let (plan, hwm, lso) = {
         let log = p.log.borrow();
-        (log.plan_read(offset, max_bytes), log.high_watermark(), log.log_start_offset())
+        (
+            log.plan_read(offset, max_bytes),
+            log.high_watermark(),
+            log.log_start_offset(),
+        )
     };
-    let mut r = FetchPartResult { error: 0, high_watermark: hwm, log_start_offset: lso, batches: vec![] };
+    let mut r = FetchPartResult {
+        error: 0,
+        high_watermark: hwm,
+        log_start_offset: lso,
+        batches: vec![],
+    };
     match plan {
         Err(e) => r.error = e.kafka_code(),
         Ok(ReadPlan::Empty) => {}
@@ -163,7 +192,12 @@ async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> Fetc
             crate::metrics::with(|m| m.cache_hits += 1);
             r.batches = b
         }
-        Ok(ReadPlan::File { file, position, len, file_end }) => {
+        Ok(ReadPlan::File {
+            file,
+            position,
+            len,
+            file_end,
+        }) => {
             crate::metrics::with(|m| m.cache_misses += 1);
             let mut pos = position;
             while pos < file_end {
@@ -218,7 +252,11 @@ pub async fn watch(shard: &Rc<Shard>, parts: Vec<WatchPart>, max_wait_ms: u64) {
     if listeners.is_empty() {
         return;
     }
-    let _ = timeout(Duration::from_millis(max_wait_ms), futures::future::select_all(listeners.into_iter().map(|l| l.boxed_local()))).await;
+    let _ = timeout(
+        Duration::from_millis(max_wait_ms),
+        futures::future::select_all(listeners.into_iter().map(|l| l.boxed_local())),
+    )
+    .await;
 }
 
 /// Offset lookups: -1 latest, -2 earliest, -3 max timestamp, -4 earliest
@@ -228,14 +266,24 @@ pub async fn list_offsets(shard: &Rc<Shard>, parts: Vec<ListOffsetsPart>) -> Vec
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
         let Some(p) = shard.partition(&part.topic, part.partition) else {
-            out.push(ListOffsetsPartResult { error: ec::UNKNOWN_TOPIC_OR_PARTITION, timestamp: -1, offset: -1, leader_epoch: -1 });
+            out.push(ListOffsetsPartResult {
+                error: ec::UNKNOWN_TOPIC_OR_PARTITION,
+                timestamp: -1,
+                offset: -1,
+                leader_epoch: -1,
+            });
             continue;
         };
         let (hw, start, epoch) = {
             let log = p.log.borrow();
             (log.high_watermark(), log.log_start_offset(), log.leader_epoch())
         };
-        let mut r = ListOffsetsPartResult { error: 0, timestamp: -1, offset: -1, leader_epoch: epoch };
+        let mut r = ListOffsetsPartResult {
+            error: 0,
+            timestamp: -1,
+            offset: -1,
+            leader_epoch: epoch,
+        };
         match part.timestamp {
             -1 => r.offset = hw,
             -2 | -4 => r.offset = start,
@@ -268,7 +316,14 @@ pub async fn list_offsets(shard: &Rc<Shard>, parts: Vec<ListOffsetsPart>) -> Vec
 /// Scan batches from `pos` for the first record with timestamp >= `ts`
 /// (or, with `exact`, equal to `ts`: the max-timestamp lookup). Returns
 /// (offset, timestamp).
-async fn find_by_timestamp(file: &crate::io::file::LogFile, mut pos: u64, end: u64, ts: i64, hwm: i64, exact: bool) -> Option<(i64, i64)> {
+async fn find_by_timestamp(
+    file: &crate::io::file::LogFile,
+    mut pos: u64,
+    end: u64,
+    ts: i64,
+    hwm: i64,
+    exact: bool,
+) -> Option<(i64, i64)> {
     const CHUNK: usize = 1 << 20;
     while pos < end {
         let data: Bytes = file.read_at(pos, CHUNK.min((end - pos) as usize)).await.ok()?;
