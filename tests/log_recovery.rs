@@ -288,3 +288,30 @@ fn clean_restart_reads_snapshots_and_indexes() {
         assert_eq!(read_all(&log, 0).await.len(), 50);
     });
 }
+
+#[test]
+fn relaxed_flush_settings_skip_the_sync_until_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let cfg = topic_config(&[("flush.messages", "3"), ("flush.ms", "60000")]);
+        let mut log = open(&path, cfg, false).await;
+        let mut syncs = Vec::new();
+        for i in 0..4 {
+            let payload = Bytes::from(batch(1, &format!("b{i}")));
+            let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
+            log.append(&payload, &v, 1000).unwrap();
+            let mut job = log.take_flush_job(1000).unwrap();
+            syncs.push(job.sync);
+            execute_writes(&mut job).await.unwrap();
+            log.complete_flush(job, true, 1000);
+            // visible once written, synced or not
+            assert_eq!(log.high_watermark(), i + 1);
+        }
+        assert_eq!(syncs, vec![false, false, true, false], "every third message is synced");
+        assert!(log.due_time_sync(1000).is_none());
+        assert!(log.due_time_sync(1000 + 60_000).is_some(), "flush.ms elapsed");
+        log.synced(61_000);
+        assert!(log.due_time_sync(61_001).is_none());
+    });
+}

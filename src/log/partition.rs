@@ -419,6 +419,21 @@ impl PartitionLog {
         }
     }
 
+    /// For topics that relaxed syncing (flush.ms): the file to fdatasync when
+    /// written data has waited longer than flush.ms without new appends.
+    pub fn due_time_sync(&self, now_ms: i64) -> Option<LogFile> {
+        if self.unsynced_messages == 0 || self.failed || now_ms - self.last_sync_ms < self.config.flush_ms {
+            return None;
+        }
+        self.segments.last().and_then(|s| s.file.clone())
+    }
+
+    /// Record a completed time-based sync.
+    pub fn synced(&mut self, now_ms: i64) {
+        self.unsynced_messages = 0;
+        self.last_sync_ms = now_ms;
+    }
+
     /// Plan a read of whole batches starting with the one containing
     /// `offset`, up to about `max_bytes` (the first batch always whole).
     pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError> {

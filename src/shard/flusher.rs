@@ -24,7 +24,12 @@ pub async fn run(shard: Rc<Shard>) {
                 return;
             }
             // Relaxed topics (flush.ms) need a periodic look even when idle.
-            let _ = crate::io::time::timeout(Duration::from_millis(100), listener).await;
+            if crate::io::time::timeout(Duration::from_millis(100), listener)
+                .await
+                .is_none()
+            {
+                sync_relaxed(&shard).await;
+            }
             continue;
         }
         let now = now_ms();
@@ -59,6 +64,21 @@ pub async fn run(shard: Rc<Shard>) {
         crate::metrics::with(|m| m.flush_rounds += 1);
         for (p, job, ok) in done {
             p.log.borrow_mut().complete_flush(job, ok, now);
+        }
+    }
+}
+
+/// Topics with flush.ms: sync data that has waited long enough even when no
+/// new appends come to trigger a round.
+async fn sync_relaxed(shard: &Rc<Shard>) {
+    let now = now_ms();
+    for p in shard.all_partitions() {
+        let due = p.log.borrow().due_time_sync(now);
+        if let Some(file) = due {
+            match file.sync().await {
+                Ok(()) => p.log.borrow_mut().synced(now),
+                Err(e) => tracing::error!("fdatasync of {}-{} failed: {e}", p.topic, p.index),
+            }
         }
     }
 }
