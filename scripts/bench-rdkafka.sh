@@ -407,6 +407,14 @@ run_one() {
     [[ -n $EXTERNAL ]] && pid="${BENCH_EXTERNAL_PID:-}"
     [[ -n $pid ]] && cpu0="$(proc_cpu_ticks "$pid")"
     rdk_phase "$phase" "$out/run" | tee "$out/stdout.txt" || rc=$?
+    if [[ -z $EXTERNAL ]]; then
+        check_broker
+        if [[ -n $BENCH_BROKER_DIED ]]; then
+            warn "$BENCH_BROKER_DIED (see $out/broker.log)"
+            notes+=("$BENCH_BROKER_DIED")
+            pid=""
+        fi
+    fi
     if [[ -n $pid ]]; then
         cpu="$(python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]):.2f}')" \
             "$cpu0" "$(proc_cpu_ticks "$pid")" "$CLK_TCK")"

@@ -144,6 +144,14 @@ run_one() {
     pid="$(broker_pid)"
     [[ -n $pid ]] && cpu0="$(proc_cpu_ticks "$pid")"
     run_generator "$out" "${flags[@]}" "${extra[@]}" || rc=$?
+    if [[ -z $EXTERNAL ]]; then
+        check_broker
+        if [[ -n $BENCH_BROKER_DIED ]]; then
+            warn "$BENCH_BROKER_DIED (see $out/broker.log)"
+            notes+=("$BENCH_BROKER_DIED")
+            pid=""
+        fi
+    fi
     local cpu="" hwm=""
     if [[ -n $pid ]]; then
         cpu1="$(proc_cpu_ticks "$pid")"

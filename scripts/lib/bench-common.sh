@@ -13,14 +13,23 @@ BENCH_BROKER_PID=""
 BENCH_BOOTSTRAP_ADDR=""
 BENCH_DATA_DIR=""
 BENCH_LISTEN_SECONDS=""
+BENCH_GIT_REV=""
+BENCH_BROKER_DIED=""
 
+# bench_build: build the release binary (unless BENCH_NO_BUILD=1) and copy
+# it aside, so that rebuilds by others during a long session do not change
+# the binary under test. Sets RINGLOG_BIN and BENCH_GIT_REV.
 bench_build() {
-    if [[ ${BENCH_NO_BUILD:-0} == 1 ]]; then
-        [[ -x $RINGLOG_BIN ]] || die "BENCH_NO_BUILD=1 but $RINGLOG_BIN does not exist"
-        return 0
+    if [[ ${BENCH_NO_BUILD:-0} != 1 ]]; then
+        log "cargo build --release"
+        (cd "$REPO_ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
     fi
-    log "cargo build --release"
-    (cd "$REPO_ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+    [[ -x $RINGLOG_BIN ]] || die "$RINGLOG_BIN does not exist"
+    BENCH_GIT_REV="$(git_rev)"
+    local copy="$BENCH_OUT_ROOT/bin/ringlog-$BENCH_GIT_REV-$$"
+    mkdir -p "$(dirname "$copy")"
+    cp "$RINGLOG_BIN" "$copy"
+    RINGLOG_BIN=$copy
 }
 
 # workload_file NAME: path of workloads/NAME.toml (or NAME itself if a file).
@@ -96,7 +105,7 @@ bench_start_broker() {
     fi
     "$RINGLOG_BIN" start --data-dir "$data" --listen "127.0.0.1:$port" \
         --advertised-listener "127.0.0.1:$port" --shards "$BENCH_SHARDS" \
-        --log-level "${BENCH_BROKER_LOG_LEVEL:-warn}" "${extra[@]}" >>"$logf" 2>&1 &
+        --log-level "${BENCH_BROKER_LOG_LEVEL:-info}" "${extra[@]}" >>"$logf" 2>&1 &
     BENCH_BROKER_PID=$!
     BENCH_BOOTSTRAP_ADDR="127.0.0.1:$port"
     BENCH_DATA_DIR="$data"
@@ -110,6 +119,23 @@ bench_start_broker() {
 # seconds_since T0: seconds elapsed since T0 (from date +%s.%N), 2 decimals.
 seconds_since() {
     python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(date +%s.%N)"
+}
+
+# check_broker: sets BENCH_BROKER_DIED to how the broker ended if it is no
+# longer running (empty while it runs).
+check_broker() {
+    BENCH_BROKER_DIED=""
+    [[ -n $BENCH_BROKER_PID ]] || return 0
+    if ! kill -0 "$BENCH_BROKER_PID" 2>/dev/null; then
+        local st=0
+        wait "$BENCH_BROKER_PID" 2>/dev/null || st=$?
+        BENCH_BROKER_PID=""
+        if ((st > 128)); then
+            BENCH_BROKER_DIED="BROKER DIED during the run (signal $((st - 128)))"
+        else
+            BENCH_BROKER_DIED="BROKER EXITED during the run (status $st)"
+        fi
+    fi
 }
 
 bench_stop_broker() {
@@ -210,7 +236,7 @@ read-only workloads); peak RSS is the broker's VmHWM.
 |---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|
 EOF
     fi
-    python3 - "$summary" "$generator" "$cpu" "$rss" "$notes" "$(git_rev)" "$BENCH_SHARDS" >>"$BENCH_RESULTS" <<'PY'
+    python3 - "$summary" "$generator" "$cpu" "$rss" "$notes" "${BENCH_GIT_REV:-$(git_rev)}" "$BENCH_SHARDS" >>"$BENCH_RESULTS" <<'PY'
 import json, sys, datetime
 path, generator, cpu, rss, notes, rev, shards = sys.argv[1:8]
 s = json.load(open(path))
