@@ -250,5 +250,6 @@ def test_describe_cluster(broker):
     assert [b.id for b in md.brokers.values()] == [node.id]
     # The cluster id survives a restart.
     broker.restart()
-    desc2 = admin_client(broker.bootstrap).describe_cluster(request_timeout=30).result(timeout=30)
+    admin2 = admin_client(broker.bootstrap)  # keep the client alive while the future runs
+    desc2 = admin2.describe_cluster(request_timeout=30).result(timeout=30)
     assert desc2.cluster_id == desc.cluster_id
