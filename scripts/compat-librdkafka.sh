@@ -5,21 +5,27 @@
 # a copy of librdkafka, tests included). They are fetched into a throwaway
 # cargo project, copied into a build directory, built once (cached), and the
 # test-runner is run test by test against a fresh broker.
+# Tests that call Kafka's CLI tools get stand-ins (scripts/lib/kafka-shim).
 #
 # Usage: scripts/compat-librdkafka.sh [--build-only] [TESTNUM...]
 #
 # Environment:
 #   RINGLOG_BIN            broker binary (default: target/release/ringlog)
 #   COMPAT_DIR             cache/build directory (default: target/compat)
-#   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 150)
-#   COMPAT_KNOWN_TIMEOUT   limit for tests on the known-failures list (default 90)
+#   COMPAT_PARALLEL        tests run at once, each in its own test-runner
+#                          (default 2; most tests mostly wait on timers)
+#   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 480)
+#   COMPAT_KNOWN_TIMEOUT   limit for tests on the known-failures list (default 60)
 #   COMPAT_BUDGET          overall budget in seconds for running tests
-#                          (default 1500); tests not started by then are
+#                          (default 1380); tests not started by then are
 #                          reported as not run (and count as failed)
-#   COMPAT_TIMEOUT_MULT    librdkafka test.timeout.multiplier (default 1.5)
+#   COMPAT_TIMEOUT_MULT    librdkafka test.timeout.multiplier (default 2)
 #   COMPAT_JOBS            make -j (default: nproc)
 #   COMPAT_KEEP            1 = keep the broker's data dir after the run
-#   TEST_KAFKA_VERSION     broker version the tests assume (default 3.4.0)
+#   TEST_KAFKA_VERSION     broker version the tests assume (default 4.0.0:
+#                          like Kafka 4.0, ringlog has no Produce < v3 and
+#                          no Fetch < v4, so old-protocol variants are
+#                          skipped)
 #   COMPAT_QUICK           1 = librdkafka's quick mode (-Q); it skips most
 #                          sub-tests, so it is for local smoke runs only
 #
@@ -37,13 +43,14 @@ cd "$REPO_ROOT"
 RDKAFKA_SYS_VERSION="4.10.0"
 RINGLOG_BIN="${RINGLOG_BIN:-$REPO_ROOT/target/release/ringlog}"
 COMPAT_DIR="${COMPAT_DIR:-$REPO_ROOT/target/compat}"
-COMPAT_TEST_TIMEOUT="${COMPAT_TEST_TIMEOUT:-150}"
-COMPAT_KNOWN_TIMEOUT="${COMPAT_KNOWN_TIMEOUT:-90}"
-COMPAT_BUDGET="${COMPAT_BUDGET:-1500}"
-COMPAT_TIMEOUT_MULT="${COMPAT_TIMEOUT_MULT:-1.5}"
+COMPAT_PARALLEL="${COMPAT_PARALLEL:-2}"
+COMPAT_TEST_TIMEOUT="${COMPAT_TEST_TIMEOUT:-480}"
+COMPAT_KNOWN_TIMEOUT="${COMPAT_KNOWN_TIMEOUT:-60}"
+COMPAT_BUDGET="${COMPAT_BUDGET:-1380}"
+COMPAT_TIMEOUT_MULT="${COMPAT_TIMEOUT_MULT:-2}"
 COMPAT_JOBS="${COMPAT_JOBS:-$(nproc)}"
 KNOWN_FILE="$REPO_ROOT/scripts/librdkafka-known-failures.txt"
-export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-3.4.0}"
+export TEST_KAFKA_VERSION="${TEST_KAFKA_VERSION:-4.0.0}"
 
 build_only=0
 QUICK=()
@@ -55,7 +62,7 @@ for arg in "$@"; do
     case "$arg" in
         --build-only) build_only=1 ;;
         -h | --help)
-            sed -n '2,30p' "$0"
+            sed -n '2,40p' "$0"
             exit 0
             ;;
         [0-9][0-9][0-9][0-9]) selected+=("$arg") ;;
@@ -151,6 +158,7 @@ if [[ -f $KNOWN_FILE ]]; then
     done <"$KNOWN_FILE"
 fi
 
+
 # ---------------------------------------------------------------------------
 # 4. Broker.
 # ---------------------------------------------------------------------------
@@ -166,15 +174,16 @@ RESULTS_DIR="$RUN_DIR/results"
 mkdir -p "$DATA_DIR" "$RESULTS_DIR"
 PORT="$(free_port)"
 BROKER_PID=""
+BROKER_GEN=0 # bumped whenever the broker had to be restarted
 
-cat >"$BROKER_CONF" <<'EOF'
+cat >"$BROKER_CONF" <<'TOML'
 # librdkafka's "default" test scenario: Kafka's defaults, auto-create on,
 # 4 partitions per auto-created topic.
 "auto.create.topics.enable" = true
 "num.partitions" = 4
 "message.max.bytes" = 1048588
 "socket.request.max.bytes" = 104857600
-EOF
+TOML
 
 start_broker() {
     "$RINGLOG_BIN" start --data-dir "$DATA_DIR" --listen "127.0.0.1:$PORT" \
@@ -187,7 +196,13 @@ start_broker() {
     fi
 }
 
+declare -A JOB_NUM=() # test job pid -> test number
+
 cleanup() {
+    local pid
+    for pid in "${!JOB_NUM[@]}"; do
+        kill -- "$pid" 2>/dev/null || true
+    done
     if [[ -n $BROKER_PID ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
         stop_pid "$BROKER_PID" 5 >/dev/null
     fi
@@ -201,15 +216,31 @@ trap cleanup EXIT
 log "starting ringlog on 127.0.0.1:$PORT (data $DATA_DIR)"
 start_broker
 
-cat >"$TESTS_DIR/test.conf" <<EOF
+# librdkafka's test configuration, per run (RDKAFKA_TEST_CONF).
+TEST_CONF="$RUN_DIR/test.conf"
+cat >"$TEST_CONF" <<CONF
 # Written by scripts/compat-librdkafka.sh
 metadata.broker.list=127.0.0.1:$PORT
 test.timeout.multiplier=$COMPAT_TIMEOUT_MULT
 test.topic.random=true
-EOF
+CONF
+rm -f "$TESTS_DIR"/stats_*.json
+
+# Tests that shell out to Kafka's CLI tools (KAFKA_PATH/bin/kafka-topics.sh)
+# get stand-ins that use the broker's admin API through confluent-kafka.
+SHIM_PYTHON=""
+for py in "$REPO_ROOT/.venv-test/bin/python" python3; do
+    if "$py" -c 'import confluent_kafka' 2>/dev/null; then
+        SHIM_PYTHON="$py"
+        break
+    fi
+done
+if [[ -z $SHIM_PYTHON ]]; then
+    warn "no Python with confluent_kafka (run scripts/test.sh once): tests using kafka-topics.sh will fail"
+fi
 
 # ---------------------------------------------------------------------------
-# 5. Run the tests one by one.
+# 5. Run the tests, COMPAT_PARALLEL at a time, each in its own test-runner.
 # ---------------------------------------------------------------------------
 if ((${#selected[@]} == 0)); then
     mapfile -t selected < <(
@@ -219,9 +250,26 @@ if ((${#selected[@]} == 0)); then
     )
 fi
 
-passed=() failed=() known_failed=() known_passed=() skipped=() not_run=()
-declare -A DETAIL=()
-budget_end=$((SECONDS + COMPAT_BUDGET))
+run_test() { # run_test NUM TIMEOUT LOGFILE   (run in the background)
+    local num=$1 tmo=$2 out=$3
+    (
+        cd "$TESTS_DIR"
+        export LD_LIBRARY_PATH="../src:../src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+        export TESTS="$num" TEST_MODE=bare RDKAFKA_GITVER="$RDK_VERSION" RDKAFKA_TEST_CONF="$TEST_CONF"
+        if [[ -n $SHIM_PYTHON ]]; then
+            export KAFKA_PATH="$REPO_ROOT/scripts/lib/kafka-shim"
+            export BROKERS="127.0.0.1:$PORT" RINGLOG_SHIM_PYTHON="$SHIM_PYTHON"
+        fi
+        # Each test-runner runs one test: no CI-specific scaling.
+        unset CI
+        # -L: only tests that talk to a broker (local/mock-only tests say
+        # nothing about ringlog). Not -Q: quick mode silently skips most
+        # sub-tests, which would make tests pass vacuously.
+        # (`|| exit`, not a plain last command: bash would exec it, and a
+        # crash would then be reported here instead of into the test log.)
+        timeout -k 10 "$tmo" ./test-runner -L "${QUICK[@]}" -p1 || exit $?
+    ) >"$out" 2>&1
+}
 
 summary_states() {
     # Prints "NAME STATE" for each line of the test-runner summary table.
@@ -229,59 +277,74 @@ summary_states() {
         awk -F'|' '/^\|/ && NF >= 4 { n=$2; s=$3; gsub(/ /, "", n); gsub(/ /, "", s); if (n ~ /^[0-9][0-9][0-9][0-9]_/) print n, s }'
 }
 
+passed=() failed=() known_failed=() known_passed=() skipped=() not_run=()
+declare -A DETAIL=() START=() TMO=() GEN=() RETRIED=()
+budget_end=$((SECONDS + COMPAT_BUDGET))
+# The longest tests (minutes of group-rebalance/session timers) start first,
+# so that they overlap with the many short ones.
+SLOW_FIRST=" 0113 0150 0089 0139 0045 0076 0026 0033 0091 0094 0102 0122 0050 "
+queue=()
 for num in "${selected[@]}"; do
-    if ((SECONDS >= budget_end)); then
-        not_run+=("$num")
-        continue
-    fi
-    tmo=$COMPAT_TEST_TIMEOUT
-    [[ -n ${KNOWN[$num]:-} ]] && tmo=$COMPAT_KNOWN_TIMEOUT
-    out="$RESULTS_DIR/$num.log"
-    start=$SECONDS
-    rc=0
-    (
-        cd "$TESTS_DIR"
-        export LD_LIBRARY_PATH="../src:../src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        export TESTS="$num" TEST_MODE=bare RDKAFKA_GITVER="$RDK_VERSION"
-        # Each test runs alone: no CI-specific concurrency/timeout scaling.
-        unset CI
-        # -L: only tests that talk to a broker (local/mock-only tests say
-        # nothing about ringlog). Not -Q: quick mode silently skips most
-        # sub-tests, which would make tests pass vacuously.
-        # (no exec: a crash is then reported into the test's log, not here)
-        timeout -k 10 "$tmo" ./test-runner -L "${QUICK[@]}" -p1
-    ) >"$out" 2>&1 || rc=$?
-    dur=$((SECONDS - start))
+    [[ $SLOW_FIRST == *" $num "* ]] && queue+=("$num")
+done
+for num in "${selected[@]}"; do
+    [[ $SLOW_FIRST == *" $num "* ]] || queue+=("$num")
+done
+qi=0
+retries_left=5
+LAST_DEATH="" # why the broker last had to be restarted
 
+# Is the broker still up? If not: note why, restart it, bump BROKER_GEN.
+check_broker() {
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+        return 0
+    fi
+    local status=0
+    wait "$BROKER_PID" 2>/dev/null || status=$?
+    if ((status == 0)); then
+        LAST_DEATH="external" # a clean shutdown: someone sent SIGTERM/SIGINT
+        warn "the broker was stopped by a signal from outside (clean shutdown); restarting it"
+    else
+        LAST_DEATH="crash, exit status $status"
+        warn "the broker died (exit status $status); see $BROKER_LOG"
+    fi
+    echo "=== broker gone (${LAST_DEATH}); restarting ===" >>"$BROKER_LOG"
+    BROKER_GEN=$((BROKER_GEN + 1))
+    start_broker
+}
+
+finish_test() { # finish_test NUM RC
+    local num=$1 rc=$2 out="$RESULTS_DIR/$1.log"
+    local dur=$((SECONDS - START[$1])) tmo=${TMO[$1]}
+    check_broker
+    if ((GEN[$num] != BROKER_GEN)) && [[ $LAST_DEATH == external && -z ${RETRIED[$num]:-} ]] &&
+        ((retries_left > 0)); then
+        RETRIED[$num]=1
+        retries_left=$((retries_left - 1))
+        printf '%s  RETRY (the broker was stopped from outside during the test)\n' "$num"
+        queue+=("$num")
+        return 0
+    fi
+
+    local states n_pass n_bad verdict reason broker_note=""
     states="$(summary_states "$out")"
     n_pass=$(grep -c ' PASSED$' <<<"$states" || true)
     n_bad=$(grep -cE ' (FAILED|RUNNING)$' <<<"$states" || true)
-    verdict=""
     if (((rc == 124 || rc == 137) && dur >= tmo)); then
         verdict=fail
         DETAIL[$num]="timed out after ${tmo}s"
     elif ((rc != 0 || n_bad > 0)); then
         verdict=fail
-        reason="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -E 'TEST FAILURE|FAILED|Assertion|Segmentation|core dumped' || true)"
+        reason="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -A1 -E '^### Test ' | tail -1 || true)"
         DETAIL[$num]="exit $rc: ${reason:0:200}"
     elif ((n_pass > 0)); then
         verdict=pass
     else
         verdict=skip
     fi
-
-    broker_note=""
-    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-        broker_note=" (BROKER DIED during this test; restarted)"
-        warn "broker died during test $num; see $BROKER_LOG"
-        {
-            echo "=== broker died during test $num ==="
-        } >>"$BROKER_LOG"
-        wait "$BROKER_PID" 2>/dev/null || true
-        start_broker
-        if [[ $verdict != fail ]]; then
-            verdict=fail
-        fi
+    if ((GEN[$num] != BROKER_GEN)); then
+        broker_note=" (BROKER DIED during this test: $LAST_DEATH)"
+        verdict=fail
         DETAIL[$num]="${DETAIL[$num]:-}$broker_note"
     fi
 
@@ -305,24 +368,65 @@ for num in "${selected[@]}"; do
                 if [[ -n ${KNOWN[$num]:-} ]]; then
                     printf '      (listed as known failure: %s, but the broker died)\n' "${KNOWN[$num]}"
                 fi
-                # Show the tail of the failing test's output for diagnosis.
-                sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -v '^\s*$' | tail -15 | sed 's/^/      | /'
+                # The tail of the failing test's output, for diagnosis.
+                sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -v -e '^\s*$' -e 'test(s) running' |
+                    tail -15 | sed 's/^/      | /'
             fi
             ;;
         skip)
             skipped+=("$num")
             ;;
     esac
+}
+
+reap_one() {
+    local pid="" rc=0
+    wait -n -p pid "${!JOB_NUM[@]}" || rc=$?
+    if [[ -z $pid ]]; then
+        return 0
+    fi
+    local num=${JOB_NUM[$pid]}
+    unset "JOB_NUM[$pid]"
+    finish_test "$num" "$rc"
+}
+
+while ((qi < ${#queue[@]} || ${#JOB_NUM[@]} > 0)); do
+    if ((qi < ${#queue[@]} && ${#JOB_NUM[@]} < COMPAT_PARALLEL)); then
+        num=${queue[qi]}
+        qi=$((qi + 1))
+        if ((SECONDS >= budget_end)); then
+            not_run+=("$num")
+            continue
+        fi
+        check_broker
+        TMO[$num]=$COMPAT_TEST_TIMEOUT
+        if [[ -n ${KNOWN[$num]:-} ]]; then
+            TMO[$num]=$COMPAT_KNOWN_TIMEOUT
+        fi
+        START[$num]=$SECONDS
+        GEN[$num]=$BROKER_GEN
+        run_test "$num" "${TMO[$num]}" "$RESULTS_DIR/$num.log" &
+        JOB_NUM[$!]=$num
+        continue
+    fi
+    reap_one
 done
 
+sorted() { printf '%s\n' "$@" | sort | tr '\n' ' '; }
+
 echo
-echo "librdkafka $RDK_VERSION compat results (broker $RINGLOG_BIN):"
-echo "  passed:                 ${#passed[@]} ${passed[*]:-}"
+echo "librdkafka $RDK_VERSION compat results (broker $RINGLOG_BIN, TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION):"
+echo "  passed:                 ${#passed[@]}  $(sorted "${passed[@]}")"
 echo "  skipped (local/n.a.):   ${#skipped[@]}"
-echo "  known failures:         ${#known_failed[@]} ${known_failed[*]:-}"
+if ((${#known_failed[@]})); then
+    echo "  known failures (not counted as failed): ${#known_failed[@]}"
+    for n in $(sorted "${known_failed[@]}"); do
+        echo "    $n  ${KNOWN[$n]}"
+    done
+fi
 if ((${#known_passed[@]})); then
-    echo "  KNOWN FAILURES THAT NOW PASS (remove from $(basename "$KNOWN_FILE")):"
-    for n in "${known_passed[@]}"; do
+    echo "  KNOWN FAILURES THAT NOW PASS (remove them from $(basename "$KNOWN_FILE")):"
+    for n in $(sorted "${known_passed[@]}"); do
         echo "    $n  ${KNOWN[$n]}"
     done
 fi
@@ -330,8 +434,8 @@ if ((${#not_run[@]})); then
     echo "  NOT RUN (budget of ${COMPAT_BUDGET}s exhausted): ${not_run[*]}"
 fi
 if ((${#failed[@]})); then
-    echo "  UNEXPECTED FAILURES:"
-    for n in "${failed[@]}"; do
+    echo "  UNEXPECTED FAILURES (logs in $RESULTS_DIR):"
+    for n in $(sorted "${failed[@]}"); do
         echo "    $n  ${DETAIL[$n]:-}"
     done
 fi

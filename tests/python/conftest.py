@@ -216,7 +216,8 @@ def broker_factory(tmp_path_factory, request):
     for b in brokers:
         died = b.proc is not None and b.proc.poll() is not None
         if died:
-            problems.append(f"broker exited on its own with status {b.proc.returncode}")
+            hint = " (a clean shutdown: SIGTERM/SIGINT from outside?)" if b.proc.returncode == 0 else ""
+            problems.append(f"broker exited on its own with status {b.proc.returncode}{hint}")
             b.proc = None
         took = b.stop()
         if took > SHUTDOWN_LIMIT_S:

@@ -55,20 +55,22 @@ def test_round_trip_then_clean_restart(broker, codec):
     assert marks == {p: (0, counts[p]) for p in range(PARTITIONS)}
 
 
-def test_kill9_during_acks_all_production(broker):
-    """Every message acknowledged with acks=all survives a kill -9, at the
-    offset its delivery report named, in production order per partition."""
-    topic = "crash"
-    create_topic(broker.bootstrap, topic, PARTITIONS)
+KILL_ROUNDS = 3
+ACKS_BEFORE_KILL = 30000
 
-    acked: list[tuple[int, int, int]] = []  # (seq, partition, offset)
+
+def _produce_until_killed(broker, topic: str, first_seq: int, acked: list, lock: threading.Lock) -> None:
+    """Produce with acks=all from one producer; kill -9 the broker once
+    ACKS_BEFORE_KILL messages were acknowledged in this round; restart it and
+    let the producer deliver what it still holds."""
     failed: list = []
-    lock = threading.Lock()
+    round_acked = [0]
 
     def on_delivery(err, msg, seq):
         with lock:
             if err is None:
                 acked.append((seq, msg.partition(), msg.offset()))
+                round_acked[0] += 1
             else:
                 failed.append((seq, err))
 
@@ -87,12 +89,10 @@ def test_kill9_during_acks_all_production(broker):
             "queue.buffering.max.messages": 50000,
         }
     )
-
     stop = threading.Event()
-    produced = [0]
 
     def produce_loop():
-        i = 0
+        i = first_seq
         while not stop.is_set():
             try:
                 p.produce(
@@ -108,70 +108,86 @@ def test_kill9_during_acks_all_production(broker):
                 continue
             if i % 200 == 0:
                 p.poll(0)
-        produced[0] = i
 
     t = threading.Thread(target=produce_loop, daemon=True)
     t.start()
-    # Kill once a good number of messages has been acknowledged.
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         with lock:
-            n = len(acked)
-        if n >= 30000:
+            n = round_acked[0]
+        if n >= ACKS_BEFORE_KILL:
             break
         time.sleep(0.01)
-    assert n >= 30000, f"only {n} messages acknowledged before the deadline; failures: {failed[:3]}"
+    assert n >= ACKS_BEFORE_KILL, f"only {n} messages acknowledged before the deadline; failures: {failed[:3]}"
     broker.kill9()
-    time.sleep(0.5)  # let the producer keep queueing while the broker is down
+    time.sleep(0.5)  # the producer keeps queueing while the broker is down
     stop.set()
     t.join(30)
-    with lock:
-        acked_before_restart = len(acked)
-
     broker.start()
     # Outstanding messages are retried against the restarted broker; their
-    # reports are checked too. Failures (timeouts) are allowed here: they
-    # were never acknowledged.
+    # reports are checked too. Failures (timeouts) are allowed: those
+    # messages were never acknowledged.
     p.flush(90)
 
-    with lock:
-        acked_all = list(acked)
-    assert acked_before_restart >= 30000
-    records = consume_all(broker.bootstrap, topic, PARTITIONS)
-    at = {(r.partition, r.offset): r for r in records}
 
-    problems = []
-    for seq, part, off in acked_all:
-        r = at.get((part, off))
-        if r is None:
-            problems.append(f"seq {seq}: acknowledged at {part}/{off} but missing")
-        elif r.key != msg_key(seq).encode() or r.value != msg_value(seq).encode():
-            problems.append(f"seq {seq}: {part}/{off} holds key {r.key!r} instead")
-        elif list(r.headers) != msg_headers(seq, "crash"):
-            problems.append(f"seq {seq}: {part}/{off} has headers {r.headers!r}")
-    assert not problems, f"{len(problems)} acknowledged messages lost or wrong: {problems[:10]}"
+def test_kill9_during_acks_all_production(broker):
+    """Every message acknowledged with acks=all survives kill -9 (several
+    times), at the offset its delivery report named, in production order per
+    partition."""
+    topic = "crash"
+    create_topic(broker.bootstrap, topic, PARTITIONS)
+    acked: list[tuple[int, int, int]] = []  # (seq, partition, offset)
+    lock = threading.Lock()
 
-    # Order: in each partition, acknowledged messages sit in the order they
-    # were produced.
-    per_part = defaultdict(list)
-    for seq, part, off in acked_all:
-        per_part[part].append((off, seq))
-    for part, pairs in per_part.items():
-        pairs.sort()
-        seqs = [s for _, s in pairs]
-        assert seqs == sorted(seqs), f"partition {part}: acknowledged messages out of order"
+    for rnd in range(KILL_ROUNDS):
+        _produce_until_killed(broker, topic, rnd * 10_000_000, acked, lock)
 
-    # The log itself is gap-free from offset 0 (messages written but never
-    # acknowledged may also be there; that is allowed).
-    offsets = defaultdict(list)
-    for r in records:
-        offsets[r.partition].append(r.offset)
-    for part, offs in offsets.items():
-        offs.sort()
-        assert offs == list(range(len(offs))), f"partition {part}: offsets have gaps after recovery"
+        with lock:
+            acked_all = list(acked)
+        records = consume_all(broker.bootstrap, topic, PARTITIONS)
+        at = {(r.partition, r.offset): r for r in records}
 
-    # The restarted broker accepts new writes after the recovered data.
-    more = produce_numbered(broker.bootstrap, topic, 100, tag="crash", start=10_000_000)
+        problems = []
+        for seq, part, off in acked_all:
+            r = at.get((part, off))
+            if r is None:
+                problems.append(f"seq {seq}: acknowledged at {part}/{off} but missing")
+            elif r.key != msg_key(seq).encode() or r.value != msg_value(seq).encode():
+                problems.append(f"seq {seq}: {part}/{off} holds key {r.key!r} instead")
+            elif list(r.headers) != msg_headers(seq, "crash"):
+                problems.append(f"seq {seq}: {part}/{off} has headers {r.headers!r}")
+        assert not problems, (
+            f"after kill -9 #{rnd + 1}: {len(problems)} of {len(acked_all)} acknowledged "
+            f"messages lost or wrong: {problems[:10]}"
+        )
+
+        # Order: in each partition, acknowledged messages sit in the order
+        # they were produced.
+        per_part = defaultdict(list)
+        for seq, part, off in acked_all:
+            per_part[part].append((off, seq))
+        for part, pairs in per_part.items():
+            pairs.sort()
+            seqs = [s for _, s in pairs]
+            assert seqs == sorted(seqs), f"after kill -9 #{rnd + 1}: partition {part}: acknowledged messages out of order"
+
+        # The log is gap-free from offset 0 (messages written but never
+        # acknowledged may be there too; that is allowed).
+        offsets = defaultdict(list)
+        for r in records:
+            offsets[r.partition].append(r.offset)
+        for part, offs in offsets.items():
+            offs.sort()
+            assert offs == list(range(len(offs))), f"after kill -9 #{rnd + 1}: partition {part}: offsets have gaps"
+
+    # The restarted broker accepts new writes after the recovered data, and
+    # survives a clean restart with everything in place.
+    more = produce_numbered(broker.bootstrap, topic, 100, tag="crash", start=90_000_000)
     assert not more.errors, more.errors[:3]
     for seq, part, off in more.acked:
         assert off >= len(offsets.get(part, [])), (seq, part, off)
+    broker.restart()
+    records = consume_all(broker.bootstrap, topic, PARTITIONS)
+    at = {(r.partition, r.offset): r.key for r in records}
+    lost = [(s, p, o) for s, p, o in acked + more.acked if at.get((p, o)) != msg_key(s).encode()]
+    assert not lost, f"{len(lost)} acknowledged messages missing after the final clean restart: {lost[:5]}"
