@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use hdrhistogram::Histogram;
@@ -194,12 +194,16 @@ fn fetch_loop(
     }
     let message_size = s.message_size as u64;
     let c = &shared.counters;
+    let mut last_progress = Instant::now();
     loop {
         if shared.aborted() || shared.stop_consumers.load(Relaxed) {
             return Ok(());
         }
         if positions.iter().all(|p| p.target.is_some_and(|t| p.offset >= t)) {
             return Ok(());
+        }
+        if s.until_caught_up && last_progress.elapsed() > s.drain_timeout {
+            return Err(stalled(&positions, topics, s.drain_timeout));
         }
         let req = fetch_request(&positions, topics, s.until_caught_up);
         let resp: FetchResponse = conn.call(ApiKey::Fetch, conn.versions.fetch, &req)?;
@@ -259,6 +263,7 @@ fn fetch_loop(
         }
         drop(resp);
         if got > 0 {
+            last_progress = Instant::now();
             c.consumed_msgs.fetch_add(got, Relaxed);
             c.consumed_bytes.fetch_add(got * message_size, Relaxed);
             if in_window {
@@ -271,6 +276,26 @@ fn fetch_loop(
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// The error of a catch-up read that stopped making progress.
+fn stalled(positions: &[Position], topics: &[String], waited: Duration) -> anyhow::Error {
+    let behind: Vec<String> = positions
+        .iter()
+        .filter_map(|p| {
+            let t = p.target?;
+            (p.offset < t).then(|| {
+                let name = topics.get(p.tp.topic).map(String::as_str).unwrap_or("?");
+                format!("{name}-{} at offset {} of {t}", p.tp.partition, p.offset)
+            })
+        })
+        .take(5)
+        .collect();
+    anyhow::anyhow!(
+        "no progress for {:.0} s before reaching the end offsets seen at start: {}",
+        waited.as_secs_f64(),
+        behind.join(", ")
+    )
 }
 
 fn fetch_request(positions: &[Position], topics: &[String], catch_up: bool) -> FetchRequest {
@@ -420,6 +445,28 @@ mod tests {
         let req = fetch_request(&positions, &topics, true);
         assert_eq!(req.topics[0].partitions.len(), 1);
         assert_eq!(req.topics[0].partitions[0].partition, 1);
+    }
+
+    #[test]
+    fn stall_report_names_the_lagging_partitions() {
+        let tp = |topic, partition| TopicPartition { topic, partition };
+        let positions = vec![
+            Position {
+                tp: tp(0, 0),
+                offset: 5,
+                target: Some(5),
+            },
+            Position {
+                tp: tp(0, 1),
+                offset: 7,
+                target: Some(9),
+            },
+        ];
+        let e = stalled(&positions, &["t".to_string()], Duration::from_secs(30));
+        assert_eq!(
+            e.to_string(),
+            "no progress for 30 s before reaching the end offsets seen at start: t-1 at offset 7 of 9"
+        );
     }
 
     #[test]
