@@ -220,7 +220,9 @@ impl Writer {
         let mut next: u64 = 0;
         // Open loop: how many messages are due before the end.
         let final_due = match self.schedule {
-            Some(sch) if end != u64::MAX => sch.due(end - start - 1).min(self.max_messages),
+            Some(sch) if end != u64::MAX => sch
+                .due(end.saturating_sub(start).saturating_sub(1))
+                .min(self.max_messages),
             _ => self.max_messages,
         };
         loop {
