@@ -358,6 +358,7 @@ build_perf
 
 cleanup() {
     bench_stop_broker
+    bench_remove_binary
     if [[ -n $BENCH_DATA_DIR && ${BENCH_KEEP_DATA:-0} != 1 && -z $EXTERNAL ]]; then
         rm -rf "$BENCH_DATA_DIR"
     fi

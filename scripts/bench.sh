@@ -72,6 +72,7 @@ EXTERNAL="${BENCH_BOOTSTRAP:-}"
 
 cleanup() {
     bench_stop_broker
+    bench_remove_binary
     if [[ -n $BENCH_DATA_DIR && ${BENCH_KEEP_DATA:-0} != 1 && -z $EXTERNAL ]]; then
         rm -rf "$BENCH_DATA_DIR"
     fi

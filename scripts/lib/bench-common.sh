@@ -32,6 +32,13 @@ bench_build() {
     RINGLOG_BIN=$copy
 }
 
+# bench_remove_binary: delete this session's copy of the binary.
+bench_remove_binary() {
+    if [[ $RINGLOG_BIN == "$BENCH_OUT_ROOT/bin/"* ]]; then
+        rm -f "$RINGLOG_BIN"
+    fi
+}
+
 # workload_file NAME: path of workloads/NAME.toml (or NAME itself if a file).
 workload_file() {
     if [[ -f $1 ]]; then
