@@ -334,6 +334,11 @@ summary = {
     "ok": not errors,
 }
 json.dump(summary, open(os.path.join(out, "summary.json"), "w"), indent=2)
+# The per-message latency files are large; keep them compressed.
+for n in producer_names + consumer_names:
+    path = os.path.join(out, f"{n}.lat")
+    if os.path.exists(path):
+        subprocess.run(["gzip", "-f", path], check=False)
 def show(name, t):
     if t:
         print(f"{name:<8} {t['msgs_per_sec']:>12,.0f} msg/s {t['mb_per_sec']:>10.2f} MB/s ({t['total_messages']:,} messages)")
@@ -404,6 +409,7 @@ run_one() {
         fi
     fi
     local pid cpu0=0 cpu="" hwm=""
+    # shellcheck disable=SC2153 # set by bench_start_broker (bench-common.sh)
     pid="$BENCH_BROKER_PID"
     [[ -n $EXTERNAL ]] && pid="${BENCH_EXTERNAL_PID:-}"
     [[ -n $pid ]] && cpu0="$(proc_cpu_ticks "$pid")"
