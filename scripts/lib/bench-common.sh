@@ -226,6 +226,8 @@ machine_summary() {
 # CPU_SECONDS / PEAK_RSS_KB may be empty (external broker).
 results_append() {
     local summary=$1 generator=$2 cpu=$3 rss=$4 notes=$5
+    local shards=$BENCH_SHARDS
+    [[ -n ${BENCH_BOOTSTRAP:-} ]] && shards="–"
     mkdir -p "$(dirname "$BENCH_RESULTS")"
     if [[ ! -f $BENCH_RESULTS ]]; then
         cat >"$BENCH_RESULTS" <<'EOF'
@@ -243,7 +245,7 @@ read-only workloads); peak RSS is the broker's VmHWM.
 |---|---|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|
 EOF
     fi
-    python3 - "$summary" "$generator" "$cpu" "$rss" "$notes" "${BENCH_GIT_REV:-$(git_rev)}" "$BENCH_SHARDS" >>"$BENCH_RESULTS" <<'PY'
+    python3 - "$summary" "$generator" "$cpu" "$rss" "$notes" "${BENCH_GIT_REV:-$(git_rev)}" "$shards" >>"$BENCH_RESULTS" <<'PY'
 import json, sys, datetime
 path, generator, cpu, rss, notes, rev, shards = sys.argv[1:8]
 s = json.load(open(path))
