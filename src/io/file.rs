@@ -285,3 +285,39 @@ pub async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
+
+/// A handle on the filesystem holding the data directory, for syncing every
+/// file on it with one call.
+pub struct Filesystem {
+    dir: std::fs::File,
+}
+
+impl Filesystem {
+    pub fn open(dir: &Path) -> io::Result<Self> {
+        Ok(Filesystem {
+            dir: std::fs::File::open(dir)?,
+        })
+    }
+
+    /// syncfs(2) on a blocking-pool thread: all data and metadata of the
+    /// filesystem reach stable storage (one journal commit and one device
+    /// flush for however many segment files a group-commit round wrote).
+    pub async fn sync_all(&self) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let fd = self.dir.as_raw_fd();
+        // `self` (and so the descriptor) outlives the blocking call: this
+        // future is awaited while borrowing `self`.
+        glommio::executor()
+            .spawn_blocking(move || {
+                // SAFETY: syncfs only reads the descriptor number, which
+                // stays open for the duration of the call (see above).
+                let r = unsafe { libc::syncfs(fd) };
+                if r == 0 {
+                    Ok(())
+                } else {
+                    Err(io::Error::last_os_error())
+                }
+            })
+            .await
+    }
+}

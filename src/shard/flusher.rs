@@ -5,12 +5,18 @@
 //! write, fdatasyncs the files concurrently, then moves the high watermarks,
 //! which releases the acks waiting on them. While one round is on disk, new
 //! appends accumulate for the next, so concurrent producers share syncs.
+//! When a round touched many files (many partitions), one syncfs replaces
+//! the per-file fdatasyncs: the filesystem then commits its journal and
+//! flushes the device once instead of once per file.
 
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::io::time::now_ms;
-use crate::log::partition::{execute_sync, execute_writes};
+use crate::log::partition::{execute_sync, execute_writes, FlushJob};
+
+/// From this many files to sync in one round on, sync the filesystem once.
+pub const SYNCFS_FROM_FILES: usize = 8;
 
 use super::Shard;
 
@@ -40,7 +46,9 @@ pub async fn run(shard: Rc<Shard>) {
                 Some((p, job))
             })
             .collect();
-        let done = futures::future::join_all(jobs.into_iter().map(|(p, mut job)| async move {
+        let syncing = jobs.iter().filter(|(_, j)| j.sync).count();
+        let one_syncfs = syncing >= SYNCFS_FROM_FILES && shard.filesystem.is_some();
+        let mut done = futures::future::join_all(jobs.into_iter().map(|(p, mut job)| async move {
             let mut ok = match execute_writes(&mut job).await {
                 Ok(()) => true,
                 Err(e) => {
@@ -48,22 +56,44 @@ pub async fn run(shard: Rc<Shard>) {
                     false
                 }
             };
-            if ok && job.sync {
-                let started = std::time::Instant::now();
-                let synced = execute_sync(&job).await;
-                crate::metrics::fsync_done(started.elapsed());
-                if let Err(e) = synced {
-                    tracing::error!("fdatasync of {}-{} failed: {e}", p.topic, p.index);
-                    ok = false;
-                }
+            if ok && job.sync && !one_syncfs {
+                ok = sync_files(&p.topic, p.index, &job).await;
             }
             (p, job, ok)
         }))
         .await;
+        if one_syncfs {
+            if let Some(fs) = &shard.filesystem {
+                let started = std::time::Instant::now();
+                let synced = fs.sync_all().await;
+                crate::metrics::fsync_done(started.elapsed());
+                if let Err(e) = synced {
+                    tracing::error!("syncfs of the data directory failed: {e}");
+                    for (_, job, ok) in done.iter_mut() {
+                        if job.sync {
+                            *ok = false;
+                        }
+                    }
+                }
+            }
+        }
         let now = now_ms();
         crate::metrics::with(|m| m.flush_rounds += 1);
         for (p, job, ok) in done {
             p.log.borrow_mut().complete_flush(job, ok, now);
+        }
+    }
+}
+
+async fn sync_files(topic: &str, index: i32, job: &FlushJob) -> bool {
+    let started = std::time::Instant::now();
+    let synced = execute_sync(job).await;
+    crate::metrics::fsync_done(started.elapsed());
+    match synced {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!("fdatasync of {topic}-{index} failed: {e}");
+            false
         }
     }
 }

@@ -50,6 +50,8 @@ pub struct Shard {
     pub shutting_down: Cell<bool>,
     /// Next producer id to hand out (controller, shard 0).
     pub next_producer_id: Cell<i64>,
+    /// The data directory's filesystem, for one syncfs per busy round.
+    pub filesystem: Option<crate::io::file::Filesystem>,
     /// Coordinator of the consumer groups whose offsets partitions this shard owns.
     pub groups: groups::Groups,
 }
@@ -57,6 +59,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(id: usize, config: Rc<BrokerConfig>, meta: ClusterMeta, router: Router, clean_start: bool) -> Rc<Self> {
         let groups = groups::Groups::new(&config);
+        let filesystem = crate::io::file::Filesystem::open(&config.data_dir).ok();
         Rc::new(Shard {
             id,
             config,
@@ -69,6 +72,7 @@ impl Shard {
             clean_start,
             shutting_down: Cell::new(false),
             next_producer_id: Cell::new(-1),
+            filesystem,
             groups,
         })
     }
