@@ -13,12 +13,14 @@
 #   RINGLOG_BIN            broker binary (default: target/release/ringlog)
 #   COMPAT_DIR             cache/build directory (default: target/compat)
 #   COMPAT_PARALLEL        tests run at once, each in its own test-runner
-#                          (default 2; most tests mostly wait on timers)
-#   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 480)
+#                          (default 3; most tests mostly wait on timers)
+#   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 720;
+#                          0113 alone runs ~10 minutes)
 #   COMPAT_KNOWN_TIMEOUT   limit for tests on the known-failures list (default 60)
-#   COMPAT_BUDGET          overall budget in seconds for running tests
-#                          (default 1380); tests not started by then are
-#                          reported as not run (and count as failed)
+#   COMPAT_BUDGET          hard limit in seconds for the whole test run
+#                          (default 1560): no test runs past it, and tests
+#                          that could not run are reported as not run (and
+#                          count as failed)
 #   COMPAT_TIMEOUT_MULT    librdkafka test.timeout.multiplier (default 2)
 #   COMPAT_JOBS            make -j (default: nproc)
 #   COMPAT_KEEP            1 = keep the broker's data dir after the run
@@ -43,10 +45,10 @@ cd "$REPO_ROOT"
 RDKAFKA_SYS_VERSION="4.10.0"
 RINGLOG_BIN="${RINGLOG_BIN:-$REPO_ROOT/target/release/ringlog}"
 COMPAT_DIR="${COMPAT_DIR:-$REPO_ROOT/target/compat}"
-COMPAT_PARALLEL="${COMPAT_PARALLEL:-2}"
-COMPAT_TEST_TIMEOUT="${COMPAT_TEST_TIMEOUT:-480}"
+COMPAT_PARALLEL="${COMPAT_PARALLEL:-3}"
+COMPAT_TEST_TIMEOUT="${COMPAT_TEST_TIMEOUT:-720}"
 COMPAT_KNOWN_TIMEOUT="${COMPAT_KNOWN_TIMEOUT:-60}"
-COMPAT_BUDGET="${COMPAT_BUDGET:-1380}"
+COMPAT_BUDGET="${COMPAT_BUDGET:-1560}"
 COMPAT_TIMEOUT_MULT="${COMPAT_TIMEOUT_MULT:-2}"
 COMPAT_JOBS="${COMPAT_JOBS:-$(nproc)}"
 KNOWN_FILE="$REPO_ROOT/scripts/librdkafka-known-failures.txt"
@@ -394,15 +396,19 @@ while ((qi < ${#queue[@]} || ${#JOB_NUM[@]} > 0)); do
     if ((qi < ${#queue[@]} && ${#JOB_NUM[@]} < COMPAT_PARALLEL)); then
         num=${queue[qi]}
         qi=$((qi + 1))
-        if ((SECONDS >= budget_end)); then
-            not_run+=("$num")
-            continue
-        fi
-        check_broker
         TMO[$num]=$COMPAT_TEST_TIMEOUT
         if [[ -n ${KNOWN[$num]:-} ]]; then
             TMO[$num]=$COMPAT_KNOWN_TIMEOUT
         fi
+        # Nothing runs past the overall budget.
+        if ((budget_end - SECONDS < TMO[$num])); then
+            TMO[$num]=$((budget_end - SECONDS))
+        fi
+        if ((TMO[$num] < 30)); then
+            not_run+=("$num")
+            continue
+        fi
+        check_broker
         START[$num]=$SECONDS
         GEN[$num]=$BROKER_GEN
         run_test "$num" "${TMO[$num]}" "$RESULTS_DIR/$num.log" &

@@ -109,7 +109,7 @@ fi
 
 if command -v shellcheck >/dev/null; then
     log "shellcheck scripts"
-    if shellcheck scripts/test.sh scripts/compat-librdkafka.sh scripts/lib/*.sh .ci/run; then
+    if shellcheck scripts/test.sh scripts/compat-librdkafka.sh scripts/lib/*.sh scripts/lib/kafka-shim/bin/*.sh .ci/run; then
         record "shellcheck" 1 0
     else
         record "shellcheck" 0 1
