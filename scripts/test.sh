@@ -180,6 +180,25 @@ fi
 record "pytest (e2e)" "$py_pass" "$py_fail"
 
 # ---------------------------------------------------------------------------
+# 3b. Host tuning scripts (check / apply / undo)
+# ---------------------------------------------------------------------------
+log "tests/tuning_test.sh"
+tuning_log="$LOG_DIR/tuning.log"
+tuning_rc=0
+bash tests/tuning_test.sh >"$tuning_log" 2>&1 || tuning_rc=$?
+tail -n 3 "$tuning_log"
+tuning_counts="$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$tuning_log" | tail -n 1 || true)"
+if [[ $tuning_counts =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed ]]; then
+    t_pass="${BASH_REMATCH[1]}" t_fail="${BASH_REMATCH[2]}"
+else
+    t_pass=0 t_fail=1
+fi
+if ((tuning_rc != 0 && t_fail == 0)); then
+    t_fail=1
+fi
+record "tuning scripts" "$t_pass" "$t_fail"
+
+# ---------------------------------------------------------------------------
 # 4. librdkafka's test suite
 # ---------------------------------------------------------------------------
 if [[ ${RINGLOG_SKIP_COMPAT:-0} == 1 ]]; then
