@@ -92,7 +92,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
     };
     loop {
         // Read round: every involved shard reads its partitions.
-        let share = (max_bytes / involved.len().max(1)).max(1);
+        // Every shard may fill the whole budget; the response is trimmed to
+        // it below, in request order.
         let mut replies = Vec::with_capacity(involved.len());
         for &s in &involved {
             let parts: Vec<FetchPart> = slots
@@ -112,7 +113,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
                         s,
                         ShardRequest::Fetch {
                             parts,
-                            max_bytes: share,
+                            max_bytes,
+                            min_one: true,
                         },
                     )
                     .await,
@@ -174,6 +176,21 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
             futures::future::select_all(watches.into_iter().map(|w| w.map(|_| ()).boxed_local())),
         )
         .await;
+    }
+    // KIP-74: the response stays within max_bytes, except that the first
+    // batch of the first non-empty partition is returned whole.
+    let mut remaining = max_bytes;
+    let mut first = true;
+    for slot in slots.iter_mut() {
+        if slot.result.batches.is_empty() {
+            continue;
+        }
+        crate::shard::ops::trim_to_budget(&mut slot.result.batches, remaining, first);
+        let n = slot.result.bytes();
+        if n > 0 {
+            first = false;
+        }
+        remaining = remaining.saturating_sub(n);
     }
     let mut out: Vec<TopicOut> = topics
         .into_iter()

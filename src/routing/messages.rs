@@ -86,9 +86,11 @@ pub enum ShardRequest {
         acks: i16,
         timeout_ms: i32,
     },
+    /// `min_one`: the first batch found may exceed `max_bytes` (KIP-74).
     Fetch {
         parts: Vec<FetchPart>,
         max_bytes: usize,
+        min_one: bool,
     },
     Watch {
         parts: Vec<WatchPart>,

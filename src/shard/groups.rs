@@ -49,8 +49,7 @@ use crate::group::{
     DeletableGroupResult, Effect, GroupConfig, GroupCoordinatorState, ListedGroup, RandomIds, RequestToken, TopicId,
     TopicInfo, TopicLookup,
 };
-use crate::io::notify::Notify;
-use crate::io::sync::{oneshot, OneshotSender};
+use crate::io::sync::{oneshot, OneshotReceiver, OneshotSender};
 use crate::io::time::{now_ms, sleep, timeout};
 use crate::metadata::controller::CreateTopic;
 use crate::metadata::{ClusterMeta, OFFSETS_TOPIC};
@@ -127,8 +126,12 @@ pub struct Groups {
     joins: RefCell<HashMap<RequestToken, OneshotSender<JoinGroupResponse>>>,
     syncs: RefCell<HashMap<RequestToken, OneshotSender<SyncGroupResponse>>>,
     next_token: Cell<RequestToken>,
-    /// Wakes the timer task (earlier deadline, reload, shutdown).
-    wake: Notify,
+    /// Wakes the timer task (earlier deadline, reload). A oneshot rather
+    /// than a `Notify`: a `Notify` listener polled on every timer round keeps
+    /// one more waker per poll until the next notification (glommio wakers
+    /// of one task do not compare equal with `will_wake`), which a long
+    /// idle stretch would pile up without bound.
+    wake: RefCell<Option<OneshotSender<()>>>,
     /// The deadline the timer task sleeps until.
     timer_deadline: Cell<i64>,
 }
@@ -203,7 +206,7 @@ impl Groups {
             joins: RefCell::new(HashMap::new()),
             syncs: RefCell::new(HashMap::new()),
             next_token: Cell::new(1),
-            wake: Notify::new(),
+            wake: RefCell::new(None),
             timer_deadline: Cell::new(i64::MAX),
         }
     }
@@ -219,11 +222,25 @@ impl Groups {
         t
     }
 
+    fn wake_timer(&self) {
+        let tx = self.wake.borrow_mut().take();
+        if let Some(tx) = tx {
+            tx.send(());
+        }
+    }
+
+    /// A fresh wake-up signal for the timer task's next wait.
+    fn timer_signal(&self) -> OneshotReceiver<()> {
+        let (tx, rx) = oneshot();
+        *self.wake.borrow_mut() = Some(tx);
+        rx
+    }
+
     /// After a call that may have moved the next deadline earlier.
     fn rearm(&self) {
         if let Some(d) = self.state.borrow().next_deadline() {
             if d < self.timer_deadline.get() {
-                self.wake.notify_all();
+                self.wake_timer();
             }
         }
     }
@@ -267,7 +284,7 @@ impl Groups {
         self.reload_wanted.set(true);
         let effects = self.state.borrow_mut().unload();
         self.deliver(effects, None);
-        self.wake.notify_all();
+        self.wake_timer();
     }
 }
 
@@ -801,7 +818,7 @@ async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
                 offset,
                 max_bytes: LOAD_READ_BYTES,
             };
-            let Some(r) = ops::fetch(shard, vec![part], LOAD_READ_BYTES).await.pop() else {
+            let Some(r) = ops::fetch(shard, vec![part], LOAD_READ_BYTES, true).await.pop() else {
                 break;
             };
             if r.error != ec::NONE {
@@ -929,12 +946,12 @@ pub async fn run(shard: Rc<Shard>) {
                     // Drop what was partially replayed before the next attempt.
                     let effects = groups.state.borrow_mut().unload();
                     groups.deliver(effects, None);
-                    let _ = timeout(RETRY_DELAY, groups.wake.listen()).await;
+                    let _ = timeout(RETRY_DELAY, groups.timer_signal()).await;
                 }
             }
             continue;
         }
-        let listener = groups.wake.listen();
+        let listener = groups.timer_signal();
         let now = now_ms();
         let deadline = groups.state.borrow().next_deadline().unwrap_or(i64::MAX);
         if deadline <= now {

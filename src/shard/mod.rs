@@ -244,9 +244,11 @@ impl Shard {
                 let fut = ops::produce(&shard, parts, acks, timeout_ms);
                 fut.map(ShardResponse::Produce).boxed_local()
             }
-            ShardRequest::Fetch { parts, max_bytes } => {
-                async move { ShardResponse::Fetch(ops::fetch(&shard, parts, max_bytes).await) }.boxed_local()
-            }
+            ShardRequest::Fetch {
+                parts,
+                max_bytes,
+                min_one,
+            } => async move { ShardResponse::Fetch(ops::fetch(&shard, parts, max_bytes, min_one).await) }.boxed_local(),
             ShardRequest::Watch { parts, max_wait_ms } => async move {
                 ops::watch(&shard, parts, max_wait_ms).await;
                 ShardResponse::Watch

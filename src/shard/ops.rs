@@ -123,9 +123,12 @@ pub async fn wait_high_watermark(p: &PartitionRef, target: i64) -> Result<(), i1
 
 /// Read each part, sharing `max_bytes` across them (the first batch found
 /// is always returned whole, as Kafka does).
-pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -> Vec<FetchPartResult> {
+/// Only when `min_one` may the first batch found exceed the budget (KIP-74:
+/// the first batch of the first non-empty partition of the whole response);
+/// every other partition gets only whole batches that fit.
+pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, min_one: bool) -> Vec<FetchPartResult> {
     let mut remaining = max_bytes;
-    let mut any = false;
+    let mut any = !min_one;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
         let Some(p) = shard.partition(&part.topic, part.partition) else {
@@ -147,7 +150,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -
         } else {
             part.max_bytes.min(max_bytes)
         };
-        let r = if any && budget == 0 {
+        let mut r = if any && budget == 0 {
             let log = p.log.borrow();
             FetchPartResult {
                 error: 0,
@@ -158,6 +161,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -
         } else {
             read_partition(&p, part.offset, budget.max(1)).await
         };
+        trim_to_budget(&mut r.batches, budget, !any);
         let n = r.bytes();
         crate::metrics::bytes_out(&part.topic, n);
         crate::metrics::partition_error("Fetch", r.error);
@@ -168,6 +172,32 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize) -
         out.push(r);
     }
     out
+}
+
+/// Keep the leading whole batches of `parts` (batches, or batches split into
+/// header and body pieces) that fit in `budget` bytes; with `min_one` the
+/// first batch is kept even if it alone is larger (KIP-74).
+pub fn trim_to_budget(parts: &mut Vec<Bytes>, budget: usize, min_one: bool) {
+    let mut total = 0usize;
+    let mut i = 0usize;
+    while i < parts.len() {
+        let Some(h) = record::BatchHeader::parse(&parts[i]) else {
+            parts.truncate(i);
+            return;
+        };
+        let size = h.total_size();
+        if total + size > budget && !(min_one && i == 0) {
+            parts.truncate(i);
+            return;
+        }
+        total += size;
+        // skip the pieces that make up this batch
+        let mut covered = 0usize;
+        while i < parts.len() && covered < size {
+            covered += parts[i].len();
+            i += 1;
+        }
+    }
 }
 
 async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
@@ -370,4 +400,43 @@ async fn find_by_timestamp(
         pos += consumed as u64;
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{build_batch, Compression, Record, BATCH_HEADER_LEN};
+
+    fn batch(n: usize) -> Bytes {
+        let v = vec![1u8; 100];
+        let recs: Vec<Record<'_>> = (0..n)
+            .map(|i| Record {
+                key: None,
+                value: Some(&v),
+                headers: &[],
+                timestamp_delta: i as i64,
+            })
+            .collect();
+        Bytes::from(build_batch(0, 0, Compression::None, &recs))
+    }
+
+    #[test]
+    fn trimming_keeps_whole_batches_that_fit() {
+        let a = batch(3);
+        let b = batch(5);
+        let size_a = a.len();
+        // split pieces (cache) and whole batches (file reads)
+        let mut parts = vec![a.slice(..BATCH_HEADER_LEN), a.slice(BATCH_HEADER_LEN..), b.clone()];
+        trim_to_budget(&mut parts, size_a + b.len() - 1, false);
+        assert_eq!(parts.len(), 2, "the second batch does not fit");
+        let mut parts = vec![a.clone(), b.clone()];
+        trim_to_budget(&mut parts, size_a - 1, false);
+        assert!(parts.is_empty(), "nothing fits");
+        let mut parts = vec![a.clone(), b.clone()];
+        trim_to_budget(&mut parts, size_a - 1, true);
+        assert_eq!(parts.len(), 1, "the first batch is kept when it alone is too large");
+        let mut parts = vec![a.clone(), b.clone()];
+        trim_to_budget(&mut parts, usize::MAX, false);
+        assert_eq!(parts.len(), 2);
+    }
 }
