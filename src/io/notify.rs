@@ -5,6 +5,7 @@
 //! threads, so it needs no atomics or locks.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -13,7 +14,11 @@ use std::task::{Context, Poll, Waker};
 #[derive(Default)]
 struct Inner {
     generation: u64,
-    waiters: Vec<Waker>,
+    next_id: u64,
+    /// One waker per pending listener, replaced on every poll and removed
+    /// when the listener completes or is dropped, so an idle loop that keeps
+    /// re-listening never accumulates wakers.
+    waiters: HashMap<u64, Waker>,
 }
 
 /// Wakes every task currently listening.
@@ -34,17 +39,26 @@ impl Notify {
             inner.generation = inner.generation.wrapping_add(1);
             std::mem::take(&mut inner.waiters)
         };
-        for w in waiters {
+        for (_, w) in waiters {
             w.wake();
         }
     }
 
     /// A future that completes at the next `notify_all`.
     pub fn listen(&self) -> Listener {
+        let mut inner = self.inner.borrow_mut();
+        let id = inner.next_id;
+        inner.next_id = inner.next_id.wrapping_add(1);
         Listener {
             inner: self.inner.clone(),
-            generation: self.inner.borrow().generation,
+            generation: inner.generation,
+            id,
         }
+    }
+
+    /// Listeners currently registered (for tests and metrics).
+    pub fn waiting(&self) -> usize {
+        self.inner.borrow().waiters.len()
     }
 }
 
@@ -52,6 +66,7 @@ impl Notify {
 pub struct Listener {
     inner: Rc<RefCell<Inner>>,
     generation: u64,
+    id: u64,
 }
 
 impl Future for Listener {
@@ -59,12 +74,24 @@ impl Future for Listener {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let mut inner = self.inner.borrow_mut();
         if inner.generation != self.generation {
+            inner.waiters.remove(&self.id);
             return Poll::Ready(());
         }
-        if !inner.waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            inner.waiters.push(cx.waker().clone());
+        match inner.waiters.get_mut(&self.id) {
+            Some(w) => w.clone_from(cx.waker()),
+            None => {
+                inner.waiters.insert(self.id, cx.waker().clone());
+            }
         }
         Poll::Pending
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.inner.try_borrow_mut() {
+            inner.waiters.remove(&self.id);
+        }
     }
 }
 
@@ -94,5 +121,29 @@ mod tests {
         // A listener created after the notification waits for the next one.
         let mut l2 = n.listen();
         assert!(Pin::new(&mut l2).poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn repeated_listening_does_not_accumulate_wakers() {
+        let n = Notify::new();
+        let flag = std::sync::Arc::new(Flag(Default::default()));
+        for _ in 0..10_000 {
+            // a fresh waker each time, as an executor may hand out
+            let waker = Waker::from(flag.clone());
+            let mut cx = Context::from_waker(&waker);
+            let mut l = n.listen();
+            assert!(Pin::new(&mut l).poll(&mut cx).is_pending());
+            assert!(Pin::new(&mut l).poll(&mut cx).is_pending());
+            drop(l); // e.g. a timeout won the race
+        }
+        assert_eq!(n.waiting(), 0);
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let mut l = n.listen();
+        assert!(Pin::new(&mut l).poll(&mut cx).is_pending());
+        assert_eq!(n.waiting(), 1);
+        n.notify_all();
+        assert_eq!(n.waiting(), 0);
+        assert!(Pin::new(&mut l).poll(&mut cx).is_ready());
     }
 }
