@@ -166,9 +166,13 @@ fi
 # ---------------------------------------------------------------------------
 [[ -x $RINGLOG_BIN ]] || die "broker binary not found: $RINGLOG_BIN (run cargo build --release)"
 
-# Logs of the last run stay in $COMPAT_DIR/last-run (broker.log, results/).
-RUN_DIR="$COMPAT_DIR/last-run"
-rm -rf "$RUN_DIR"
+# Each run has its own directory (two runs at once must not share a data
+# dir); logs stay there, and $COMPAT_DIR/last-run points at the newest.
+mkdir -p "$COMPAT_DIR/runs"
+RUN_DIR="$(mktemp -d "$COMPAT_DIR/runs/$(date +%Y%m%d-%H%M%S)-XXXX")"
+ln -sfn "$RUN_DIR" "$COMPAT_DIR/last-run.tmp" && mv -T "$COMPAT_DIR/last-run.tmp" "$COMPAT_DIR/last-run"
+# Keep the 5 newest runs.
+find "$COMPAT_DIR/runs" -mindepth 1 -maxdepth 1 -type d | sort | head -n -5 | xargs -r rm -rf
 DATA_DIR="$RUN_DIR/data"
 BROKER_LOG="$RUN_DIR/broker.log"
 BROKER_CONF="$RUN_DIR/broker.toml"
