@@ -21,6 +21,7 @@ pub enum ConfigType {
     Long,
     String,
     List,
+    Double,
 }
 
 impl ConfigType {
@@ -31,6 +32,7 @@ impl ConfigType {
             ConfigType::String => 2,
             ConfigType::Int => 3,
             ConfigType::Long => 5,
+            ConfigType::Double => 6,
             ConfigType::List => 7,
         }
     }
@@ -39,6 +41,8 @@ impl ConfigType {
 /// One topic-level property and the broker property that provides its default.
 pub struct TopicConfigDef {
     pub name: &'static str,
+    /// The broker property that sets the default; empty when there is none
+    /// (Kafka's throttled-replica lists).
     pub broker_name: &'static str,
     pub default: &'static str,
     pub ty: ConfigType,
@@ -61,6 +65,26 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "segment.index.bytes", broker_name: "log.index.size.max.bytes", default: "10485760", ty: ConfigType::Int, doc: "maximum offset index size" },
     TopicConfigDef { name: "segment.ms", broker_name: "log.roll.ms", default: "604800000", ty: ConfigType::Long, doc: "segment age before rolling" },
     TopicConfigDef { name: "unclean.leader.election.enable", broker_name: "unclean.leader.election.enable", default: "false", ty: ConfigType::Bool, doc: "single node: no effect" },
+    // Kafka's other topic properties. They are validated, stored and
+    // described like the rest so that tools and clients that set them (topic
+    // templates, librdkafka's tests, Kafka Connect/Streams internal topics)
+    // work; the features they tune (log cleaner, tiered storage, replica
+    // throttling, preallocation) are not implemented yet and the values have
+    // no effect until they are.
+    TopicConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", default: "86400000", ty: ConfigType::Long, doc: "how long tombstones are kept on compacted topics (compaction not implemented yet)" },
+    TopicConfigDef { name: "file.delete.delay.ms", broker_name: "log.segment.delete.delay.ms", default: "60000", ty: ConfigType::Long, doc: "delay before a deleted segment's files are removed" },
+    TopicConfigDef { name: "follower.replication.throttled.replicas", broker_name: "", default: "", ty: ConfigType::List, doc: "single node: no effect" },
+    TopicConfigDef { name: "leader.replication.throttled.replicas", broker_name: "", default: "", ty: ConfigType::List, doc: "single node: no effect" },
+    TopicConfigDef { name: "local.retention.bytes", broker_name: "log.local.retention.bytes", default: "-2", ty: ConfigType::Long, doc: "tiered storage (not implemented)" },
+    TopicConfigDef { name: "local.retention.ms", broker_name: "log.local.retention.ms", default: "-2", ty: ConfigType::Long, doc: "tiered storage (not implemented)" },
+    TopicConfigDef { name: "max.compaction.lag.ms", broker_name: "log.cleaner.max.compaction.lag.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "compaction (not implemented yet)" },
+    TopicConfigDef { name: "message.timestamp.after.max.ms", broker_name: "log.message.timestamp.after.max.ms", default: "3600000", ty: ConfigType::Long, doc: "largest allowed gap of a CreateTime timestamp ahead of the broker's clock (not enforced yet)" },
+    TopicConfigDef { name: "message.timestamp.before.max.ms", broker_name: "log.message.timestamp.before.max.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "largest allowed gap of a CreateTime timestamp behind the broker's clock (not enforced yet)" },
+    TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", default: "0.5", ty: ConfigType::Double, doc: "compaction (not implemented yet)" },
+    TopicConfigDef { name: "min.compaction.lag.ms", broker_name: "log.cleaner.min.compaction.lag.ms", default: "0", ty: ConfigType::Long, doc: "compaction (not implemented yet)" },
+    TopicConfigDef { name: "preallocate", broker_name: "log.preallocate", default: "false", ty: ConfigType::Bool, doc: "preallocate segment files (no effect)" },
+    TopicConfigDef { name: "remote.storage.enable", broker_name: "", default: "false", ty: ConfigType::Bool, doc: "tiered storage (not implemented; only false is accepted)" },
+    TopicConfigDef { name: "segment.jitter.ms", broker_name: "log.roll.jitter.ms", default: "0", ty: ConfigType::Long, doc: "random jitter subtracted from segment.ms (not applied yet)" },
 ];
 
 /// Broker-only properties and their defaults (besides the `log.*` ones above).
@@ -75,7 +99,17 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("log.dirs", "./data", ConfigType::String),
     ("offsets.topic.num.partitions", "50", ConfigType::Int),
     ("offsets.retention.minutes", "10080", ConfigType::Int),
+    ("offsets.retention.check.interval.ms", "600000", ConfigType::Long),
+    ("offset.metadata.max.bytes", "4096", ConfigType::Int),
     ("group.initial.rebalance.delay.ms", "3000", ConfigType::Int),
+    ("group.min.session.timeout.ms", "6000", ConfigType::Int),
+    ("group.max.session.timeout.ms", "1800000", ConfigType::Int),
+    ("group.max.size", "2147483647", ConfigType::Int),
+    ("group.classic.max.size", "2147483647", ConfigType::Int),
+    ("group.consumer.session.timeout.ms", "45000", ConfigType::Int),
+    ("group.consumer.heartbeat.interval.ms", "5000", ConfigType::Int),
+    ("group.consumer.max.size", "2147483647", ConfigType::Int),
+    ("group.consumer.assignors", "uniform,range", ConfigType::List),
     ("ringlog.io.mode", "direct", ConfigType::String),
     ("ringlog.cache.bytes.per.shard", "67108864", ConfigType::Long),
     ("ringlog.metrics.listen", "", ConfigType::String),
@@ -84,7 +118,9 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
 /// Whether `name` is a broker property ringlog knows.
 pub fn is_broker_config(name: &str) -> bool {
     BROKER_CONFIGS.iter().any(|(n, _, _)| *n == name)
-        || TOPIC_CONFIGS.iter().any(|d| d.broker_name == name)
+        || TOPIC_CONFIGS
+            .iter()
+            .any(|d| !d.broker_name.is_empty() && d.broker_name == name)
         || matches!(name, "log.retention.hours" | "log.retention.minutes" | "log.roll.hours")
 }
 
@@ -94,6 +130,7 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
         ConfigType::Bool => matches!(value, "true" | "false"),
         ConfigType::Int => value.trim().parse::<i32>().is_ok(),
         ConfigType::Long => value.trim().parse::<i64>().is_ok(),
+        ConfigType::Double => value.trim().parse::<f64>().is_ok_and(f64::is_finite),
         ConfigType::String | ConfigType::List => true,
     };
     if !ok {
@@ -126,6 +163,16 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
         "max.message.bytes" | "index.interval.bytes" | "segment.index.bytes" => match value.trim().parse::<i64>() {
             Ok(v) if v >= 0 => Ok(()),
             _ => Err(format!("Invalid value {value} for configuration {name}")),
+        },
+        "min.cleanable.dirty.ratio" => match value.trim().parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(format!(
+                "Invalid value {value} for configuration min.cleanable.dirty.ratio: Value must be no more than 1"
+            )),
+        },
+        "remote.storage.enable" => match value {
+            "false" => Ok(()),
+            _ => Err("Tiered storage is not enabled on this broker (remote.storage.enable)".to_string()),
         },
         _ => Ok(()),
     }
@@ -206,7 +253,10 @@ impl BrokerConfig {
         let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.name == topic_name) else {
             return String::new();
         };
-        if let Some(v) = self.properties.get(def.broker_name) {
+        if let Some(v) = (!def.broker_name.is_empty())
+            .then(|| self.properties.get(def.broker_name))
+            .flatten()
+        {
             return v.clone();
         }
         match topic_name {
@@ -258,14 +308,14 @@ impl BrokerConfig {
         }
         TOPIC_CONFIGS
             .iter()
-            .find(|d| d.broker_name == name)
+            .find(|d| !d.broker_name.is_empty() && d.broker_name == name)
             .map(|d| (d.default.to_string(), false))
     }
 
     /// All broker property names, sorted.
     pub fn broker_config_names() -> Vec<&'static str> {
         let mut v: Vec<&'static str> = BROKER_CONFIGS.iter().map(|(n, _, _)| *n).collect();
-        v.extend(TOPIC_CONFIGS.iter().map(|d| d.broker_name));
+        v.extend(TOPIC_CONFIGS.iter().map(|d| d.broker_name).filter(|n| !n.is_empty()));
         v.sort_unstable();
         v.dedup();
         v

@@ -66,13 +66,17 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
         let base = CreatableTopicResult::default().with_name(kafka_protocol::messages::TopicName(str_bytes(name)));
         out.push(match r {
             Ok(Some(t)) => {
-                let cfg = crate::config::TopicConfig::resolve(&t.configs, &shard.config);
-                let _ = cfg;
                 let configs = TOPIC_CONFIGS
                     .iter()
                     .map(|d| {
                         let (value, source) = match t.configs.get(d.name) {
                             Some(v) => (v.clone(), 1i8),
+                            // STATIC_BROKER_CONFIG when the broker's file sets the default.
+                            None if !d.broker_name.is_empty()
+                                && shard.config.properties.contains_key(d.broker_name) =>
+                            {
+                                (shard.config.topic_default(d.name), 4i8)
+                            }
                             None => (shard.config.topic_default(d.name), 5i8),
                         };
                         CreatableTopicConfigs::default()

@@ -65,7 +65,9 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Descri
                 let mut configs = Vec::new();
                 for d in TOPIC_CONFIGS.iter().filter(|d| wanted(&r.configuration_keys, d.name)) {
                     let mut synonyms = Vec::new();
-                    let broker_set = cfg.properties.get(d.broker_name).cloned();
+                    let broker_set = (!d.broker_name.is_empty())
+                        .then(|| cfg.properties.get(d.broker_name).cloned())
+                        .flatten();
                     let (value, source) = match t.configs.get(d.name) {
                         Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
                         None if broker_set.is_some() => (cfg.topic_default(d.name), SOURCE_STATIC_BROKER),
@@ -88,12 +90,14 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Descri
                                     .with_source(SOURCE_STATIC_BROKER),
                             );
                         }
-                        synonyms.push(
-                            DescribeConfigsSynonym::default()
-                                .with_name(str_bytes(d.broker_name))
-                                .with_value(Some(str_bytes(d.default)))
-                                .with_source(SOURCE_DEFAULT),
-                        );
+                        if !d.broker_name.is_empty() {
+                            synonyms.push(
+                                DescribeConfigsSynonym::default()
+                                    .with_name(str_bytes(d.broker_name))
+                                    .with_value(Some(str_bytes(d.default)))
+                                    .with_source(SOURCE_DEFAULT),
+                            );
+                        }
                     }
                     let doc = req.include_documentation.then_some(d.doc);
                     configs.push(entry(d.name, &value, source, d.ty.kafka_code(), synonyms, false, doc));

@@ -92,6 +92,12 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
         } else {
             None
         };
+        // Like Kafka, clients cannot append to internal topics: only the
+        // group coordinator writes `__consumer_offsets`, through the shard.
+        let internal = shard.meta.borrow().topic(&name).is_some_and(|t| t.internal);
+        if topic_error.is_none() && internal {
+            topic_error = Some(ec::INVALID_TOPIC_EXCEPTION);
+        }
         if topic_error.is_none() && !topic_known {
             if crate::metadata::topic_name::validate(&name).is_err() {
                 topic_error = Some(ec::INVALID_TOPIC_EXCEPTION);
@@ -107,7 +113,11 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
         for p in topic.partition_data {
             let pi = parts.len();
             if let Some(code) = topic_error {
-                parts.push((p.index, Some(error_result(code))));
+                let mut r = error_result(code);
+                if internal {
+                    r.message = Some(format!("Cannot append to internal topic {name}"));
+                }
+                parts.push((p.index, Some(r)));
                 continue;
             }
             let owner = if topic_known {

@@ -829,6 +829,30 @@ impl GroupCoordinatorState {
         }
     }
 
+    /// Topics were deleted: their committed offsets are removed from every
+    /// group (Kafka's `onPartitionsDeleted`), and an empty group left without
+    /// offsets goes away. Returns the tombstones to write.
+    pub fn on_topics_deleted(&mut self, topics: &[String]) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let mut dead = Vec::new();
+        for (id, entry) in self.groups.iter_mut() {
+            let records = entry.offsets.remove_topics(id, &|t| topics.iter().any(|d| d == t));
+            if records.is_empty() {
+                continue;
+            }
+            effects.extend(records.into_iter().map(Effect::Persist));
+            if entry.offsets.is_empty() && entry.group.is_empty() {
+                dead.push(id.clone());
+            }
+        }
+        for id in dead {
+            if let Some(entry) = self.groups.remove(&id) {
+                effects.extend(entry.group.tombstones().into_iter().map(Effect::Persist));
+            }
+        }
+        effects
+    }
+
     // --- loading ------------------------------------------------------------------
 
     /// Applies an encoded record read from `__consumer_offsets` while loading.

@@ -406,6 +406,20 @@ impl OffsetStore {
         records
     }
 
+    /// Removes the offsets of the given (deleted) topics, returning their
+    /// tombstones.
+    pub fn remove_topics(&mut self, group_id: &str, deleted: &dyn Fn(&str) -> bool) -> Vec<Record> {
+        let mut records = Vec::new();
+        self.offsets.retain(|topic, partitions| {
+            if !deleted(topic) {
+                return true;
+            }
+            records.extend(partitions.keys().map(|p| offset_tombstone(group_id, topic, *p)));
+            false
+        });
+        records
+    }
+
     /// Expires offsets per Kafka's `cleanupExpiredOffsets`: offsets of topics
     /// the group is not subscribed to, whose retention has passed. Returns the
     /// tombstones and whether the group has no offsets left.

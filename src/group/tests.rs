@@ -806,6 +806,43 @@ fn offsets_simple_group_commit_fetch_expire() {
 }
 
 #[test]
+fn deleted_topics_lose_their_offsets() {
+    let mut h = Harness::new();
+    // "simple" only has offsets of the deleted topic: it goes away.
+    commit(&mut h, "simple", "", -1, 8, &[(0, 5), (1, 7)]);
+    // "g" is a live group: it keeps its other topic's offsets and stays.
+    let sub = subscription(&["t"]);
+    let ta = h.join_req("g", "", None, &[("range", &sub)], 3);
+    h.advance(1_000);
+    let a = h.joins[&ta].member_id.clone();
+    let gen = h.joins[&ta].generation_id;
+    h.sync("g", &a, gen, &[(&a, b"A")]);
+    commit(&mut h, "g", &a, gen, 8, &[(0, 3)]);
+    h.persisted.clear();
+
+    let effects = h.c.on_topics_deleted(&["unrelated".to_string()]);
+    assert!(effects.is_empty());
+    let effects = h.c.on_topics_deleted(&["t".to_string()]);
+    h.absorb(effects);
+    assert_eq!(fetch(&h, "g", &[0]), vec![-1]);
+    assert!(h.c.group("g").is_some());
+    assert!(h.c.group("simple").is_none());
+    let tombstones: Vec<_> = h
+        .persisted
+        .iter()
+        .filter(|r| r.value.is_none())
+        .map(|r| r.key.clone())
+        .collect();
+    assert_eq!(tombstones.len(), 4, "{tombstones:?}");
+    assert!(tombstones
+        .iter()
+        .any(|k| matches!(k, RecordKey::GroupMetadata { group } if group == "simple")));
+    assert!(!tombstones
+        .iter()
+        .any(|k| matches!(k, RecordKey::GroupMetadata { group } if group == "g")));
+}
+
+#[test]
 fn offsets_generation_checks_in_classic_group() {
     let mut h = Harness::new();
     let (a, followers, gen) = stable_group_of_three(&mut h, "g");

@@ -885,6 +885,19 @@ fn replay_batches(state: &mut GroupCoordinatorState, partition: i32, batches: &[
     replayed
 }
 
+/// Topics were deleted: the offsets this shard's groups committed for them
+/// are removed (tombstones written), as Kafka does on partition deletion.
+pub fn on_topics_deleted(shard: &Rc<Shard>, topics: &[String]) {
+    let groups = &shard.groups;
+    if !groups.is_active() {
+        return;
+    }
+    let effects = groups.state.borrow_mut().on_topics_deleted(topics);
+    if !effects.is_empty() {
+        drop(execute(shard, effects));
+    }
+}
+
 /// The group task of a shard: creates the internal topic (shard 0), loads
 /// the groups, then fires their timers until shutdown.
 pub async fn run(shard: Rc<Shard>) {

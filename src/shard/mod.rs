@@ -226,6 +226,7 @@ impl Shard {
                     }
                 }
                 let _ = crate::io::file::sync_dir(&self.config.data_dir);
+                groups::on_topics_deleted(self, std::slice::from_ref(&name));
             }
         }
         self.rebalance_cache();

@@ -154,6 +154,41 @@ def test_invalid_create_arguments(broker):
     assert not {"zero-parts", "bad-config"} & topic_names(admin)
 
 
+def test_kafka_topic_configs_accepted_and_described(broker):
+    """Every topic property Kafka 4 knows is accepted on create (here the
+    log-cleaner ones a compacted topic is typically created with) and comes
+    back from DescribeConfigs as a topic override; defaults of the others are
+    Kafka's. Values of the wrong type or range are INVALID_CONFIG."""
+    admin = admin_client(broker.bootstrap)
+    overrides = {
+        "cleanup.policy": "compact",
+        "delete.retention.ms": "1000",
+        "min.cleanable.dirty.ratio": "0.01",
+        "min.compaction.lag.ms": "0",
+        "max.compaction.lag.ms": "60000",
+        "segment.jitter.ms": "10",
+        "preallocate": "false",
+    }
+    fs = admin.create_topics([NewTopic("cleaner-configs", num_partitions=1, replication_factor=1,
+                                       config=overrides)])
+    fs["cleaner-configs"].result(timeout=30)
+    res = ConfigResource(ResourceType.TOPIC, "cleaner-configs")
+    described = admin.describe_configs([res])[res].result(timeout=30)
+    for name, value in overrides.items():
+        assert described[name].value == value, name
+        assert described[name].source == 1  # DYNAMIC_TOPIC_CONFIG
+    assert described["file.delete.delay.ms"].value == "60000"
+    assert described["message.timestamp.after.max.ms"].value == "3600000"
+    assert described["follower.replication.throttled.replicas"].value == ""
+
+    for name, bad in [("min.cleanable.dirty.ratio", "1.5"), ("delete.retention.ms", "soon"),
+                      ("remote.storage.enable", "true"), ("no.such.config", "1")]:
+        topic = "bad-" + name.replace(".", "-")
+        fs = admin.create_topics([NewTopic(topic, num_partitions=1, replication_factor=1, config={name: bad})])
+        assert error_code_of(fs[topic]) == KafkaError.INVALID_CONFIG, name
+        assert topic not in topic_names(admin)
+
+
 def test_list_offsets(broker):
     topic = "offsets"
     create_topic(broker.bootstrap, topic, 1)

@@ -23,6 +23,7 @@ from confluent_kafka import (
     ConsumerGroupTopicPartitions,
     KafkaError,
     KafkaException,
+    Producer,
     TopicCollection,
     TopicPartition,
 )
@@ -445,6 +446,42 @@ def test_admin_group_apis(gbroker):
     assert [tp.offset for tp in offsets.topic_partitions] == [-1001]  # OFFSET_INVALID: nothing committed
 
 
+def test_deleting_a_topic_removes_its_committed_offsets(gbroker):
+    """Like Kafka, offsets committed for a deleted topic are removed (also
+    after a broker restart), so a topic re-created under the same name is not
+    consumed from stale positions; offsets of other topics stay."""
+    group = "deleted-topic-group"
+    create_topic(gbroker.bootstrap, "doomed", 2)
+    create_topic(gbroker.bootstrap, "kept", 1)
+    admin = admin_client(gbroker.bootstrap)
+    admin.alter_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions(group, [TopicPartition("doomed", 0, 5), TopicPartition("doomed", 1, 6),
+                                              TopicPartition("kept", 0, 7)])]
+    )[group].result(timeout=60)
+
+    def committed():
+        res = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group].result(timeout=60)
+        return {(tp.topic, tp.partition): tp.offset for tp in res.topic_partitions}
+
+    assert committed() == {("doomed", 0): 5, ("doomed", 1): 6, ("kept", 0): 7}
+    admin.delete_topics(["doomed"])["doomed"].result(timeout=60)
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    while committed() != {("kept", 0): 7}:
+        assert time.monotonic() < deadline, committed()
+        time.sleep(0.1)
+    gbroker.restart()
+    admin = admin_client(gbroker.bootstrap)
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    while True:
+        try:
+            got = committed()
+            break
+        except KafkaException:  # groups still loading
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+    assert got == {("kept", 0): 7}
+
+
 def test_offsets_topic_is_internal_and_compacted(gbroker):
     admin = admin_client(gbroker.bootstrap)
     desc = admin.describe_topics(TopicCollection(["__consumer_offsets"]))["__consumer_offsets"].result(timeout=60)
@@ -455,3 +492,13 @@ def test_offsets_topic_is_internal_and_compacted(gbroker):
     res = ConfigResource(ResourceType.TOPIC, "__consumer_offsets")
     configs = admin.describe_configs([res])[res].result(timeout=60)
     assert configs["cleanup.policy"].value == "compact"
+
+    # Clients cannot write to it (Kafka: INVALID_TOPIC_EXCEPTION); only the
+    # coordinator appends there.
+    errors = []
+    p = Producer({"bootstrap.servers": gbroker.bootstrap, "enable.idempotence": False, "retries": 0})
+    p.produce("__consumer_offsets", b"forged", key=b"forged", partition=0,
+              on_delivery=lambda err, _msg: errors.append(err))
+    p.flush(30)
+    assert len(errors) == 1 and errors[0] is not None
+    assert errors[0].code() == KafkaError.TOPIC_EXCEPTION
