@@ -51,8 +51,15 @@ pub fn produce(
             waits.push(None);
             continue;
         };
-        let max = p.log.borrow().config.max_message_bytes;
-        let validated = match record::validate_produce_payload(&part.records, max) {
+        let opts = {
+            let cfg = &p.log.borrow().config;
+            // Compacted topics need a key on every record (Kafka: INVALID_RECORD).
+            record::ValidateOptions {
+                require_keys: cfg.compact,
+                ..record::ValidateOptions::new(cfg.max_message_bytes)
+            }
+        };
+        let validated = match record::validate_payload(&part.records, &opts) {
             Ok(v) => v,
             Err(e) => {
                 crate::metrics::partition_error("Produce", e.kafka_code());

@@ -7,7 +7,7 @@ import time
 from collections import defaultdict
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from kafkahelpers import (
     CODECS,
@@ -191,3 +191,24 @@ def test_kill9_during_acks_all_production(broker):
     at = {(r.partition, r.offset): r.key for r in records}
     lost = [(s, p, o) for s, p, o in acked + more.acked if at.get((p, o)) != msg_key(s).encode()]
     assert not lost, f"{len(lost)} acknowledged messages missing after the final clean restart: {lost[:5]}"
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_compacted_topic_refuses_records_without_key(broker, codec):
+    """Kafka refuses keyless records on a compacted topic with INVALID_RECORD
+    (also inside compressed batches); keyed records are stored, and nothing of
+    a refused batch is."""
+    topic = f"compacted-{codec}"
+    create_topic(broker.bootstrap, topic, 1, {"cleanup.policy": "compact"})
+    results = []
+    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec,
+                  "enable.idempotence": False, "retries": 0, "linger.ms": 0})
+    p.produce(topic, b"keyed", key=b"k", partition=0, on_delivery=lambda e, m: results.append(e))
+    p.flush(30)
+    p.produce(topic, b"keyless", partition=0, on_delivery=lambda e, m: results.append(e))
+    p.flush(30)
+    assert results[0] is None
+    assert results[1] is not None and results[1].code() == KafkaError.INVALID_RECORD
+    records = consume_all(broker.bootstrap, topic, 1, expected=1)
+    assert [(r.key, r.value) for r in records] == [(b"k", b"keyed")]
+    assert watermarks(broker.bootstrap, topic, 1)[0] == (0, 1)
