@@ -38,7 +38,8 @@ impl ConfigType {
     }
 }
 
-/// One topic-level property and the broker property that provides its default.
+/// One topic-level (or group-level, see [`GROUP_CONFIGS`]) property and the
+/// broker property that provides its default.
 pub struct TopicConfigDef {
     pub name: &'static str,
     /// The broker property that sets the default; empty when there is none
@@ -87,6 +88,15 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "segment.jitter.ms", broker_name: "log.roll.jitter.ms", default: "0", ty: ConfigType::Long, doc: "random jitter subtracted from segment.ms (not applied yet)" },
 ];
 
+/// Group-level properties (Kafka's `GroupConfig`, KIP-848), set with
+/// IncrementalAlterConfigs on a GROUP resource and stored in the cluster
+/// metadata. Kafka 4's share-group properties are not listed: ringlog has no
+/// share groups.
+pub const GROUP_CONFIGS: &[TopicConfigDef] = &[
+    TopicConfigDef { name: "consumer.session.timeout.ms", broker_name: "group.consumer.session.timeout.ms", default: "45000", ty: ConfigType::Int, doc: "session timeout of the group's consumer-protocol members; stored and described, not yet applied (the broker's group.consumer.session.timeout.ms is)" },
+    TopicConfigDef { name: "consumer.heartbeat.interval.ms", broker_name: "group.consumer.heartbeat.interval.ms", default: "5000", ty: ConfigType::Int, doc: "heartbeat interval of the group's consumer-protocol members; stored and described, not yet applied (the broker's group.consumer.heartbeat.interval.ms is)" },
+];
+
 /// Broker-only properties and their defaults (besides the `log.*` ones above).
 pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("node.id", "0", ConfigType::Int),
@@ -108,6 +118,10 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("group.classic.max.size", "2147483647", ConfigType::Int),
     ("group.consumer.session.timeout.ms", "45000", ConfigType::Int),
     ("group.consumer.heartbeat.interval.ms", "5000", ConfigType::Int),
+    ("group.consumer.min.session.timeout.ms", "45000", ConfigType::Int),
+    ("group.consumer.max.session.timeout.ms", "60000", ConfigType::Int),
+    ("group.consumer.min.heartbeat.interval.ms", "5000", ConfigType::Int),
+    ("group.consumer.max.heartbeat.interval.ms", "15000", ConfigType::Int),
     ("group.consumer.max.size", "2147483647", ConfigType::Int),
     ("group.consumer.assignors", "uniform,range", ConfigType::List),
     ("ringlog.io.mode", "direct", ConfigType::String),
@@ -288,6 +302,20 @@ impl BrokerConfig {
             _ => {}
         }
         def.default.to_string()
+    }
+
+    /// The broker default for a group-level property: the matching
+    /// `group.consumer.*` broker property.
+    pub fn group_default(&self, group_name: &str) -> String {
+        GROUP_CONFIGS
+            .iter()
+            .find(|d| d.name == group_name)
+            .map(|d| {
+                self.broker_value(d.broker_name)
+                    .map(|(v, _)| v)
+                    .unwrap_or_else(|| d.default.to_string())
+            })
+            .unwrap_or_default()
     }
 
     /// Value and whether it was set explicitly, for a broker property.

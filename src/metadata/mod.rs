@@ -43,6 +43,11 @@ pub enum MetaUpdate {
     Upsert(TopicMeta),
     /// A topic was deleted.
     Delete { name: String, id: Uuid },
+    /// A consumer group's config overrides were replaced (empty: none left).
+    GroupConfigs {
+        group: String,
+        configs: BTreeMap<String, String>,
+    },
 }
 
 /// One shard's copy of the cluster metadata.
@@ -54,6 +59,10 @@ pub struct ClusterMeta {
     /// allocation resumes here, so an id is never reused.
     #[serde(default)]
     pub producer_id_block_end: i64,
+    /// Group-level config overrides (KIP-848 group configs) by group id.
+    /// They outlive the group itself, as in Kafka.
+    #[serde(default)]
+    pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }
@@ -95,6 +104,13 @@ impl ClusterMeta {
             MetaUpdate::Delete { name, id } => {
                 self.topics.remove(name);
                 self.by_id.remove(id);
+            }
+            MetaUpdate::GroupConfigs { group, configs } => {
+                if configs.is_empty() {
+                    self.group_configs.remove(group);
+                } else {
+                    self.group_configs.insert(group.clone(), configs.clone());
+                }
             }
         }
     }

@@ -228,6 +228,9 @@ impl Shard {
                 let _ = crate::io::file::sync_dir(&self.config.data_dir);
                 groups::on_topics_deleted(self, std::slice::from_ref(&name));
             }
+            // Only recorded in the metadata copy (done above); the group
+            // coordinator does not read group configs yet.
+            MetaUpdate::GroupConfigs { .. } => {}
         }
         self.rebalance_cache();
     }
