@@ -5,7 +5,9 @@ use std::rc::Rc;
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
+};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 
 use super::RequestContext;
@@ -57,6 +59,16 @@ fn partition_response(index: i32, r: &ProducePartResult) -> PartitionProduceResp
         .with_log_append_time_ms(r.log_append_time)
         .with_log_start_offset(r.log_start_offset)
         .with_error_message(r.message.as_deref().map(str_bytes))
+        .with_record_errors(
+            r.record_errors
+                .iter()
+                .map(|(index, message)| {
+                    BatchIndexAndErrorMessage::default()
+                        .with_batch_index(*index)
+                        .with_batch_index_error_message(message.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
 }
 
 fn error_result(code: i16) -> ProducePartResult {
@@ -66,6 +78,7 @@ fn error_result(code: i16) -> ProducePartResult {
         base_offset: -1,
         log_append_time: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 

@@ -73,6 +73,11 @@ pub enum RecordError {
     /// Codec id 5..7 (Kafka `UNSUPPORTED_COMPRESSION_TYPE`, 76).
     #[error("unsupported compression type {0}")]
     UnsupportedCompression(i16),
+    /// Records without a key sent to a compacted topic (Kafka
+    /// `INVALID_RECORD`, 87), with the index of each in its batch: the
+    /// produce response lists them as per-record errors (KIP-467).
+    #[error("compacted topic cannot accept message without key")]
+    MissingKeys(Vec<i32>),
 }
 
 impl RecordError {
@@ -80,7 +85,7 @@ impl RecordError {
     pub fn kafka_code(&self) -> i16 {
         match self {
             RecordError::CorruptMessage(_) => 2,
-            RecordError::InvalidRecord(_) => 87,
+            RecordError::InvalidRecord(_) | RecordError::MissingKeys(_) => 87,
             RecordError::MessageTooLarge(_) => 10,
             RecordError::UnsupportedCompression(_) => 76,
         }

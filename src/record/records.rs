@@ -221,6 +221,9 @@ pub(crate) struct WalkRules {
 /// Walk `count` records from `src`, checking that each record's length matches
 /// its contents, and that exactly `count` records fill the data.
 pub(crate) fn walk_records<S: Source>(src: &mut S, count: i32, rules: WalkRules) -> Result<(), RecordError> {
+    // Keyless records on a compacted topic: all of them are reported (Kafka's
+    // per-record errors, KIP-467), after the whole batch is known well formed.
+    let mut keyless = Vec::new();
     for i in 0..count {
         let len = src.varint()?;
         if len < 0 {
@@ -240,7 +243,7 @@ pub(crate) fn walk_records<S: Source>(src: &mut S, count: i32, rules: WalkRules)
         if key_len >= 0 {
             skip_within(src, key_len as u64, end, i)?;
         } else if rules.require_keys {
-            return Err(invalid("compacted topic cannot accept message without key"));
+            keyless.push(i);
         }
         let value_len = src.varint()?;
         if value_len >= 0 {
@@ -278,6 +281,9 @@ pub(crate) fn walk_records<S: Source>(src: &mut S, count: i32, rules: WalkRules)
     }
     if !src.at_end()? {
         return Err(corrupt(format!("batch has data after its {count} records")));
+    }
+    if !keyless.is_empty() {
+        return Err(RecordError::MissingKeys(keyless));
     }
     Ok(())
 }

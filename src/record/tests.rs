@@ -648,7 +648,12 @@ fn client_rules() {
     };
     let s = Sample::new(3); // record 1 has no key
     for codec in CODECS {
-        assert!(is_invalid(validate_payload(&s.batch(codec, 0), &keyed)), "{codec:?}");
+        // Every keyless record is reported, by its index in the batch.
+        assert_eq!(
+            validate_payload(&s.batch(codec, 0), &keyed),
+            Err(RecordError::MissingKeys(vec![1])),
+            "{codec:?}"
+        );
         let with_keys = build_batch(
             0,
             0,

@@ -20,6 +20,9 @@ pub struct ProducePartResult {
     pub base_offset: i64,
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// Per-record errors (KIP-467): index of the record in its batch and
+    /// an optional message. The other records of the batch fail too.
+    pub record_errors: Vec<(i32, Option<String>)>,
 }
 
 pub struct FetchPart {

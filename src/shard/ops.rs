@@ -26,6 +26,7 @@ fn produce_error(code: i16, message: impl Into<String>) -> ProducePartResult {
         base_offset: -1,
         log_append_time: -1,
         log_start_offset: -1,
+        record_errors: Vec::new(),
     }
 }
 
@@ -63,7 +64,11 @@ pub fn produce(
             Ok(v) => v,
             Err(e) => {
                 crate::metrics::partition_error("Produce", e.kafka_code());
-                results.push(produce_error(e.kafka_code(), e.to_string()));
+                let mut result = produce_error(e.kafka_code(), e.to_string());
+                if let record::RecordError::MissingKeys(indexes) = &e {
+                    result.record_errors = indexes.iter().map(|i| (*i, Some(e.to_string()))).collect();
+                }
+                results.push(result);
                 waits.push(None);
                 continue;
             }
@@ -79,6 +84,7 @@ pub fn produce(
                     base_offset: info.base_offset,
                     log_append_time: info.log_append_time,
                     log_start_offset: info.log_start_offset,
+                    record_errors: Vec::new(),
                 });
                 waits.push(Some((p, info.last_offset)));
             }

@@ -209,6 +209,20 @@ def test_compacted_topic_refuses_records_without_key(broker, codec):
     p.flush(30)
     assert results[0] is None
     assert results[1] is not None and results[1].code() == KafkaError.INVALID_RECORD
+    # One batch with keyless records at 0 and 5: the broker names them
+    # (per-record errors, KIP-467), so the client fails exactly those with
+    # INVALID_RECORD and the rest of the batch with _INVALID_DIFFERENT_RECORD.
+    batch = {}
+    p = Producer({"bootstrap.servers": broker.bootstrap, "compression.type": codec,
+                  "enable.idempotence": False, "retries": 0, "linger.ms": 500})
+    for i in range(10):
+        p.produce(topic, b"v%d" % i, key=None if i in (0, 5) else b"k%d" % i, partition=0,
+                  on_delivery=lambda e, m, i=i: batch.__setitem__(i, e))
+    p.flush(30)
+    assert {i for i, e in batch.items() if e.code() == KafkaError.INVALID_RECORD} == {0, 5}
+    assert {i for i, e in batch.items() if e.code() == KafkaError._INVALID_DIFFERENT_RECORD} == \
+        set(range(10)) - {0, 5}
+
     records = consume_all(broker.bootstrap, topic, 1, expected=1)
     assert [(r.key, r.value) for r in records] == [(b"k", b"keyed")]
     assert watermarks(broker.bootstrap, topic, 1)[0] == (0, 1)
