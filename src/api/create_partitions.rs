@@ -5,9 +5,9 @@ use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicR
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 
 use super::RequestContext;
-use crate::protocol::error::{self as ec, ApiError};
 use crate::protocol::str_bytes;
-use crate::routing::{ControllerOp, ShardRequest, ShardResponse};
+use crate::routing::ControllerOp;
+use crate::shard::controller;
 
 pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let shard = &ctx.shard;
@@ -16,23 +16,15 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Creat
         .iter()
         .map(|t| (t.name.0.as_str().to_string(), t.count))
         .collect();
-    let results = match shard
-        .dispatch(
-            0,
-            ShardRequest::Controller(ControllerOp::CreatePartitions {
-                topics: topics.clone(),
-                validate_only: req.validate_only,
-            }),
-        )
-        .await
-        .await
-    {
-        Some(ShardResponse::Controller(r)) => r,
-        _ => topics
-            .iter()
-            .map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable")))
-            .collect(),
-    };
+    let results = controller::request(
+        shard,
+        ControllerOp::CreatePartitions {
+            topics: topics.clone(),
+            validate_only: req.validate_only,
+        },
+        topics.len(),
+    )
+    .await;
     let out = req
         .topics
         .iter()

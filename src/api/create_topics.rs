@@ -7,9 +7,10 @@ use uuid::Uuid;
 use super::RequestContext;
 use crate::config::TOPIC_CONFIGS;
 use crate::metadata::controller::CreateTopic;
-use crate::protocol::error::{self as ec, ApiError};
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
-use crate::routing::{ControllerOp, ShardRequest, ShardResponse};
+use crate::routing::ControllerOp;
+use crate::shard::controller;
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let shard = &ctx.shard;
@@ -44,23 +45,15 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
     }
     let (dups, unique): (Vec<CreateTopic>, Vec<CreateTopic>) = topics.into_iter().partition(|t| seen[&t.name] > 1);
     let names: Vec<String> = unique.iter().map(|t| t.name.clone()).collect();
-    let reply = shard
-        .dispatch(
-            0,
-            ShardRequest::Controller(ControllerOp::CreateTopics {
-                topics: unique,
-                validate_only: req.validate_only,
-            }),
-        )
-        .await
-        .await;
-    let results = match reply {
-        Some(ShardResponse::Controller(r)) => r,
-        _ => names
-            .iter()
-            .map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable")))
-            .collect(),
-    };
+    let results = controller::request(
+        shard,
+        ControllerOp::CreateTopics {
+            topics: unique,
+            validate_only: req.validate_only,
+        },
+        names.len(),
+    )
+    .await;
     let mut out = Vec::new();
     for (name, r) in names.iter().zip(results) {
         let base = CreatableTopicResult::default().with_name(kafka_protocol::messages::TopicName(str_bytes(name)));

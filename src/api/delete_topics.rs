@@ -7,7 +7,8 @@ use uuid::Uuid;
 use super::RequestContext;
 use crate::protocol::error::{self as ec, ApiError};
 use crate::protocol::str_bytes;
-use crate::routing::{ControllerOp, ShardRequest, ShardResponse};
+use crate::routing::ControllerOp;
+use crate::shard::controller;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let shard = &ctx.shard;
@@ -48,20 +49,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
     let mut results = if names.is_empty() {
         Vec::new()
     } else {
-        match shard
-            .dispatch(
-                0,
-                ShardRequest::Controller(ControllerOp::DeleteTopics { names: names.clone() }),
-            )
-            .await
-            .await
-        {
-            Some(ShardResponse::Controller(r)) => r,
-            _ => names
-                .iter()
-                .map(|_| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable")))
-                .collect(),
-        }
+        controller::request(shard, ControllerOp::DeleteTopics { names: names.clone() }, names.len()).await
     }
     .into_iter();
     let responses = items

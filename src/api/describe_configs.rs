@@ -1,21 +1,21 @@
-//! DescribeConfigs: topic configs (overrides and their broker defaults) and
-//! broker configs, with sources and synonyms as Kafka reports them.
+//! DescribeConfigs: topic and group configs (overrides and their broker
+//! defaults) and broker configs, with sources and synonyms as Kafka reports
+//! them. A group need not exist to be described (Kafka 4).
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
+use std::collections::BTreeMap;
+
+use super::config_resource::{
+    BROKER, GROUP, SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_GROUP, SOURCE_STATIC_BROKER, TOPIC,
+};
 use super::RequestContext;
-use crate::config::{BrokerConfig, TOPIC_CONFIGS};
+use crate::config::{BrokerConfig, TopicConfigDef, GROUP_CONFIGS, TOPIC_CONFIGS};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
-
-const TOPIC: i8 = 2;
-const BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
 
 fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) -> bool {
     match keys {
@@ -44,6 +44,61 @@ fn entry(
         .with_documentation(doc.map(str_bytes))
 }
 
+/// Entries for the properties `defs` of one topic or group: its override
+/// (reported with `override_source`), else the broker's default from
+/// `default`, which the broker's config file may set.
+fn describe_defs(
+    defs: &[TopicConfigDef],
+    overrides: &BTreeMap<String, String>,
+    override_source: i8,
+    req: &DescribeConfigsRequest,
+    keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>,
+    cfg: &BrokerConfig,
+    default: impl Fn(&str) -> String,
+) -> Vec<DescribeConfigsResourceResult> {
+    let mut configs = Vec::new();
+    for d in defs.iter().filter(|d| wanted(keys, d.name)) {
+        let mut synonyms = Vec::new();
+        let broker_set = (!d.broker_name.is_empty())
+            .then(|| cfg.properties.get(d.broker_name).cloned())
+            .flatten();
+        let (value, source) = match overrides.get(d.name) {
+            Some(v) => (v.clone(), override_source),
+            None if broker_set.is_some() => (default(d.name), SOURCE_STATIC_BROKER),
+            None => (default(d.name), SOURCE_DEFAULT),
+        };
+        if req.include_synonyms {
+            if let Some(v) = overrides.get(d.name) {
+                synonyms.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(d.name))
+                        .with_value(Some(str_bytes(v)))
+                        .with_source(override_source),
+                );
+            }
+            if let Some(v) = &broker_set {
+                synonyms.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(d.broker_name))
+                        .with_value(Some(str_bytes(v)))
+                        .with_source(SOURCE_STATIC_BROKER),
+                );
+            }
+            if !d.broker_name.is_empty() {
+                synonyms.push(
+                    DescribeConfigsSynonym::default()
+                        .with_name(str_bytes(d.broker_name))
+                        .with_value(Some(str_bytes(d.default)))
+                        .with_source(SOURCE_DEFAULT),
+                );
+            }
+        }
+        let doc = req.include_documentation.then_some(d.doc);
+        configs.push(entry(d.name, &value, source, d.ty.kafka_code(), synonyms, false, doc));
+    }
+    configs
+}
+
 pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let shard = &ctx.shard;
     let cfg = &shard.config;
@@ -62,46 +117,35 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Descri
                     );
                     continue;
                 };
-                let mut configs = Vec::new();
-                for d in TOPIC_CONFIGS.iter().filter(|d| wanted(&r.configuration_keys, d.name)) {
-                    let mut synonyms = Vec::new();
-                    let broker_set = (!d.broker_name.is_empty())
-                        .then(|| cfg.properties.get(d.broker_name).cloned())
-                        .flatten();
-                    let (value, source) = match t.configs.get(d.name) {
-                        Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
-                        None if broker_set.is_some() => (cfg.topic_default(d.name), SOURCE_STATIC_BROKER),
-                        None => (cfg.topic_default(d.name), SOURCE_DEFAULT),
-                    };
-                    if req.include_synonyms {
-                        if let Some(v) = t.configs.get(d.name) {
-                            synonyms.push(
-                                DescribeConfigsSynonym::default()
-                                    .with_name(str_bytes(d.name))
-                                    .with_value(Some(str_bytes(v)))
-                                    .with_source(SOURCE_DYNAMIC_TOPIC),
-                            );
-                        }
-                        if let Some(v) = &broker_set {
-                            synonyms.push(
-                                DescribeConfigsSynonym::default()
-                                    .with_name(str_bytes(d.broker_name))
-                                    .with_value(Some(str_bytes(v)))
-                                    .with_source(SOURCE_STATIC_BROKER),
-                            );
-                        }
-                        if !d.broker_name.is_empty() {
-                            synonyms.push(
-                                DescribeConfigsSynonym::default()
-                                    .with_name(str_bytes(d.broker_name))
-                                    .with_value(Some(str_bytes(d.default)))
-                                    .with_source(SOURCE_DEFAULT),
-                            );
-                        }
-                    }
-                    let doc = req.include_documentation.then_some(d.doc);
-                    configs.push(entry(d.name, &value, source, d.ty.kafka_code(), synonyms, false, doc));
+                let configs = describe_defs(
+                    TOPIC_CONFIGS,
+                    &t.configs,
+                    SOURCE_DYNAMIC_TOPIC,
+                    &req,
+                    &r.configuration_keys,
+                    cfg,
+                    |n| cfg.topic_default(n),
+                );
+                results.push(base.with_configs(configs));
+            }
+            GROUP => {
+                if name.is_empty() {
+                    results.push(
+                        base.with_error_code(ec::INVALID_REQUEST)
+                            .with_error_message(Some(str_bytes("Default group resources are not allowed."))),
+                    );
+                    continue;
                 }
+                let overrides = shard.meta.borrow().group_configs.get(name).cloned().unwrap_or_default();
+                let configs = describe_defs(
+                    GROUP_CONFIGS,
+                    &overrides,
+                    SOURCE_GROUP,
+                    &req,
+                    &r.configuration_keys,
+                    cfg,
+                    |n| cfg.group_default(n),
+                );
                 results.push(base.with_configs(configs));
             }
             BROKER => {

@@ -2,7 +2,9 @@
 //! and runs its handler; each handler turns a decoded request into a
 //! response using the shard's metadata and the routing layer.
 
+pub mod alter_configs;
 pub mod api_versions;
+mod config_resource;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_partitions;
@@ -15,6 +17,7 @@ pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
@@ -128,6 +131,8 @@ pub async fn dispatch(ctx: RequestContext, mut body: Bytes) -> Result<PendingRes
         ApiKey::DeleteTopics => simple!(ctx, body, delete_topics),
         ApiKey::CreatePartitions => simple!(ctx, body, create_partitions),
         ApiKey::DescribeConfigs => simple!(ctx, body, describe_configs),
+        ApiKey::AlterConfigs => simple!(ctx, body, alter_configs),
+        ApiKey::IncrementalAlterConfigs => simple!(ctx, body, incremental_alter_configs),
         ApiKey::DescribeCluster => simple!(ctx, body, describe_cluster),
         ApiKey::InitProducerId => simple!(ctx, body, init_producer_id),
         ApiKey::FindCoordinator => simple!(ctx, body, find_coordinator),

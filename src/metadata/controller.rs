@@ -504,6 +504,13 @@ mod tests {
         );
     }
 
+    /// A broker, metadata with topic "t" (retention.ms=1000), and "t".
+    fn topic_fixture() -> (BrokerConfig, ClusterMeta, ConfigTarget) {
+        let b = broker(1);
+        let m = topic_meta(&b);
+        (b, m, ConfigTarget::Topic("t".into()))
+    }
+
     fn topic_meta(b: &BrokerConfig) -> ClusterMeta {
         let mut m = ClusterMeta::new("c".into());
         let mut req = CreateTopic {
@@ -531,9 +538,7 @@ mod tests {
 
     #[test]
     fn alter_configs_replaces_all_overrides() {
-        let b = broker(1);
-        let m = topic_meta(&b);
-        let t = ConfigTarget::Topic("t".into());
+        let (b, m, t) = topic_fixture();
         let u = plan_alter_configs(
             &m,
             &b,
@@ -552,9 +557,7 @@ mod tests {
 
     #[test]
     fn incremental_alter_set_delete_append_subtract() {
-        let b = broker(1);
-        let m = topic_meta(&b);
-        let t = ConfigTarget::Topic("t".into());
+        let (b, m, t) = topic_fixture();
         let u = plan_alter_configs(
             &m,
             &b,
@@ -594,9 +597,7 @@ mod tests {
 
     #[test]
     fn alter_configs_errors_like_kafka() {
-        let b = broker(1);
-        let m = topic_meta(&b);
-        let t = ConfigTarget::Topic("t".into());
+        let (b, m, t) = topic_fixture();
         let err = |target: &ConfigTarget, c: ConfigChange| plan_alter_configs(&m, &b, target, &c).unwrap_err();
         let e = err(&t, inc(&[("retention.ms", ConfigOp::Append("1".into()))]));
         assert_eq!(e.code, ec::INVALID_CONFIG);

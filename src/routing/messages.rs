@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 
-use crate::metadata::controller::CreateTopic;
+use crate::metadata::controller::{ConfigChange, ConfigTarget, CreateTopic};
 use crate::metadata::MetaUpdate;
 use crate::protocol::error::ApiError;
 
@@ -79,6 +79,11 @@ pub enum ControllerOp {
     },
     CreatePartitions {
         topics: Vec<(String, i32)>,
+        validate_only: bool,
+    },
+    /// AlterConfigs / IncrementalAlterConfigs on topics and groups.
+    AlterConfigs {
+        resources: Vec<(ConfigTarget, ConfigChange)>,
         validate_only: bool,
     },
 }

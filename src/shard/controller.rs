@@ -3,14 +3,32 @@
 
 use std::rc::Rc;
 
-use crate::metadata::controller::{plan_create, plan_create_partitions, plan_delete};
+use crate::metadata::controller::{plan_alter_configs, plan_create, plan_create_partitions, plan_delete};
 use crate::metadata::{store, MetaUpdate, TopicMeta};
 use crate::protocol::error::{self as ec, ApiError};
-use crate::routing::{ControllerOp, ShardRequest};
+use crate::routing::{ControllerOp, ShardRequest, ShardResponse};
 
 use super::Shard;
 
 type ItemResult = Result<Option<TopicMeta>, ApiError>;
+
+/// Have the controller (shard 0) run `op`, which covers `items` items: one
+/// result per item, in order. Each is an error if the controller did not
+/// answer for it.
+pub async fn request(shard: &Rc<Shard>, op: ControllerOp, items: usize) -> Vec<ItemResult> {
+    let mut results = match shard.dispatch(0, ShardRequest::Controller(op)).await.await {
+        Some(ShardResponse::Controller(r)) => r,
+        _ => Vec::new(),
+    };
+    if results.len() != items {
+        let failure = results
+            .pop()
+            .and_then(Result::err)
+            .unwrap_or_else(|| ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"));
+        results = (0..items).map(|_| Err(failure.clone())).collect();
+    }
+    results
+}
 
 pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> Vec<ItemResult> {
     let Some(_guard) = shard.controller_lock.lock().await else {
@@ -57,6 +75,21 @@ pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> Vec<ItemResult> {
                             .await
                             .map(|()| Some(meta)),
                     ),
+                    Err(e) => out.push(Err(e)),
+                }
+            }
+            out
+        }
+        ControllerOp::AlterConfigs {
+            resources,
+            validate_only,
+        } => {
+            let mut out = Vec::with_capacity(resources.len());
+            for (target, change) in resources {
+                let planned = plan_alter_configs(&shard.meta.borrow(), &shard.config, &target, &change);
+                match planned {
+                    Ok(_) if validate_only => out.push(Ok(None)),
+                    Ok(update) => out.push(commit(shard, update).await.map(|()| None)),
                     Err(e) => out.push(Err(e)),
                 }
             }

@@ -16,7 +16,10 @@ from confluent_kafka import (
     TopicPartition,
 )
 from confluent_kafka.admin import (
+    AlterConfigOpType,
+    ConfigEntry,
     ConfigResource,
+    ConfigSource,
     NewPartitions,
     NewTopic,
     OffsetSpec,
@@ -288,3 +291,149 @@ def test_describe_cluster(broker):
     admin2 = admin_client(broker.bootstrap)  # keep the client alive while the future runs
     desc2 = admin2.describe_cluster(request_timeout=30).result(timeout=30)
     assert desc2.cluster_id == desc.cluster_id
+
+
+def produce_one(bootstrap: str, topic: str, size: int, partition: int = 0):
+    """Produce one message of `size` bytes; the delivery error or None."""
+    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 0,
+                  "message.max.bytes": 10_000_000, "message.timeout.ms": 30000})
+    reports = []
+    # Keyed: compacted topics refuse records without a key.
+    p.produce(topic, key=b"k", value=b"x" * size, partition=partition, on_delivery=lambda e, m: reports.append(e))
+    p.flush(60)
+    assert len(reports) == 1
+    return reports[0]
+
+
+def incremental(admin, rtype, name, ops, validate_only=False):
+    """IncrementalAlterConfigs on one resource: ops are (name, op, value)."""
+    res = ConfigResource(rtype, name, incremental_configs=[
+        ConfigEntry(n, v, incremental_operation=op) for n, op, v in ops])
+    return admin.incremental_alter_configs([res], validate_only=validate_only, request_timeout=30)[res]
+
+
+def described(admin, rtype, name):
+    res = ConfigResource(rtype, name)
+    return admin.describe_configs([res], request_timeout=30)[res].result(timeout=30)
+
+
+def test_alter_topic_configs(broker):
+    """IncrementalAlterConfigs SET/DELETE/APPEND/SUBTRACT and AlterConfigs on
+    a topic: DescribeConfigs shows the new values and sources, a lowered
+    max.message.bytes is enforced on the next produce, and the overrides
+    survive a restart."""
+    topic = "alter-me"
+    create_topic(broker.bootstrap, topic, 2, config={"retention.ms": "3600000"})
+    admin = admin_client(broker.bootstrap)
+    assert produce_one(broker.bootstrap, topic, 5000) is None
+
+    # validate_only: accepted, nothing changes.
+    incremental(admin, ResourceType.TOPIC, topic, [("segment.bytes", AlterConfigOpType.SET, "1048576")],
+                validate_only=True).result(timeout=30)
+    assert described(admin, ResourceType.TOPIC, topic)["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    incremental(admin, ResourceType.TOPIC, topic, [
+        ("max.message.bytes", AlterConfigOpType.SET, "2000"),
+        ("cleanup.policy", AlterConfigOpType.APPEND, "compact"),
+        ("retention.ms", AlterConfigOpType.DELETE, None),
+    ]).result(timeout=30)
+    d = described(admin, ResourceType.TOPIC, topic)
+    assert d["max.message.bytes"].value == "2000"
+    assert d["max.message.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert d["cleanup.policy"].value == "delete,compact"
+    assert d["cleanup.policy"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert d["retention.ms"].value == "604800000"
+    assert d["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    # The new limit applies to the next produce, on both partitions (one
+    # per shard).
+    for partition in (0, 1):
+        err = produce_one(broker.bootstrap, topic, 5000, partition)
+        assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+        assert produce_one(broker.bootstrap, topic, 1000, partition) is None
+
+    incremental(admin, ResourceType.TOPIC, topic, [("cleanup.policy", AlterConfigOpType.SUBTRACT, "delete")]
+                ).result(timeout=30)
+    assert described(admin, ResourceType.TOPIC, topic)["cleanup.policy"].value == "compact"
+
+    # The overrides are durable.
+    broker.restart()
+    admin = admin_client(broker.bootstrap)
+    d = described(admin, ResourceType.TOPIC, topic)
+    assert (d["max.message.bytes"].value, d["cleanup.policy"].value) == ("2000", "compact")
+    err = produce_one(broker.bootstrap, topic, 5000)
+    assert err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE, err
+
+    # AlterConfigs replaces the whole override set.
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"segment.bytes": "1048576"})
+    admin.alter_configs([res], request_timeout=30)[res].result(timeout=30)
+    d = described(admin, ResourceType.TOPIC, topic)
+    assert d["segment.bytes"].value == "1048576"
+    assert d["segment.bytes"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value
+    assert d["max.message.bytes"].source == ConfigSource.DEFAULT_CONFIG.value
+    assert d["cleanup.policy"].value == "delete"
+    assert produce_one(broker.bootstrap, topic, 5000) is None
+
+
+def test_alter_configs_errors(broker):
+    topic = "alter-errors"
+    create_topic(broker.bootstrap, topic, 1)
+    admin = admin_client(broker.bootstrap)
+    set_ = AlterConfigOpType.SET
+
+    def inc_code(rtype, name, ops):
+        return error_code_of(incremental(admin, rtype, name, ops))
+
+    assert inc_code(ResourceType.TOPIC, "no-such-topic", [("retention.ms", set_, "1000")]) \
+        == KafkaError.UNKNOWN_TOPIC_OR_PART
+    assert inc_code(ResourceType.TOPIC, topic, [("max.message.bytes", set_, "big")]) == KafkaError.INVALID_CONFIG
+    assert inc_code(ResourceType.TOPIC, topic, [("no.such.config", set_, "1")]) == KafkaError.INVALID_CONFIG
+    assert inc_code(ResourceType.TOPIC, topic, [("cleanup.policy", set_, "shred")]) == KafkaError.INVALID_CONFIG
+    assert inc_code(ResourceType.TOPIC, topic, [("retention.ms", AlterConfigOpType.APPEND, "1")]) \
+        == KafkaError.INVALID_CONFIG
+    # One bad config fails the whole resource: nothing was applied.
+    assert inc_code(ResourceType.TOPIC, topic, [("retention.ms", set_, "1000"), ("segment.bytes", set_, "1")]) \
+        == KafkaError.INVALID_CONFIG
+    assert described(admin, ResourceType.TOPIC, topic)["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    res = ConfigResource(ResourceType.TOPIC, "no-such-topic", set_config={"retention.ms": "1000"})
+    assert error_code_of(admin.alter_configs([res], request_timeout=30)[res]) == KafkaError.UNKNOWN_TOPIC_OR_PART
+    res = ConfigResource(ResourceType.TOPIC, topic, set_config={"retention.ms": "soon"})
+    assert error_code_of(admin.alter_configs([res], request_timeout=30)[res]) == KafkaError.INVALID_CONFIG
+
+    # No dynamic broker configs: a clear error, and the broker carries on.
+    node = str(list(admin.list_topics(timeout=30).brokers)[0])
+    fut = incremental(admin, ResourceType.BROKER, node, [("log.retention.ms", set_, "1000")])
+    with pytest.raises(KafkaException) as ei:
+        fut.result(timeout=30)
+    assert ei.value.args[0].code() == KafkaError.INVALID_REQUEST
+    assert "dynamic broker configs" in ei.value.args[0].str()
+    res = ConfigResource(ResourceType.BROKER, node, set_config={"num.partitions": "3"})
+    assert error_code_of(admin.alter_configs([res], request_timeout=30)[res]) == KafkaError.INVALID_REQUEST
+    assert described(admin, ResourceType.TOPIC, topic)["retention.ms"].value == "604800000"
+
+
+def test_group_configs(broker):
+    """KIP-848 group configs: described with their defaults for any group
+    (Kafka 4), set within the broker's bounds, durable."""
+    admin = admin_client(broker.bootstrap)
+    d = described(admin, ResourceType.GROUP, "some-group")
+    assert d["consumer.session.timeout.ms"].value == "45000"
+    assert d["consumer.heartbeat.interval.ms"].value == "5000"
+    assert d["consumer.session.timeout.ms"].source == ConfigSource.DEFAULT_CONFIG.value
+
+    incremental(admin, ResourceType.GROUP, "some-group",
+                [("consumer.session.timeout.ms", AlterConfigOpType.SET, "50000")]).result(timeout=30)
+    for code_case in (("consumer.session.timeout.ms", "1000"), ("consumer.heartbeat.interval.ms", "100"),
+                      ("no.such.group.config", "1")):
+        fut = incremental(admin, ResourceType.GROUP, "some-group", [(code_case[0], AlterConfigOpType.SET, code_case[1])])
+        assert error_code_of(fut) == KafkaError.INVALID_CONFIG, code_case
+    broker.restart()
+    admin = admin_client(broker.bootstrap)
+    d = described(admin, ResourceType.GROUP, "some-group")
+    assert d["consumer.session.timeout.ms"].value == "50000"
+    assert d["consumer.session.timeout.ms"].source == ConfigSource.GROUP_CONFIG.value
+    assert described(admin, ResourceType.GROUP, "other-group")["consumer.session.timeout.ms"].value == "45000"
+    incremental(admin, ResourceType.GROUP, "some-group",
+                [("consumer.session.timeout.ms", AlterConfigOpType.DELETE, None)]).result(timeout=30)
+    assert described(admin, ResourceType.GROUP, "some-group")["consumer.session.timeout.ms"].value == "45000"
