@@ -111,6 +111,7 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("offsets.retention.minutes", "10080", ConfigType::Int),
     ("offsets.retention.check.interval.ms", "600000", ConfigType::Long),
     ("offset.metadata.max.bytes", "4096", ConfigType::Int),
+    ("log.retention.check.interval.ms", "300000", ConfigType::Long),
     ("group.initial.rebalance.delay.ms", "3000", ConfigType::Int),
     ("group.min.session.timeout.ms", "6000", ConfigType::Int),
     ("group.max.session.timeout.ms", "1800000", ConfigType::Int),
@@ -205,6 +206,11 @@ pub struct TopicConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub compact: bool,
+    /// `cleanup.policy` includes `delete`: retention.ms/retention.bytes apply.
+    pub delete: bool,
+    /// `file.delete.delay.ms`: how long a deleted segment's files stay (as
+    /// `*.deleted`) before they are removed.
+    pub file_delete_delay_ms: i64,
 }
 
 impl TopicConfig {
@@ -228,6 +234,8 @@ impl TopicConfig {
             retention_ms: long("retention.ms", 604_800_000),
             retention_bytes: long("retention.bytes", -1),
             compact: get("cleanup.policy").split(',').any(|p| p.trim() == "compact"),
+            delete: get("cleanup.policy").split(',').any(|p| p.trim() == "delete"),
+            file_delete_delay_ms: long("file.delete.delay.ms", 60_000).max(0),
         }
     }
 
@@ -552,5 +560,25 @@ mod tests {
         let c = cfg("\"log.retention.hours\" = 1\n").unwrap();
         assert_eq!(c.topic_default("retention.ms"), "3600000");
         assert!(TopicConfig::resolve(&BTreeMap::new(), &c).sync_on_ack());
+    }
+
+    #[test]
+    fn cleanup_policy_selects_delete_retention() {
+        let c = BrokerConfig::load(&Overrides::default()).unwrap();
+        let policy = |p: &str| {
+            let o = BTreeMap::from([("cleanup.policy".to_string(), p.to_string())]);
+            let t = TopicConfig::resolve(&o, &c);
+            (t.delete, t.compact)
+        };
+        assert_eq!(policy("delete"), (true, false));
+        assert_eq!(policy("compact"), (false, true));
+        assert_eq!(policy("compact,delete"), (true, true));
+        let t = TopicConfig::resolve(&BTreeMap::new(), &c);
+        assert!(t.delete && !t.compact);
+        assert_eq!(t.file_delete_delay_ms, 60_000);
+        assert_eq!(
+            c.broker_value("log.retention.check.interval.ms"),
+            Some(("300000".into(), false))
+        );
     }
 }

@@ -4,6 +4,7 @@
 pub mod index;
 pub mod partition;
 pub mod producer_state;
+pub mod retention;
 pub mod segment;
 
 pub use partition::{AppendInfo, FlushJob, LogError, PartitionLog, ReadPlan};
