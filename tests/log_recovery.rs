@@ -1,5 +1,5 @@
 //! Partition log against real files: append, group-commit, read back,
-//! restart, torn tails, rebuilt indexes, segment rolling. Runs on a real
+//! restart, torn tails, rebuilt indexes, segment rolling, retention. Runs on a real
 //! io_uring executor through the project's IO layer.
 
 use std::collections::BTreeMap;
@@ -11,7 +11,7 @@ use ringlog::config::{BrokerConfig, Overrides, TopicConfig};
 use ringlog::io::executor::{start_executor, ExecutorSpec};
 use ringlog::io::file::IoMode;
 use ringlog::log::partition::{self, execute_sync, execute_writes, select_batches, Selection};
-use ringlog::log::{PartitionLog, ReadPlan};
+use ringlog::log::{LogError, PartitionLog, ReadPlan};
 use ringlog::record::{self, Compression, Record};
 
 fn run<F, Fut>(f: F)
@@ -35,6 +35,11 @@ fn topic_config(overrides: &[(&str, &str)]) -> TopicConfig {
 }
 
 fn batch(n: usize, tag: &str) -> Vec<u8> {
+    batch_at(n, tag, 1_700_000_000_000)
+}
+
+/// A batch whose records carry timestamps `ts`, `ts + 1`, ….
+fn batch_at(n: usize, tag: &str, ts: i64) -> Vec<u8> {
     let values: Vec<Vec<u8>> = (0..n)
         .map(|i| format!("{tag}-{i}-{}", "x".repeat(100)).into_bytes())
         .collect();
@@ -48,7 +53,7 @@ fn batch(n: usize, tag: &str) -> Vec<u8> {
             timestamp_delta: i as i64,
         })
         .collect();
-    record::build_batch(0, 1_700_000_000_000, Compression::None, &records)
+    record::build_batch(0, ts, Compression::None, &records)
 }
 
 async fn append_and_commit(log: &mut PartitionLog, payload: &[u8]) -> i64 {
@@ -313,5 +318,227 @@ fn relaxed_flush_settings_skip_the_sync_until_due() {
         assert!(log.due_time_sync(1000 + 60_000).is_some(), "flush.ms elapsed");
         log.synced(61_000);
         assert!(log.due_time_sync(61_001).is_none());
+    });
+}
+
+/// Names of the files in a partition directory with the given suffix, sorted.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.ends_with(suffix))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Reopen the log: it starts at `start` and holds `all[start..]`.
+async fn assert_reopens_at(path: &Path, cfg: TopicConfig, clean: bool, start: i64, all: &[String]) {
+    let log = open(path, cfg, clean).await;
+    assert_eq!(log.log_start_offset(), start);
+    assert_eq!(log.log_end_offset(), all.len() as i64);
+    assert_eq!(read_all(&log, start).await, all[start as usize..].to_vec());
+}
+
+/// Segment `.log` file names for these base offsets.
+fn log_names(bases: &[i64]) -> Vec<String> {
+    bases.iter().map(|b| format!("{b:020}.log")).collect()
+}
+
+#[test]
+fn retention_bytes_deletes_oldest_segments_and_survives_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let one = batch(10, "b00").len();
+        // Two batches per segment; keep at least 5 batches' worth.
+        let segment_bytes = (2 * one).to_string();
+        let retention_bytes = (5 * one).to_string();
+        let cfg = topic_config(&[
+            ("segment.bytes", &segment_bytes),
+            ("retention.bytes", &retention_bytes),
+            ("file.delete.delay.ms", "60000"),
+        ]);
+        let mut log = open(&path, cfg.clone(), false).await;
+        log.set_cache_limit(0); // reads come from the files
+        for i in 0..10 {
+            append_and_commit(&mut log, &batch(10, &format!("b{i:02}"))).await;
+        }
+        assert_eq!(log.segment_count(), 5);
+        let all = read_all(&log, 0).await;
+        assert_eq!(all.len(), 100);
+        // A fetch planned on the first segment before retention runs.
+        let planned = log.plan_read(0, 1 << 20).unwrap();
+
+        // 10 batches: dropping 2 segments leaves 6 (>= 5), a third would
+        // leave 4.
+        let out = log.enforce_retention(0);
+        assert_eq!(out.segments, 2);
+        assert_eq!(out.bytes, 4 * one as u64);
+        assert_eq!(out.log_start_offset, 40);
+        assert_eq!(log.log_start_offset(), 40);
+        assert_eq!(log.earliest(), 40);
+        assert_eq!(log.segment_count(), 3);
+        assert_eq!(log.size_bytes(), 6 * one as u64);
+        assert!(matches!(log.plan_read(39, 1 << 20), Err(LogError::OffsetOutOfRange)));
+        assert!(matches!(log.plan_read(0, 1 << 20), Err(LogError::OffsetOutOfRange)));
+        assert_eq!(read_all(&log, 40).await, all[40..].to_vec());
+        // Nothing more to do until more data comes.
+        assert_eq!(log.enforce_retention(0).segments, 0);
+
+        // The planned read still gets the deleted segment's bytes.
+        let ReadPlan::File {
+            file, position, len, ..
+        } = planned
+        else {
+            panic!("expected a file read");
+        };
+        let data: Bytes = file.read_at(position, len).await.unwrap();
+        let Selection::Batches(b) = select_batches(&data, 0, 100, 1 << 20) else {
+            panic!("the deleted segment's data is still readable");
+        };
+        assert_eq!(record::BatchHeader::parse(&b[0]).unwrap().base_offset, 0);
+        drop(file);
+
+        // Renamed now, removed after file.delete.delay.ms.
+        assert_eq!(files_ending(&path, ".log"), log_names(&[40, 60, 80]));
+        assert_eq!(
+            files_ending(&path, ".log.deleted"),
+            vec!["00000000000000000000.log.deleted", "00000000000000000020.log.deleted"]
+        );
+        assert_eq!(files_ending(&path, ".index.deleted").len(), 2);
+        assert_eq!(log.next_file_removal_ms(), Some(60_000));
+        log.remove_deleted_files(59_999);
+        assert_eq!(files_ending(&path, ".deleted").len(), 6);
+        log.remove_deleted_files(60_000);
+        assert!(files_ending(&path, ".deleted").is_empty());
+        assert_eq!(log.next_file_removal_ms(), None);
+        drop(log);
+
+        // Reopen (crash-style and clean): the start offset is where
+        // retention left it.
+        for clean in [false, true] {
+            assert_reopens_at(&path, cfg.clone(), clean, 40, &all).await;
+        }
+    });
+}
+
+#[test]
+fn retention_ms_deletes_segments_by_largest_timestamp() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        const OLD: i64 = 1_700_000_000_000;
+        const NEW: i64 = OLD + 10_000;
+        let one = batch_at(10, "b00", OLD).len();
+        let segment_bytes = (2 * one).to_string();
+        let cfg = topic_config(&[
+            ("segment.bytes", &segment_bytes),
+            ("retention.ms", "1000"),
+            ("file.delete.delay.ms", "0"),
+        ]);
+        let mut log = open(&path, cfg.clone(), false).await;
+        // Segments [0,1] [2,3] [4,5] hold old records, [6,7] [8,9] [10,11]
+        // new ones; batch 5's records are old but segment [4,5]'s newest
+        // is what counts.
+        for i in 0..12 {
+            let ts = if i < 6 { OLD } else { NEW };
+            append_and_commit(&mut log, &batch_at(10, &format!("b{i:02}"), ts)).await;
+        }
+        assert_eq!(log.segment_count(), 6);
+        let all = read_all(&log, 0).await;
+        // Nothing is older than retention.ms yet.
+        assert_eq!(log.enforce_retention(OLD + 1_009).segments, 0);
+        // Only the old segments are.
+        let out = log.enforce_retention(NEW + 500);
+        assert_eq!(out.segments, 3);
+        assert_eq!(log.log_start_offset(), 60);
+        assert_eq!(read_all(&log, 60).await, all[60..].to_vec());
+        // file.delete.delay.ms = 0: the files are gone at once.
+        assert_eq!(files_ending(&path, ".log"), log_names(&[60, 80, 100]));
+        assert!(files_ending(&path, ".deleted").is_empty());
+        assert!(files_ending(&path, ".index")
+            .iter()
+            .all(|n| n.as_str() >= "00000000000000000060"));
+        // Much later everything but the active segment has expired.
+        assert_eq!(log.enforce_retention(NEW + 1_000_000).segments, 2);
+        assert_eq!(log.log_start_offset(), 100);
+        assert_eq!(log.segment_count(), 1);
+        drop(log);
+        assert_reopens_at(&path, cfg, false, 100, &all).await;
+    });
+}
+
+#[test]
+fn retention_waits_for_the_seal_and_skips_compacted_topics() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    let compact_path = dir.path().join("c-0");
+    run(move || async move {
+        let one = batch(10, "b00").len();
+        let segment_bytes = (2 * one).to_string();
+        let cfg = topic_config(&[("segment.bytes", &segment_bytes), ("retention.bytes", "0")]);
+        let mut log = open(&path, cfg, false).await;
+        for i in 0..2 {
+            append_and_commit(&mut log, &batch(10, &format!("b{i:02}"))).await;
+        }
+        // The third batch rolls; the job that seals segment 0 is in flight.
+        let payload = batch(10, "b02");
+        let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
+        log.append(&Bytes::from(payload), &v, 0).unwrap();
+        let mut job = log.take_flush_job(0).unwrap();
+        assert_eq!(log.enforce_retention(0).segments, 0, "segment 0 is being sealed");
+        execute_writes(&mut job).await.unwrap();
+        execute_sync(&job).await.unwrap();
+        log.complete_flush(job, true, 0);
+        assert_eq!(log.enforce_retention(0).segments, 1);
+        assert_eq!(log.log_start_offset(), 20);
+
+        // cleanup.policy=compact: retention does not apply.
+        let cfg = topic_config(&[
+            ("segment.bytes", &segment_bytes),
+            ("retention.bytes", "0"),
+            ("retention.ms", "0"),
+            ("cleanup.policy", "compact"),
+        ]);
+        let mut log = open(&compact_path, cfg, false).await;
+        for i in 0..6 {
+            append_and_commit(&mut log, &batch(10, &format!("b{i:02}"))).await;
+        }
+        assert_eq!(log.enforce_retention(i64::MAX / 2).segments, 0);
+        assert_eq!(log.log_start_offset(), 0);
+    });
+}
+
+#[test]
+fn recovery_removes_deleted_and_orphaned_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let one = batch(10, "b00").len();
+        let segment_bytes = (2 * one).to_string();
+        let cfg = topic_config(&[("segment.bytes", &segment_bytes)]);
+        let mut log = open(&path, cfg.clone(), false).await;
+        for i in 0..6 {
+            append_and_commit(&mut log, &batch(10, &format!("b{i:02}"))).await;
+        }
+        drop(log);
+        // A crash mid-way through deleting segment 0: its index files were
+        // renamed, its log too; segment 20's index files renamed but not its
+        // log.
+        for name in [
+            "00000000000000000000.log",
+            "00000000000000000000.index",
+            "00000000000000000020.index",
+        ] {
+            std::fs::rename(path.join(name), path.join(format!("{name}.deleted"))).unwrap();
+        }
+        std::fs::write(path.join("00000000000000000000.timeindex"), b"stale").unwrap();
+        let log = open(&path, cfg, false).await;
+        assert_eq!(log.log_start_offset(), 20);
+        assert_eq!(log.log_end_offset(), 60);
+        assert_eq!(read_all(&log, 20).await.len(), 40);
+        assert!(files_ending(&path, ".deleted").is_empty());
+        assert!(!path.join("00000000000000000000.timeindex").exists());
     });
 }

@@ -7,4 +7,4 @@ pub mod producer_state;
 pub mod retention;
 pub mod segment;
 
-pub use partition::{AppendInfo, FlushJob, LogError, PartitionLog, ReadPlan};
+pub use partition::{AppendInfo, FlushJob, LogError, PartitionLog, ReadPlan, RetentionOutcome};

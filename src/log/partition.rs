@@ -19,7 +19,8 @@ use crate::io::notify::Notify;
 use crate::record::{self, BatchHeader, ValidatedBatches, LOG_OVERHEAD};
 
 use super::producer_state::{last_sequence, BatchMeta, ProducerStates, SeqCheck};
-use super::segment::Segment;
+use super::retention::{segments_to_delete, RetentionLimits, SegmentSummary};
+use super::segment::{Segment, DELETED_SUFFIX};
 
 /// File holding the producer state snapshot written at clean shutdown.
 pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
@@ -120,7 +121,9 @@ pub enum ReadPlan {
     /// (Each batch as its header and body pieces.)
     Cached(Vec<Bytes>),
     /// Read `len` bytes at `position` of `file`, then keep whole batches
-    /// covering offsets in [`offset`, `high_watermark`).
+    /// covering offsets in [`offset`, `high_watermark`). The plan holds its
+    /// own handle on the file: when retention deletes the segment meanwhile,
+    /// the open file still reads the same bytes.
     File {
         file: LogFile,
         position: u64,
@@ -157,8 +160,22 @@ pub struct PartitionLog {
     last_sync_ms: i64,
     failed: bool,
     producers: ProducerStates,
+    /// Files of segments deleted by retention (renamed to `*.deleted`) and
+    /// when to remove them (`file.delete.delay.ms`).
+    pending_removal: Vec<(i64, PathBuf)>,
     /// Woken whenever the high watermark moves or the log fails.
     pub changed: Notify,
+}
+
+/// What one retention pass did to a partition.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RetentionOutcome {
+    /// Segments removed from the log.
+    pub segments: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// The log start offset after the pass.
+    pub log_start_offset: i64,
 }
 
 impl PartitionLog {
@@ -403,6 +420,7 @@ impl PartitionLog {
             }
             if w.seal.is_some() {
                 seg.tail = Vec::new();
+                seg.seal_done = true;
             }
         }
         let newly = job.upto_offset - self.written_offset;
@@ -495,6 +513,113 @@ impl PartitionLog {
     /// Offsets for ListOffsets: earliest, latest (high watermark).
     pub fn earliest(&self) -> i64 {
         self.log_start_offset
+    }
+
+    /// Enforce delete retention (`retention.ms`, `retention.bytes`; see
+    /// [`super::retention`]) at `now_ms`: the oldest segments that breach
+    /// them leave the log, the log start offset moves to the first remaining
+    /// segment, and their files are renamed to `*.deleted` (removed by
+    /// [`PartitionLog::remove_deleted_files`] after `file.delete.delay.ms`).
+    /// Reads already planned on a deleted segment keep their open file.
+    /// Topics without `delete` in `cleanup.policy` are left alone.
+    pub fn enforce_retention(&mut self, now_ms: i64) -> RetentionOutcome {
+        let mut out = RetentionOutcome {
+            log_start_offset: self.log_start_offset,
+            ..Default::default()
+        };
+        if !self.config.delete || self.failed {
+            return out;
+        }
+        let limits = RetentionLimits {
+            retention_ms: self.config.retention_ms,
+            retention_bytes: self.config.retention_bytes,
+        };
+        let summaries: Vec<SegmentSummary> = self
+            .segments
+            .iter()
+            .map(|s| SegmentSummary {
+                base_offset: s.base_offset,
+                size: s.size,
+                largest_timestamp: if s.max_timestamp >= 0 || limits.retention_ms < 0 {
+                    s.max_timestamp
+                } else {
+                    // Kafka's fallback for segments without timestamps.
+                    modified_ms(&s.log_path()).unwrap_or(-1)
+                },
+                complete: s.sealed && s.seal_done,
+            })
+            .collect();
+        let decision = segments_to_delete(&summaries, self.high_watermark, limits, now_ms);
+        let n = decision.count().min(self.segments.len().saturating_sub(1));
+        if n == 0 {
+            return out;
+        }
+        let removed: Vec<Segment> = self.segments.drain(..n).collect();
+        self.log_start_offset = self.segments.first().map_or(self.next_offset, |s| s.base_offset);
+        while let Some(b) = self.cache.front() {
+            if b.last >= self.log_start_offset {
+                break;
+            }
+            self.cache_bytes -= b.data.len();
+            self.cache.pop_front();
+        }
+        out.segments = n;
+        out.bytes = removed.iter().map(|s| s.size).sum();
+        out.log_start_offset = self.log_start_offset;
+        tracing::info!(
+            topic = %self.topic,
+            partition = self.partition,
+            segments = n,
+            by_time = decision.by_time,
+            by_size = decision.by_size,
+            bytes = out.bytes,
+            log_start_offset = self.log_start_offset,
+            "retention deleted segments"
+        );
+        // Oldest first, and stop at the first failure: what stays on disk is
+        // always a run of segments ending at the live ones, so recovery never
+        // sees a gap (it would just bring the start offset back).
+        let due = now_ms.saturating_add(self.config.file_delete_delay_ms);
+        'segments: for seg in &removed {
+            for path in seg.file_paths() {
+                let mut renamed = path.clone().into_os_string();
+                renamed.push(DELETED_SUFFIX);
+                let renamed = PathBuf::from(renamed);
+                match std::fs::rename(&path, &renamed) {
+                    Ok(()) => self.pending_removal.push((due, renamed)),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => {
+                        tracing::warn!("retention: renaming {}: {e}", path.display());
+                        break 'segments;
+                    }
+                }
+            }
+        }
+        if let Err(e) = crate::io::file::sync_dir(&self.dir) {
+            tracing::warn!("retention: syncing {}: {e}", self.dir.display());
+        }
+        self.remove_deleted_files(now_ms);
+        out
+    }
+
+    /// Remove the `*.deleted` files whose `file.delete.delay.ms` has passed.
+    pub fn remove_deleted_files(&mut self, now_ms: i64) {
+        self.pending_removal.retain(|(due, path)| {
+            if *due > now_ms {
+                return true;
+            }
+            match std::fs::remove_file(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!("retention: removing {}: {e}", path.display()),
+            }
+            false
+        });
+    }
+
+    /// When the next `*.deleted` file is due for removal, if any.
+    pub fn next_file_removal_ms(&self) -> Option<i64> {
+        self.pending_removal.iter().map(|(due, _)| *due).min()
     }
 
     /// Segments that may hold a record with timestamp >= ts: returns the
@@ -748,6 +873,7 @@ pub async fn open(
             }
         }
         seg.sealed = !last;
+        seg.seal_done = !last;
         seg.size = valid;
         seg.written = valid;
         if io_mode == IoMode::Direct && file.mode() == IoMode::Direct {
@@ -767,7 +893,7 @@ pub async fn open(
             }
         }
     }
-    // Drop stale index files of segments whose log vanished.
+    remove_leftovers(dir, &segments);
     if segments.is_empty() {
         segments.push(Segment::new(dir, 0, now_ms));
     }
@@ -794,8 +920,38 @@ pub async fn open(
         last_sync_ms: now_ms,
         failed: false,
         producers,
+        pending_removal: Vec::new(),
         changed: Notify::new(),
     })
+}
+
+/// Remove what recovery does not use: files of segments deleted by retention
+/// (`*.deleted`, whose removal a restart cut short) and index files of
+/// segments whose log is gone (a crash between renaming a deleted segment's
+/// index files and its log).
+fn remove_leftovers(dir: &Path, segments: &[Segment]) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.filter_map(|e| e.ok()) {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        let stale = name.ends_with(DELETED_SUFFIX)
+            || super::segment::parse_index_file_name(&name)
+                .is_some_and(|base| !segments.iter().any(|s| s.base_offset == base));
+        if stale {
+            if let Err(err) = std::fs::remove_file(e.path()) {
+                tracing::warn!("removing {}: {err}", e.path().display());
+            }
+        }
+    }
+}
+
+/// A file's modification time in ms since the epoch.
+fn modified_ms(path: &Path) -> Option<i64> {
+    let t = std::fs::metadata(path).ok()?.modified().ok()?;
+    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
+    i64::try_from(d.as_millis()).ok()
 }
 
 /// Whether the file holds only zeros from `from` to `to` (O_DIRECT padding

@@ -47,6 +47,10 @@ pub struct Segment {
     /// Complete: a newer segment exists and this one's file was cut to its
     /// logical size and its index files written.
     pub sealed: bool,
+    /// The sealing write is done (or the segment was recovered complete): no
+    /// write of this segment is in flight or will come, so retention may
+    /// delete it.
+    pub seal_done: bool,
 }
 
 impl Segment {
@@ -65,6 +69,7 @@ impl Segment {
             max_timestamp: -1,
             created_ms: now_ms,
             sealed: false,
+            seal_done: false,
         }
     }
 
@@ -107,6 +112,29 @@ impl Segment {
     pub fn is_empty(&self) -> bool {
         self.size == 0
     }
+
+    /// The segment's three files, index files first: the order in which
+    /// retention renames them, so that a crash in between leaves a `.log`
+    /// without indexes (rebuilt at recovery), never the reverse.
+    pub fn file_paths(&self) -> [PathBuf; 3] {
+        [self.index_path(), self.time_index_path(), self.log_path()]
+    }
+}
+
+/// Suffix appended to the files of a segment deleted by retention; they are
+/// removed after `file.delete.delay.ms`, or at the next start.
+pub const DELETED_SUFFIX: &str = ".deleted";
+
+/// Whether a directory entry is a segment index file (`.index`/`.timeindex`
+/// named like a segment) and of which base offset.
+pub fn parse_index_file_name(name: &str) -> Option<i64> {
+    let stem = name
+        .strip_suffix(".index")
+        .or_else(|| name.strip_suffix(".timeindex"))?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
 }
 
 #[cfg(test)]
@@ -119,6 +147,11 @@ mod tests {
         assert_eq!(parse_segment_file_name("00000000000000000042.log"), Some(42));
         assert_eq!(parse_segment_file_name("42.log"), None);
         assert_eq!(parse_segment_file_name("00000000000000000042.index"), None);
+        assert_eq!(parse_segment_file_name("00000000000000000042.log.deleted"), None);
+        assert_eq!(parse_index_file_name("00000000000000000042.timeindex"), Some(42));
+        assert_eq!(parse_index_file_name("00000000000000000042.index"), Some(42));
+        assert_eq!(parse_index_file_name("00000000000000000042.index.deleted"), None);
+        assert_eq!(parse_index_file_name("00000000000000000042.log"), None);
     }
 
     #[test]
