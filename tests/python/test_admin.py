@@ -437,3 +437,29 @@ def test_group_configs(broker):
     incremental(admin, ResourceType.GROUP, "some-group",
                 [("consumer.session.timeout.ms", AlterConfigOpType.DELETE, None)]).result(timeout=30)
     assert described(admin, ResourceType.GROUP, "some-group")["consumer.session.timeout.ms"].value == "45000"
+
+
+def test_alter_configs_kafka_python(broker):
+    """kafka-python's admin client: IncrementalAlterConfigs (its default
+    against a broker that supports it) and AlterConfigs."""
+    from kafka.admin import AlterConfigOp, KafkaAdminClient
+    from kafka.admin import ConfigResource as KpResource
+    from kafka.admin import ConfigResourceType as KpType
+
+    topic = "kp-alter"
+    create_topic(broker.bootstrap, topic, 1)
+    kp = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
+    try:
+        res = KpResource(KpType.TOPIC, topic, configs={"retention.ms": "1234",
+                                                        "cleanup.policy": (AlterConfigOp.APPEND, "compact")})
+        assert kp.alter_configs([res]) == {"topic": {topic: "OK"}}
+        d = described(admin_client(broker.bootstrap), ResourceType.TOPIC, topic)
+        assert (d["retention.ms"].value, d["cleanup.policy"].value) == ("1234", "delete,compact")
+        res = KpResource(KpType.TOPIC, topic, configs={"segment.bytes": "1048576"})
+        assert kp.alter_configs([res], incremental=False) == {"topic": {topic: "OK"}}
+        d = described(admin_client(broker.bootstrap), ResourceType.TOPIC, topic)
+        # kafka-python's AlterConfigs fills in the other dynamic keys it read
+        # first, so they stay.
+        assert (d["segment.bytes"].value, d["retention.ms"].value) == ("1048576", "1234")
+    finally:
+        kp.close()
