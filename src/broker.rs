@@ -185,6 +185,8 @@ async fn shard_main(
     }
     // Consumer groups: creates __consumer_offsets (shard 0), loads, runs timers.
     let groups = crate::io::spawn(crate::shard::groups::run(shard.clone()));
+    // Delete retention (retention.ms / retention.bytes) of this shard's logs.
+    let retention = crate::io::spawn(crate::shard::retention::run(shard.clone()));
     let listener = Listener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let acceptor = crate::io::spawn(crate::server::accept_loop(shard.clone(), listener));
     if id == 0 {
@@ -208,6 +210,7 @@ async fn shard_main(
     shard.shutting_down.set(true);
     shard.flush_wanted.notify_all();
     drop(groups);
+    drop(retention);
     acceptor.await;
     flusher.await;
     crate::shard::flusher::close_logs(&shard).await;

@@ -46,6 +46,10 @@ pub struct ShardMetrics {
     pub cache_misses: u64,
     pub connections_opened: u64,
     pub connections_active: i64,
+    /// Segments deleted by retention.ms / retention.bytes.
+    pub retention_segments_deleted: u64,
+    /// Bytes of those segments.
+    pub retention_bytes_deleted: u64,
 }
 
 impl Default for ShardMetrics {
@@ -63,6 +67,8 @@ impl Default for ShardMetrics {
             cache_misses: 0,
             connections_opened: 0,
             connections_active: 0,
+            retention_segments_deleted: 0,
+            retention_bytes_deleted: 0,
         }
     }
 }
@@ -218,7 +224,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
     summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
     type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> f64);
-    let per_shard: [PerShard; 10] = [
+    let per_shard: [PerShard; 12] = [
         (
             "ringlog_shard_flush_rounds_total",
             "counter",
@@ -275,6 +281,18 @@ pub fn render(snaps: &[Snapshot]) -> String {
             "gauge",
             "Client connections open.",
             |s| s.metrics.connections_active as f64,
+        ),
+        (
+            "ringlog_shard_retention_deleted_segments_total",
+            "counter",
+            "Log segments deleted by retention.ms / retention.bytes.",
+            |s| s.metrics.retention_segments_deleted as f64,
+        ),
+        (
+            "ringlog_shard_retention_deleted_bytes_total",
+            "counter",
+            "Bytes of the log segments deleted by retention.",
+            |s| s.metrics.retention_bytes_deleted as f64,
         ),
     ];
     for (name, ty, help, f) in per_shard {

@@ -6,6 +6,7 @@ pub mod controller;
 pub mod flusher;
 pub mod groups;
 pub mod ops;
+pub mod retention;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;

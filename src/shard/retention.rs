@@ -1,0 +1,81 @@
+//! The retention task of a shard: every `log.retention.check.interval.ms`
+//! it enforces delete retention (`retention.ms`, `retention.bytes`) on the
+//! partitions the shard owns, and it removes the files of deleted segments
+//! once their `file.delete.delay.ms` has passed.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use crate::io::time::{now_ms, sleep};
+
+use super::Shard;
+
+/// Longest single sleep, so a wrong clock cannot park the task for long.
+const MAX_SLEEP_MS: i64 = 3_600_000;
+
+/// `log.retention.check.interval.ms` (Kafka's default: 5 minutes).
+pub fn check_interval_ms(shard: &Shard) -> i64 {
+    shard
+        .config
+        .properties
+        .get("log.retention.check.interval.ms")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(300_000)
+        .max(1)
+}
+
+/// Run until shutdown: the broker drops (cancels) the task, which only ever
+/// waits in its sleep.
+pub async fn run(shard: Rc<Shard>) {
+    let interval = check_interval_ms(&shard);
+    let mut next_check = now_ms().saturating_add(interval);
+    loop {
+        if shard.shutting_down.get() {
+            return;
+        }
+        let now = now_ms();
+        if now >= next_check {
+            check(&shard, now).await;
+            next_check = now_ms().saturating_add(interval);
+        } else {
+            remove_due_files(&shard, now).await;
+        }
+        let next_removal = shard
+            .all_partitions()
+            .iter()
+            .filter_map(|p| p.log.borrow().next_file_removal_ms())
+            .min()
+            .unwrap_or(i64::MAX);
+        let wait = next_check
+            .min(next_removal)
+            .saturating_sub(now_ms())
+            .clamp(1, MAX_SLEEP_MS);
+        sleep(Duration::from_millis(wait as u64)).await;
+    }
+}
+
+/// One retention pass over every partition of the shard.
+pub async fn check(shard: &Rc<Shard>, now: i64) {
+    for p in shard.all_partitions() {
+        if p.deleted.get() {
+            continue;
+        }
+        let outcome = p.log.borrow_mut().enforce_retention(now);
+        if outcome.segments > 0 {
+            crate::metrics::with(|m| {
+                m.retention_segments_deleted += outcome.segments as u64;
+                m.retention_bytes_deleted += outcome.bytes;
+            });
+        }
+        crate::io::yield_if_needed().await;
+    }
+}
+
+async fn remove_due_files(shard: &Rc<Shard>, now: i64) {
+    for p in shard.all_partitions() {
+        if !p.deleted.get() {
+            p.log.borrow_mut().remove_deleted_files(now);
+        }
+        crate::io::yield_if_needed().await;
+    }
+}
