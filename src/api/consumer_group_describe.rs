@@ -7,12 +7,12 @@ use kafka_protocol::messages::consumer_group_describe_response::{Assignment, Des
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
 use uuid::Uuid;
 
-use super::describe_groups::GROUP_AUTHORIZED_OPERATIONS;
+use super::describe_groups::authorized_operations;
 use super::RequestContext;
 use crate::group::consumer::{DescribedConsumerGroup, DescribedTopicPartitions};
-use crate::group::error::{ApiError, COORDINATOR_NOT_AVAILABLE, NONE};
+use crate::group::error::ApiError;
 use crate::protocol::str_bytes;
-use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
+use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
 
 fn assignment(tps: Vec<DescribedTopicPartitions>) -> Assignment {
     Assignment::default().with_topic_partitions(
@@ -28,11 +28,7 @@ fn assignment(tps: Vec<DescribedTopicPartitions>) -> Assignment {
 }
 
 fn to_wire(version: i16, g: DescribedConsumerGroup, include_ops: bool) -> DescribedGroup {
-    let ops = if include_ops && g.error_code == NONE {
-        GROUP_AUTHORIZED_OPERATIONS
-    } else {
-        i32::MIN
-    };
+    let ops = authorized_operations(include_ops, g.error_code);
     DescribedGroup::default()
         .with_error_code(g.error_code)
         .with_error_message(g.error_message.as_deref().map(str_bytes))
@@ -74,38 +70,21 @@ pub async fn start(
 ) -> LocalBoxFuture<'static, ConsumerGroupDescribeResponse> {
     let version = ctx.api_version;
     let include_ops = req.include_authorized_operations;
-    let ids: Vec<String> = req.group_ids.iter().map(|g| g.0.to_string()).collect();
-    let shard = &ctx.shard;
-    let (routed, errors) = split_by_shard(shard, &ids);
-    let mut out: Vec<Option<DescribedConsumerGroup>> = vec![None; ids.len()];
-    for (i, code) in errors {
-        out[i] = Some(DescribedConsumerGroup::error(&ids[i], ApiError::new(code)));
-    }
-    let mut waits = Vec::new();
-    for (target, idx) in routed {
-        let batch: Vec<String> = idx.iter().map(|&i| ids[i].clone()).collect();
-        waits.push((idx, send(shard, target, GroupRequest::ConsumerDescribe(batch)).await));
-    }
-    async move {
-        for (idx, w) in waits {
-            let mut answers = match w.await {
-                Some(GroupResponse::ConsumerDescribe(r)) => r.into_iter(),
-                _ => Vec::new().into_iter(),
-            };
-            for i in idx {
-                out[i] = answers.next();
-            }
-        }
-        let groups = out
-            .into_iter()
-            .zip(ids.iter())
-            .map(|(g, id)| {
-                let g =
-                    g.unwrap_or_else(|| DescribedConsumerGroup::error(id, ApiError::new(COORDINATOR_NOT_AVAILABLE)));
-                to_wire(version, g, include_ops)
-            })
-            .collect();
+    let ids = req.group_ids.iter().map(|g| g.0.to_string()).collect();
+    route_many(
+        &ctx.shard,
+        ids,
+        GroupRequest::ConsumerDescribe,
+        |resp| match resp {
+            GroupResponse::ConsumerDescribe(r) => Some(r),
+            _ => None,
+        },
+        |id, code| DescribedConsumerGroup::error(id, ApiError::new(code)),
+    )
+    .await
+    .map(move |groups| {
+        let groups = groups.into_iter().map(|g| to_wire(version, g, include_ops)).collect();
         ConsumerGroupDescribeResponse::default().with_groups(groups)
-    }
+    })
     .boxed_local()
 }

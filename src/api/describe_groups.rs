@@ -8,12 +8,22 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 
 use super::RequestContext;
 use crate::group::classic;
-use crate::group::error::{COORDINATOR_NOT_AVAILABLE, GROUP_ID_NOT_FOUND, NONE};
+use crate::group::error::{ErrorCode, GROUP_ID_NOT_FOUND, NONE};
 use crate::protocol::str_bytes;
-use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
+use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
 
 /// READ, DELETE and DESCRIBE: what a group allows without an authorizer.
-pub const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
+
+/// A described group's `authorized_operations`: what it allows when they
+/// were asked for and the group was described, else i32::MIN (omitted).
+pub fn authorized_operations(include_ops: bool, error_code: ErrorCode) -> i32 {
+    if include_ops && error_code == NONE {
+        GROUP_AUTHORIZED_OPERATIONS
+    } else {
+        i32::MIN
+    }
+}
 
 fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> DescribedGroup {
     let mut message = None;
@@ -27,11 +37,7 @@ fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> Descr
     } else if g.error_code != NONE && version >= 6 {
         message = Some(str_bytes("The coordinator is not available."));
     }
-    let ops = if include_ops && g.error_code == NONE {
-        GROUP_AUTHORIZED_OPERATIONS
-    } else {
-        i32::MIN
-    };
+    let ops = authorized_operations(include_ops, g.error_code);
     DescribedGroup::default()
         .with_error_code(g.error_code)
         .with_error_message(message)
@@ -62,43 +68,24 @@ pub async fn start(
 ) -> LocalBoxFuture<'static, DescribeGroupsResponse> {
     let version = ctx.api_version;
     let include_ops = version >= 3 && req.include_authorized_operations;
-    let ids: Vec<String> = req.groups.iter().map(|g| g.0.to_string()).collect();
-    let shard = &ctx.shard;
-    let (routed, errors) = split_by_shard(shard, &ids);
-    let mut out: Vec<Option<classic::DescribedGroup>> = vec![None; ids.len()];
-    for (i, code) in errors {
-        out[i] = Some(classic::DescribedGroup {
+    let ids = req.groups.iter().map(|g| g.0.to_string()).collect();
+    route_many(
+        &ctx.shard,
+        ids,
+        GroupRequest::Describe,
+        |resp| match resp {
+            GroupResponse::Describe(r) => Some(r),
+            _ => None,
+        },
+        |id, code| classic::DescribedGroup {
             error_code: code,
-            ..classic::DescribedGroup::dead(&ids[i])
-        });
-    }
-    let mut waits = Vec::new();
-    for (target, idx) in routed {
-        let batch: Vec<String> = idx.iter().map(|&i| ids[i].clone()).collect();
-        waits.push((idx, send(shard, target, GroupRequest::Describe(batch)).await));
-    }
-    async move {
-        for (idx, w) in waits {
-            let mut answers = match w.await {
-                Some(GroupResponse::Describe(r)) => r.into_iter(),
-                _ => Vec::new().into_iter(),
-            };
-            for i in idx {
-                out[i] = answers.next();
-            }
-        }
-        let groups = out
-            .into_iter()
-            .zip(ids.iter())
-            .map(|(g, id)| {
-                let g = g.unwrap_or_else(|| classic::DescribedGroup {
-                    error_code: COORDINATOR_NOT_AVAILABLE,
-                    ..classic::DescribedGroup::dead(id)
-                });
-                to_wire(version, g, include_ops)
-            })
-            .collect();
+            ..classic::DescribedGroup::dead(id)
+        },
+    )
+    .await
+    .map(move |groups| {
+        let groups = groups.into_iter().map(|g| to_wire(version, g, include_ops)).collect();
         DescribeGroupsResponse::default().with_groups(groups)
-    }
+    })
     .boxed_local()
 }

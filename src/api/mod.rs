@@ -16,6 +16,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+mod group_common;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;

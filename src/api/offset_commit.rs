@@ -2,50 +2,40 @@
 //! UNKNOWN_TOPIC_OR_PARTITION (as Kafka does); the rest goes to the
 //! coordinating shard, which answers once the offsets are durable.
 
-use std::collections::HashMap;
-
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
+use super::group_common::PartitionLayout;
 use super::RequestContext;
 use crate::group::offsets::{self, OffsetCommitPartition, OffsetCommitTopic, DEFAULT_RETENTION_TIME};
-use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
 pub async fn start(ctx: &RequestContext, req: OffsetCommitRequest) -> LocalBoxFuture<'static, OffsetCommitResponse> {
     let version = ctx.api_version;
-    // The request layout (topic, partitions) and which partitions exist.
-    let mut layout: Vec<(String, Vec<(i32, bool)>)> = Vec::with_capacity(req.topics.len());
+    let mut layout = PartitionLayout::default();
     let mut topics = Vec::with_capacity(req.topics.len());
     {
         let meta = ctx.shard.meta.borrow();
         for t in req.topics {
             let name = t.name.0.to_string();
-            let count = meta.topic(&name).map_or(0, |m| m.partitions.len());
-            let mut parts = Vec::with_capacity(t.partitions.len());
-            let mut known = Vec::new();
-            for p in t.partitions {
-                let exists = usize::try_from(p.partition_index).is_ok_and(|i| i < count);
-                parts.push((p.partition_index, exists));
-                if exists {
-                    known.push(OffsetCommitPartition {
-                        partition_index: p.partition_index,
-                        committed_offset: p.committed_offset,
-                        committed_leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
-                        committed_metadata: p.committed_metadata.map(|m| m.to_string()),
-                    });
-                }
-            }
+            let known = layout.add(&meta, &name, t.partitions, |p| p.partition_index);
             if !known.is_empty() {
                 topics.push(OffsetCommitTopic {
-                    name: name.clone(),
-                    partitions: known,
+                    name,
+                    partitions: known
+                        .into_iter()
+                        .map(|p| OffsetCommitPartition {
+                            partition_index: p.partition_index,
+                            committed_offset: p.committed_offset,
+                            committed_leader_epoch: if version >= 6 { p.committed_leader_epoch } else { -1 },
+                            committed_metadata: p.committed_metadata.map(|m| m.to_string()),
+                        })
+                        .collect(),
                 });
             }
-            layout.push((name, parts));
         }
     }
     let r = offsets::OffsetCommitRequest {
@@ -80,36 +70,23 @@ pub async fn start(ctx: &RequestContext, req: OffsetCommitRequest) -> LocalBoxFu
     };
     async move {
         let resp = pending.await;
-        let mut results: HashMap<(String, i32), i16> = HashMap::new();
-        for t in resp.topics {
-            for p in t.partitions {
-                results.insert((t.name.clone(), p.partition_index), p.error_code);
-            }
-        }
-        let topics = layout
-            .into_iter()
-            .map(|(name, parts)| {
-                let partitions = parts
-                    .into_iter()
-                    .map(|(index, exists)| {
-                        let code = if exists {
-                            results
-                                .get(&(name.clone(), index))
-                                .copied()
-                                .unwrap_or(ec::UNKNOWN_SERVER_ERROR)
-                        } else {
-                            ec::UNKNOWN_TOPIC_OR_PARTITION
-                        };
-                        OffsetCommitResponsePartition::default()
-                            .with_partition_index(index)
-                            .with_error_code(code)
-                    })
-                    .collect();
+        let results = resp.topics.into_iter().map(|t| {
+            let codes = t.partitions.iter().map(|p| (p.partition_index, p.error_code)).collect();
+            (t.name, codes)
+        });
+        let topics = layout.answer(
+            results,
+            |index, code| {
+                OffsetCommitResponsePartition::default()
+                    .with_partition_index(index)
+                    .with_error_code(code)
+            },
+            |name, partitions| {
                 OffsetCommitResponseTopic::default()
-                    .with_name(TopicName(str_bytes(&name)))
+                    .with_name(TopicName(str_bytes(name)))
                     .with_partitions(partitions)
-            })
-            .collect();
+            },
+        );
         OffsetCommitResponse::default().with_topics(topics)
     }
     .boxed_local()

@@ -369,6 +369,43 @@ pub async fn route_one<T: 'static>(
     .boxed_local()
 }
 
+/// Route a request about several groups: one `request(batch)` per
+/// coordinating shard, all queued before this returns (keeping
+/// per-connection order). The future yields one answer per id, in order:
+/// the shard's, picked by `unwrap`, or `on_error(id, code)` when the group
+/// cannot be routed or its shard did not answer for it.
+pub async fn route_many<T: 'static>(
+    shard: &Rc<Shard>,
+    ids: Vec<String>,
+    request: impl Fn(Vec<String>) -> GroupRequest,
+    unwrap: impl Fn(GroupResponse) -> Option<Vec<T>> + 'static,
+    on_error: impl Fn(&str, ErrorCode) -> T + 'static,
+) -> LocalBoxFuture<'static, Vec<T>> {
+    let (routed, errors) = split_by_shard(shard, &ids);
+    let mut out: Vec<Option<T>> = ids.iter().map(|_| None).collect();
+    for (i, code) in errors {
+        out[i] = Some(on_error(&ids[i], code));
+    }
+    let mut waits = Vec::with_capacity(routed.len());
+    for (target, idx) in routed {
+        let batch = idx.iter().map(|&i| ids[i].clone()).collect();
+        waits.push((idx, send(shard, target, request(batch)).await));
+    }
+    async move {
+        for (idx, w) in waits {
+            let mut answers = w.await.and_then(&unwrap).unwrap_or_default().into_iter();
+            for i in idx {
+                out[i] = answers.next();
+            }
+        }
+        out.into_iter()
+            .zip(&ids)
+            .map(|(answer, id)| answer.unwrap_or_else(|| on_error(id, gerr::COORDINATOR_NOT_AVAILABLE)))
+            .collect()
+    }
+    .boxed_local()
+}
+
 /// Indexes of group ids by coordinating shard, and the indexes that cannot
 /// be routed with their error.
 pub type SplitGroups = (BTreeMap<usize, Vec<usize>>, Vec<(usize, ErrorCode)>);
@@ -525,6 +562,30 @@ fn after_write<R: 'static>(
     .boxed_local()
 }
 
+/// Run a call whose reply is parked (JoinGroup, SyncGroup): `call` gets a
+/// fresh token, under which the reply's sender waits in `waiting` until a
+/// completion releases it; its effects are written now. The future yields
+/// the reply, or `lost()` if its sender was dropped unanswered.
+fn parked<R: 'static>(
+    shard: &Rc<Shard>,
+    waiting: &RefCell<HashMap<RequestToken, OneshotSender<R>>>,
+    call: impl FnOnce(&mut GroupCoordinatorState, RequestToken) -> Vec<Effect>,
+    lost: impl FnOnce() -> R + 'static,
+) -> LocalBoxFuture<'static, R> {
+    let groups = &shard.groups;
+    let token = groups.token();
+    let (tx, rx) = oneshot();
+    waiting.borrow_mut().insert(token, tx);
+    let effects = call(&mut groups.state.borrow_mut(), token);
+    let written = execute(shard, effects);
+    groups.rearm();
+    async move {
+        let _ = written.await;
+        rx.await.unwrap_or_else(lost)
+    }
+    .boxed_local()
+}
+
 /// Run a group request on this (the coordinating) shard. The state machine
 /// runs before this returns; the future completes the request.
 pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, GroupResponse> {
@@ -535,38 +596,26 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
             if let Err(code) = check(shard, &r.group_id) {
                 return ready(GroupResponse::Join(JoinGroupResponse::error(code, r.member_id)));
             }
-            let token = groups.token();
-            let (tx, rx) = oneshot();
-            groups.joins.borrow_mut().insert(token, tx);
-            let effects = groups.state.borrow_mut().join_group(token, r, now);
-            let written = execute(shard, effects);
-            groups.rearm();
-            async move {
-                let _ = written.await;
-                GroupResponse::Join(
-                    rx.await
-                        .unwrap_or_else(|| JoinGroupResponse::error(gerr::NOT_COORDINATOR, "")),
-                )
-            }
+            parked(
+                shard,
+                &groups.joins,
+                |state, token| state.join_group(token, r, now),
+                || JoinGroupResponse::error(gerr::NOT_COORDINATOR, ""),
+            )
+            .map(GroupResponse::Join)
             .boxed_local()
         }
         GroupRequest::Sync(r) => {
             if let Err(code) = check(shard, &r.group_id) {
                 return ready(GroupResponse::Sync(SyncGroupResponse::error(code)));
             }
-            let token = groups.token();
-            let (tx, rx) = oneshot();
-            groups.syncs.borrow_mut().insert(token, tx);
-            let effects = groups.state.borrow_mut().sync_group(token, r, now);
-            let written = execute(shard, effects);
-            groups.rearm();
-            async move {
-                let _ = written.await;
-                GroupResponse::Sync(
-                    rx.await
-                        .unwrap_or_else(|| SyncGroupResponse::error(gerr::NOT_COORDINATOR)),
-                )
-            }
+            parked(
+                shard,
+                &groups.syncs,
+                |state, token| state.sync_group(token, r, now),
+                || SyncGroupResponse::error(gerr::NOT_COORDINATOR),
+            )
+            .map(GroupResponse::Sync)
             .boxed_local()
         }
         GroupRequest::Heartbeat(r) => {
@@ -578,19 +627,17 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
             ready(GroupResponse::Heartbeat(resp))
         }
         GroupRequest::Leave(r) => {
-            if let Err(code) = check(shard, &r.group_id) {
-                return ready(GroupResponse::Leave(LeaveGroupResponse {
-                    error_code: code,
-                    members: Vec::new(),
-                }));
-            }
-            let outcome = groups.state.borrow_mut().leave_group(&r, now);
-            after_write(shard, outcome.effects, outcome.response, |_, code| LeaveGroupResponse {
+            let failed = |code| LeaveGroupResponse {
                 error_code: code,
                 members: Vec::new(),
-            })
-            .map(GroupResponse::Leave)
-            .boxed_local()
+            };
+            if let Err(code) = check(shard, &r.group_id) {
+                return ready(GroupResponse::Leave(failed(code)));
+            }
+            let outcome = groups.state.borrow_mut().leave_group(&r, now);
+            after_write(shard, outcome.effects, outcome.response, move |_, code| failed(code))
+                .map(GroupResponse::Leave)
+                .boxed_local()
         }
         GroupRequest::Describe(ids) => {
             let state = groups.state.borrow();
@@ -696,21 +743,17 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
             ready(GroupResponse::OffsetFetch(out))
         }
         GroupRequest::OffsetDelete(r) => {
+            let failed = |code| OffsetDeleteResponse {
+                error_code: code,
+                topics: Vec::new(),
+            };
             if let Err(code) = check(shard, &r.group_id) {
-                return ready(GroupResponse::OffsetDelete(OffsetDeleteResponse {
-                    error_code: code,
-                    topics: Vec::new(),
-                }));
+                return ready(GroupResponse::OffsetDelete(failed(code)));
             }
             let outcome = groups.state.borrow_mut().delete_offsets(&r);
-            after_write(shard, outcome.effects, outcome.response, |_, code| {
-                OffsetDeleteResponse {
-                    error_code: code,
-                    topics: Vec::new(),
-                }
-            })
-            .map(GroupResponse::OffsetDelete)
-            .boxed_local()
+            after_write(shard, outcome.effects, outcome.response, move |_, code| failed(code))
+                .map(GroupResponse::OffsetDelete)
+                .boxed_local()
         }
         GroupRequest::ConsumerHeartbeat(r) => {
             if let Err(code) = check(shard, &r.group_id) {
