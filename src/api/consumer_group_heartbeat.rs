@@ -48,11 +48,10 @@ pub async fn start(
         subscribed_topic_names: req
             .subscribed_topic_names
             .map(|ts| ts.into_iter().map(|t| t.0.to_string()).collect()),
-        // An empty regex means "no regex" (librdkafka always sends one
-        // alongside topic names; Kafka ignores it).
+        // v1+; the state machine reads an empty one as none.
         subscribed_topic_regex: req
             .subscribed_topic_regex
-            .filter(|r| ctx.api_version >= 1 && !r.is_empty())
+            .filter(|_| ctx.api_version >= 1)
             .map(|s| s.to_string()),
         server_assignor: req.server_assignor.map(|s| s.to_string()),
         topic_partitions: req.topic_partitions.map(|tps| {

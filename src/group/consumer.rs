@@ -138,7 +138,8 @@ pub struct ConsumerGroupHeartbeatRequest {
     pub rebalance_timeout_ms: i32,
     /// `None` when unchanged.
     pub subscribed_topic_names: Option<Vec<String>>,
-    /// v1+. Not supported (INVALID_REQUEST).
+    /// v1+. Read through [`Self::topic_regex`] (empty is none); any other
+    /// regex is not supported (INVALID_REQUEST).
     pub subscribed_topic_regex: Option<String>,
     pub server_assignor: Option<String>,
     /// Owned partitions; `None` when unchanged.
@@ -146,6 +147,15 @@ pub struct ConsumerGroupHeartbeatRequest {
     pub api_version: i16,
     pub client_id: String,
     pub client_host: String,
+}
+
+impl ConsumerGroupHeartbeatRequest {
+    /// The subscribed topic regex, `None` when absent or empty: librdkafka
+    /// sends an empty one alongside topic names, and Kafka subscribes a
+    /// member with an empty regex to no regex.
+    pub fn topic_regex(&self) -> Option<&str> {
+        self.subscribed_topic_regex.as_deref().filter(|r| !r.is_empty())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -359,7 +369,7 @@ pub fn validate_heartbeat_request(
     if req.rack_id.as_deref().is_some_and(blank) {
         return invalid("RackId can't be empty.");
     }
-    if req.subscribed_topic_regex.is_some() {
+    if req.topic_regex().is_some() {
         return invalid("SubscribedTopicRegex is not supported.");
     }
     if req.member_epoch == 0 {
@@ -369,7 +379,7 @@ pub fn validate_heartbeat_request(
         if req.topic_partitions.as_ref().is_none_or(|tp| !tp.is_empty()) {
             return invalid("TopicPartitions must be empty when (re-)joining.");
         }
-        if req.subscribed_topic_names.is_none() && req.subscribed_topic_regex.is_none() {
+        if req.subscribed_topic_names.is_none() && req.topic_regex().is_none() {
             return invalid("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.");
         }
     } else if req.member_epoch == LEAVE_GROUP_STATIC_MEMBER_EPOCH {
@@ -909,8 +919,8 @@ impl ConsumerGroup {
         if let Some(names) = &req.subscribed_topic_names {
             updated.subscribed_topic_names = names.iter().cloned().collect();
         }
-        if let Some(regex) = &req.subscribed_topic_regex {
-            updated.subscribed_topic_regex = Some(regex.clone());
+        if let Some(regex) = req.topic_regex() {
+            updated.subscribed_topic_regex = Some(regex.to_string());
         }
         updated.client_id = req.client_id.clone();
         updated.client_host = req.client_host.clone();
@@ -965,7 +975,7 @@ impl ConsumerGroup {
 
         let full_request = req.member_epoch == 0
             || (req.rebalance_timeout_ms != -1
-                && (req.subscribed_topic_names.is_some() || req.subscribed_topic_regex.is_some())
+                && (req.subscribed_topic_names.is_some() || req.topic_regex().is_some())
                 && req.topic_partitions.is_some());
         let assignment =
             (full_request || member.assigned != updated.assigned).then(|| to_topic_partitions(&updated.assigned));

@@ -1374,6 +1374,52 @@ fn consumer_epoch_validation_and_errors() {
     assert!(!r.response.member_id.unwrap().is_empty());
 }
 
+/// librdkafka sends an empty SubscribedTopicRegex alongside its topic
+/// names: the coordinator treats it exactly like no regex.
+#[test]
+fn consumer_empty_regex_is_no_regex() {
+    let run = |regex: Option<&str>| {
+        let mut h = Harness::new();
+        h.topics = StaticTopics::default().with("foo", tid(1), 2);
+        let t = h.topics.clone();
+        let send = |h: &mut Harness, mut req: ConsumerGroupHeartbeatRequest| {
+            req.subscribed_topic_regex = regex.map(String::from);
+            let out = h.c.consumer_group_heartbeat(&req, h.now, &t);
+            h.absorb(out.effects);
+            out.response
+        };
+        // Joining with topic names.
+        let joined = send(&mut h, cg_join("cg", "a", &["foo"]));
+        // No names: with a regex this would be a full request (and a
+        // subscription change).
+        let mut req = cg_join("cg", "a", &[]);
+        req.member_epoch = joined.member_epoch;
+        req.subscribed_topic_names = None;
+        req.topic_partitions = joined.assignment.clone();
+        let again = send(&mut h, req);
+        // Joining with neither names nor a regex.
+        let mut req = cg_join("cg", "b", &[]);
+        req.subscribed_topic_names = None;
+        let bare = send(&mut h, req);
+        let member = h.c.consumer_group("cg").and_then(|g| g.member("a")).cloned();
+        (vec![joined, again, bare], h.persisted, member)
+    };
+    let none = run(None);
+    let (responses, _, member) = &none;
+    assert_eq!(responses[0].error_code, error::NONE);
+    assert_eq!(responses[1].error_code, error::NONE);
+    assert_eq!(responses[1].assignment, None);
+    assert_eq!(responses[2].error_code, error::INVALID_REQUEST);
+    assert_eq!(
+        responses[2].error_message.as_deref(),
+        Some("Either SubscribedTopicNames or SubscribedTopicRegex must be non-null when (re-)joining.")
+    );
+    assert_eq!(member.as_ref().map(|m| m.subscribed_topic_regex.clone()), Some(None));
+    assert_eq!(run(Some("")), none);
+    // A real regex is still refused.
+    assert_eq!(run(Some("foo.*")).0[0].error_code, error::INVALID_REQUEST);
+}
+
 #[test]
 fn consumer_static_member_leave_and_rejoin() {
     let mut h = Harness::new();
