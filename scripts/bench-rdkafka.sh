@@ -356,19 +356,11 @@ PY
 
 EXTERNAL="${BENCH_BOOTSTRAP:-}"
 BOOTSTRAP=""
-CLK_TCK="$(getconf CLK_TCK)"
 mapfile -t workloads < <(expand_workloads "${names[@]}")
 bench_build
 build_perf
 
-cleanup() {
-    bench_stop_broker
-    bench_remove_binary
-    if [[ -n $BENCH_DATA_DIR && ${BENCH_KEEP_DATA:-0} != 1 && -z $EXTERNAL ]]; then
-        rm -rf "$BENCH_DATA_DIR"
-    fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 run_one() {
     local name=$1 file out data="" rc=0
@@ -423,20 +415,13 @@ run_one() {
         fi
     fi
     if [[ -n $pid ]]; then
-        cpu="$(python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]):.2f}')" \
-            "$cpu0" "$(proc_cpu_ticks "$pid")" "$CLK_TCK")"
+        cpu="$(cpu_seconds "$cpu0" "$(proc_cpu_ticks "$pid")")"
         hwm="$(proc_status_kb "$pid" VmHWM)"
     fi
     if [[ -f $out/run/summary.json ]]; then
-        local joined
-        joined="$(printf '%s; ' "${notes[@]}")"
-        results_append "$out/run/summary.json" rdkafka_performance "$cpu" "$hwm" "${joined%; }"
+        bench_record "$out/run/summary.json" rdkafka_performance "$cpu" "$hwm" "${notes[@]}"
     fi
-    bench_stop_broker
-    if [[ -n $data && ${BENCH_KEEP_DATA:-0} != 1 ]]; then
-        rm -rf "$data"
-    fi
-    BENCH_DATA_DIR=""
+    bench_end_run "$data"
     return "$rc"
 }
 

@@ -67,17 +67,9 @@ done
 
 mapfile -t workloads < <(expand_workloads "${names[@]}")
 bench_build
-CLK_TCK="$(getconf CLK_TCK)"
 EXTERNAL="${BENCH_BOOTSTRAP:-}"
 
-cleanup() {
-    bench_stop_broker
-    bench_remove_binary
-    if [[ -n $BENCH_DATA_DIR && ${BENCH_KEEP_DATA:-0} != 1 && -z $EXTERNAL ]]; then
-        rm -rf "$BENCH_DATA_DIR"
-    fi
-}
-trap cleanup EXIT
+trap bench_cleanup EXIT
 
 # run_generator OUT_DIR ARGS...: ringlog bench, progress to OUT_DIR/bench.log.
 run_generator() {
@@ -157,8 +149,7 @@ run_one() {
     if [[ -n $pid ]]; then
         cpu1="$(proc_cpu_ticks "$pid")"
         hwm="$(proc_status_kb "$pid" VmHWM)"
-        cpu="$(python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]):.2f}')" \
-            "$cpu0" "$cpu1" "$CLK_TCK")"
+        cpu="$(cpu_seconds "$cpu0" "$cpu1")"
         echo "broker: ${cpu} CPU seconds during the run, VmHWM ${hwm} kB" | tee -a "$out/bench.log"
     fi
 
@@ -179,17 +170,11 @@ run_one() {
     fi
 
     if [[ -f $out/summary.json ]]; then
-        local joined
-        joined="$(printf '%s; ' "${notes[@]}")"
-        results_append "$out/summary.json" ringlog-bench "$cpu" "$hwm" "${joined%; }"
+        bench_record "$out/summary.json" ringlog-bench "$cpu" "$hwm" "${notes[@]}"
     else
         warn "$name: no summary written (generator exit status $rc)"
     fi
-    bench_stop_broker
-    if [[ -n $data && ${BENCH_KEEP_DATA:-0} != 1 ]]; then
-        rm -rf "$data"
-    fi
-    BENCH_DATA_DIR=""
+    bench_end_run "$data"
     return "$rc"
 }
 

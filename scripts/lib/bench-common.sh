@@ -152,6 +152,34 @@ bench_stop_broker() {
     BENCH_BROKER_PID=""
 }
 
+# bench_end_run DATA: after a run, stop the broker and remove its data dir
+# DATA (unless DATA is empty or BENCH_KEEP_DATA=1).
+bench_end_run() {
+    bench_stop_broker
+    if [[ -n $1 && ${BENCH_KEEP_DATA:-0} != 1 ]]; then
+        rm -rf "$1"
+    fi
+    BENCH_DATA_DIR=""
+}
+
+# bench_cleanup: the bench scripts' EXIT trap. Stops the broker, removes the
+# session's binary copy and the data dir of a broker it started (unless
+# BENCH_KEEP_DATA=1).
+bench_cleanup() {
+    bench_stop_broker
+    bench_remove_binary
+    if [[ -n $BENCH_DATA_DIR && ${BENCH_KEEP_DATA:-0} != 1 && -z ${BENCH_BOOTSTRAP:-} ]]; then
+        rm -rf "$BENCH_DATA_DIR"
+    fi
+}
+
+# cpu_seconds TICKS0 TICKS1: CPU seconds between two proc_cpu_ticks
+# readings, 2 decimals.
+cpu_seconds() {
+    python3 -c "import sys; print(f'{(int(sys.argv[2]) - int(sys.argv[1])) / int(sys.argv[3]):.2f}')" \
+        "$1" "$2" "$(getconf CLK_TCK)"
+}
+
 # drop_page_cache: flush and drop the page cache if this host lets us.
 # Prints "dropped" or "not dropped (reason)".
 drop_page_cache() {
@@ -277,4 +305,13 @@ row = [
 print("| " + " | ".join(str(x) for x in row) + " |")
 PY
     tail -1 "$BENCH_RESULTS"
+}
+
+# bench_record SUMMARY_JSON GENERATOR CPU_SECONDS PEAK_RSS_KB NOTE...:
+# results_append with the notes joined by "; ".
+bench_record() {
+    local summary=$1 generator=$2 cpu=$3 rss=$4 joined
+    shift 4
+    joined="$(printf '%s; ' "$@")"
+    results_append "$summary" "$generator" "$cpu" "$rss" "${joined%; }"
 }

@@ -416,25 +416,20 @@ mod tests {
         assert_eq!(consume_batches(&[0xff; 100], 0, |_, _, _| {}), Consumed::default());
     }
 
+    fn position(topic: usize, partition: i32, offset: i64, target: Option<i64>) -> Position {
+        Position {
+            tp: TopicPartition { topic, partition },
+            offset,
+            target,
+        }
+    }
+
     #[test]
     fn fetch_request_groups_topics() {
-        let tp = |topic, partition| TopicPartition { topic, partition };
         let positions = vec![
-            Position {
-                tp: tp(0, 0),
-                offset: 5,
-                target: Some(5),
-            },
-            Position {
-                tp: tp(0, 1),
-                offset: 7,
-                target: Some(9),
-            },
-            Position {
-                tp: tp(1, 0),
-                offset: 0,
-                target: None,
-            },
+            position(0, 0, 5, Some(5)),
+            position(0, 1, 7, Some(9)),
+            position(1, 0, 0, None),
         ];
         let topics = vec!["a".to_string(), "b".to_string()];
         let req = fetch_request(&positions, &topics, false);
@@ -449,19 +444,7 @@ mod tests {
 
     #[test]
     fn stall_report_names_the_lagging_partitions() {
-        let tp = |topic, partition| TopicPartition { topic, partition };
-        let positions = vec![
-            Position {
-                tp: tp(0, 0),
-                offset: 5,
-                target: Some(5),
-            },
-            Position {
-                tp: tp(0, 1),
-                offset: 7,
-                target: Some(9),
-            },
-        ];
+        let positions = vec![position(0, 0, 5, Some(5)), position(0, 1, 7, Some(9))];
         let e = stalled(&positions, &["t".to_string()], Duration::from_secs(30));
         assert_eq!(
             e.to_string(),
