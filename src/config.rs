@@ -93,8 +93,20 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
 /// metadata. Kafka 4's share-group properties are not listed: ringlog has no
 /// share groups.
 pub const GROUP_CONFIGS: &[TopicConfigDef] = &[
-    TopicConfigDef { name: "consumer.session.timeout.ms", broker_name: "group.consumer.session.timeout.ms", default: "45000", ty: ConfigType::Int, doc: "session timeout of the group's consumer-protocol members; stored and described, not yet applied (the broker's group.consumer.session.timeout.ms is)" },
-    TopicConfigDef { name: "consumer.heartbeat.interval.ms", broker_name: "group.consumer.heartbeat.interval.ms", default: "5000", ty: ConfigType::Int, doc: "heartbeat interval of the group's consumer-protocol members; stored and described, not yet applied (the broker's group.consumer.heartbeat.interval.ms is)" },
+    TopicConfigDef {
+        name: "consumer.session.timeout.ms",
+        broker_name: "group.consumer.session.timeout.ms",
+        default: "45000",
+        ty: ConfigType::Int,
+        doc: "session timeout of the group's consumer-protocol (KIP-848) members",
+    },
+    TopicConfigDef {
+        name: "consumer.heartbeat.interval.ms",
+        broker_name: "group.consumer.heartbeat.interval.ms",
+        default: "5000",
+        ty: ConfigType::Int,
+        doc: "heartbeat interval of the group's consumer-protocol (KIP-848) members",
+    },
 ];
 
 /// Broker-only properties and their defaults (besides the `log.*` ones above).

@@ -280,6 +280,20 @@ pub struct GroupCoordinatorState {
     ids: Box<dyn IdGenerator>,
     groups: BTreeMap<String, GroupEntry>,
     next_cleanup_ms: i64,
+    /// Effective consumer-protocol settings of groups with dynamic group
+    /// configs (IncrementalAlterConfigs on a GROUP resource, KIP-848);
+    /// other groups use `config.consumer`.
+    consumer_overrides: BTreeMap<String, ConsumerConfig>,
+}
+
+/// A group's dynamic config overrides (KIP-848 group configs); `None` keeps
+/// the broker's `group.consumer.*` value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupConfigOverrides {
+    /// `consumer.session.timeout.ms`.
+    pub session_timeout_ms: Option<i32>,
+    /// `consumer.heartbeat.interval.ms`.
+    pub heartbeat_interval_ms: Option<i32>,
 }
 
 impl GroupCoordinatorState {
@@ -290,7 +304,31 @@ impl GroupCoordinatorState {
             ids,
             groups: BTreeMap::new(),
             next_cleanup_ms,
+            consumer_overrides: BTreeMap::new(),
         }
+    }
+
+    /// Sets (or, with no overrides, clears) a group's dynamic configs. They
+    /// apply from the group's next heartbeat or timer on: session deadlines
+    /// are set with the new timeout and responses carry the new interval.
+    pub fn set_group_config(&mut self, group_id: &str, overrides: GroupConfigOverrides) {
+        if overrides == GroupConfigOverrides::default() {
+            self.consumer_overrides.remove(group_id);
+            return;
+        }
+        let mut c = self.config.consumer.clone();
+        if let Some(v) = overrides.session_timeout_ms {
+            c.session_timeout_ms = v.max(1);
+        }
+        if let Some(v) = overrides.heartbeat_interval_ms {
+            c.heartbeat_interval_ms = v.max(1);
+        }
+        self.consumer_overrides.insert(group_id.to_string(), c);
+    }
+
+    /// The consumer-protocol settings in force for a group.
+    pub fn consumer_config(&self, group_id: &str) -> &ConsumerConfig {
+        self.consumer_overrides.get(group_id).unwrap_or(&self.config.consumer)
     }
 
     pub fn config(&self) -> &GroupConfig {
@@ -518,7 +556,10 @@ impl GroupCoordinatorState {
                 // Requests are validated before the group is touched, so an
                 // existing group is updated in place.
                 let mut ctx = ConsumerCtx {
-                    config: &self.config.consumer,
+                    config: self
+                        .consumer_overrides
+                        .get(&req.group_id)
+                        .unwrap_or(&self.config.consumer),
                     now_ms,
                     ids: self.ids.as_mut(),
                     topics,
@@ -550,7 +591,10 @@ impl GroupCoordinatorState {
         // reverts the creation otherwise).
         let mut group = ConsumerGroup::new(&req.group_id);
         let mut ctx = ConsumerCtx {
-            config: &self.config.consumer,
+            config: self
+                .consumer_overrides
+                .get(&req.group_id)
+                .unwrap_or(&self.config.consumer),
             now_ms,
             ids: self.ids.as_mut(),
             topics,
@@ -594,7 +638,7 @@ impl GroupCoordinatorState {
                     return DescribedConsumerGroup::error(id, ApiError::new(error::INVALID_GROUP_ID));
                 }
                 match self.group(id) {
-                    Some(Group::Consumer(g)) => g.describe(&self.config.consumer, topics),
+                    Some(Group::Consumer(g)) => g.describe(self.consumer_config(id), topics),
                     Some(Group::Classic(_)) => DescribedConsumerGroup::error(
                         id,
                         ApiError::with_message(
@@ -771,7 +815,7 @@ impl GroupCoordinatorState {
     /// expiration) and returns their effects.
     pub fn poll(&mut self, now_ms: i64, topics: &dyn TopicLookup) -> Vec<Effect> {
         let mut effects = Vec::new();
-        for entry in self.groups.values_mut() {
+        for (id, entry) in self.groups.iter_mut() {
             if entry.group.next_deadline().is_none_or(|d| d > now_ms) {
                 continue;
             }
@@ -787,7 +831,7 @@ impl GroupCoordinatorState {
                 }
                 Group::Consumer(g) => {
                     let mut ctx = ConsumerCtx {
-                        config: &self.config.consumer,
+                        config: self.consumer_overrides.get(id).unwrap_or(&self.config.consumer),
                         now_ms,
                         ids: self.ids.as_mut(),
                         topics,
@@ -925,7 +969,7 @@ impl GroupCoordinatorState {
     /// Arms the timers of every loaded group (Kafka's `onLoaded`).
     pub fn on_loaded(&mut self, now_ms: i64) -> Vec<Effect> {
         let mut effects = Vec::new();
-        for entry in self.groups.values_mut() {
+        for (id, entry) in self.groups.iter_mut() {
             match &mut entry.group {
                 Group::Classic(g) => {
                     let mut ctx = ClassicCtx {
@@ -936,7 +980,9 @@ impl GroupCoordinatorState {
                     };
                     g.on_loaded(&mut ctx);
                 }
-                Group::Consumer(g) => g.on_loaded(now_ms, &self.config.consumer),
+                Group::Consumer(g) => {
+                    g.on_loaded(now_ms, self.consumer_overrides.get(id).unwrap_or(&self.config.consumer))
+                }
             }
         }
         self.next_cleanup_ms = now_ms.saturating_add(self.config.offsets_retention_check_interval_ms.max(1));

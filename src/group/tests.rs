@@ -1293,6 +1293,45 @@ fn consumer_session_timeout_and_leave() {
 }
 
 #[test]
+fn consumer_group_config_overrides_session_and_heartbeat() {
+    let mut h = Harness::new();
+    h.topics = StaticTopics::default().with("foo", tid(1), 2);
+    h.c.set_group_config(
+        "cg",
+        GroupConfigOverrides {
+            session_timeout_ms: Some(10_000),
+            heartbeat_interval_ms: Some(2_000),
+        },
+    );
+    let mut a = Client::new("a");
+    let mut b = Client::new("b");
+    let mut other = Client::new("o");
+    for _ in 0..3 {
+        for x in [&mut a, &mut b] {
+            assert_eq!(cg_heartbeat(&mut h, "cg", x, &["foo"]).heartbeat_interval_ms, 2_000);
+        }
+        // Other groups keep the broker's settings.
+        assert_eq!(
+            cg_heartbeat(&mut h, "other", &mut other, &["foo"]).heartbeat_interval_ms,
+            5_000
+        );
+    }
+    // b goes silent: fenced after the group's 10 s, not the broker's 45 s.
+    for _ in 0..6 {
+        h.advance(2_000);
+        cg_heartbeat(&mut h, "cg", &mut a, &["foo"]);
+        cg_heartbeat(&mut h, "other", &mut other, &["foo"]);
+    }
+    assert!(h.c.consumer_group("cg").unwrap().member("b").is_none());
+    // Cleared: back to the broker's interval.
+    h.c.set_group_config("cg", GroupConfigOverrides::default());
+    assert_eq!(
+        cg_heartbeat(&mut h, "cg", &mut a, &["foo"]).heartbeat_interval_ms,
+        5_000
+    );
+}
+
+#[test]
 fn consumer_epoch_validation_and_errors() {
     let mut h = Harness::new();
     h.topics = StaticTopics::default().with("foo", tid(1), 2);

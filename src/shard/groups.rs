@@ -46,8 +46,8 @@ use crate::group::offsets::{
 };
 use crate::group::records::{partition_for_group, Record};
 use crate::group::{
-    DeletableGroupResult, Effect, GroupConfig, GroupCoordinatorState, ListedGroup, RandomIds, RequestToken, TopicId,
-    TopicInfo, TopicLookup,
+    DeletableGroupResult, Effect, GroupConfig, GroupConfigOverrides, GroupCoordinatorState, ListedGroup, RandomIds,
+    RequestToken, TopicId, TopicInfo, TopicLookup,
 };
 use crate::io::sync::{oneshot, OneshotReceiver, OneshotSender};
 use crate::io::time::{now_ms, sleep, timeout};
@@ -941,6 +941,26 @@ pub fn on_topics_deleted(shard: &Rc<Shard>, topics: &[String]) {
     }
 }
 
+/// A group's dynamic configs, as the state machine takes them.
+fn group_overrides(configs: &BTreeMap<String, String>) -> GroupConfigOverrides {
+    let get = |k: &str| configs.get(k).and_then(|v| v.trim().parse::<i32>().ok());
+    GroupConfigOverrides {
+        session_timeout_ms: get("consumer.session.timeout.ms"),
+        heartbeat_interval_ms: get("consumer.heartbeat.interval.ms"),
+    }
+}
+
+/// A group's dynamic configs changed (IncrementalAlterConfigs on a GROUP
+/// resource): they apply from its next heartbeat or timer on.
+pub fn on_group_configs(shard: &Rc<Shard>, group: &str, configs: &BTreeMap<String, String>) {
+    shard
+        .groups
+        .state
+        .borrow_mut()
+        .set_group_config(group, group_overrides(configs));
+    shard.groups.rearm();
+}
+
 /// The group task of a shard: creates the internal topic (shard 0), loads
 /// the groups, then fires their timers until shutdown.
 pub async fn run(shard: Rc<Shard>) {
@@ -972,6 +992,15 @@ pub async fn run(shard: Rc<Shard>) {
                 "{OFFSETS_TOPIC} has {n} partitions but offsets.topic.num.partitions is {}; using {n}",
                 shard.config.offsets_topic_partitions
             );
+        }
+    }
+    // Dynamic group configs persisted in the cluster metadata (later
+    // changes arrive through `on_group_configs`).
+    {
+        let meta = shard.meta.borrow();
+        let mut state = groups.state.borrow_mut();
+        for (group, configs) in &meta.group_configs {
+            state.set_group_config(group, group_overrides(configs));
         }
     }
     groups.reload_wanted.set(true);

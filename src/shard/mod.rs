@@ -229,9 +229,7 @@ impl Shard {
                 let _ = crate::io::file::sync_dir(&self.config.data_dir);
                 groups::on_topics_deleted(self, std::slice::from_ref(&name));
             }
-            // Only recorded in the metadata copy (done above); the group
-            // coordinator does not read group configs yet.
-            MetaUpdate::GroupConfigs { .. } => {}
+            MetaUpdate::GroupConfigs { group, configs } => groups::on_group_configs(self, &group, &configs),
         }
         self.rebalance_cache();
     }

@@ -502,3 +502,59 @@ def test_offsets_topic_is_internal_and_compacted(gbroker):
     p.flush(30)
     assert len(errors) == 1 and errors[0] is not None
     assert errors[0].code() == KafkaError.TOPIC_EXCEPTION
+
+
+def _cg_heartbeat_join(bootstrap: str, group: str, topic: str) -> tuple[int, int]:
+    """A raw ConsumerGroupHeartbeat v0 join (epoch 0): (error code, heartbeat
+    interval the coordinator tells the member to use)."""
+    import socket
+    import struct
+
+    def cstr(s):  # compact string (short)
+        b = s.encode()
+        return bytes([len(b) + 1]) + b
+
+    header = struct.pack(">hhih", 68, 0, 7, 4) + b"test" + b"\x00"
+    body = (cstr(group) + cstr("") + struct.pack(">i", 0) + b"\x00" + b"\x00" + struct.pack(">i", 30000)
+            + b"\x02" + cstr(topic) + b"\x00" + b"\x01" + b"\x00")
+    host, port = bootstrap.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(struct.pack(">i", len(header + body)) + header + body)
+        size = struct.unpack(">i", s.recv(4, socket.MSG_WAITALL))[0]
+        resp = s.recv(size, socket.MSG_WAITALL)
+    pos = 4 + 1 + 4  # correlation id, header tags, throttle
+    (error_code,) = struct.unpack_from(">h", resp, pos)
+    pos += 2
+    for _ in range(2):  # error message, member id: compact nullable strings (short)
+        n = resp[pos]
+        pos += 1 + max(n - 1, 0)
+    _epoch, interval = struct.unpack_from(">ii", resp, pos)
+    return error_code, interval
+
+
+def test_group_configs_apply_to_consumer_protocol_members(gbroker):
+    """A KIP-848 group config set with IncrementalAlterConfigs is what the
+    coordinator uses for that group (here the heartbeat interval it hands to
+    members), other groups keep the broker's, and it holds after a restart."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    create_topic(gbroker.bootstrap, "gcfg", 1)
+    admin = admin_client(gbroker.bootstrap)
+    # (Both set: Kafka validates the group's combined settings against the
+    # broker's group.consumer.min/max bounds, which this broker's own 6 s
+    # session timeout is below.)
+    res = ConfigResource(ResourceType.GROUP, "tuned-group", incremental_configs=[
+        ConfigEntry("consumer.heartbeat.interval.ms", "7000", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("consumer.session.timeout.ms", "45000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(timeout=30)
+    assert _cg_heartbeat_join(gbroker.bootstrap, "tuned-group", "gcfg") == (0, 7000)
+    assert _cg_heartbeat_join(gbroker.bootstrap, "plain-group", "gcfg") == (0, 500)  # broker's setting
+    gbroker.restart()
+    deadline = time.monotonic() + SETTLE_DEADLINE_S
+    while True:
+        code, interval = _cg_heartbeat_join(gbroker.bootstrap, "tuned-group", "gcfg")
+        if code != 14:  # COORDINATOR_LOAD_IN_PROGRESS
+            break
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    assert (code, interval) == (0, 7000)
