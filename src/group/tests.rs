@@ -805,18 +805,25 @@ fn offsets_simple_group_commit_fetch_expire() {
         .any(|r| r.value.is_none() && matches!(r.key, RecordKey::GroupMetadata { .. })));
 }
 
+/// A classic group "`group`" of one member subscribed to "t", stable:
+/// returns the member id and generation.
+fn one_member_classic_group(h: &mut Harness, group: &str) -> (String, i32) {
+    let sub = subscription(&["t"]);
+    let ta = h.join_req(group, "", None, &[("range", &sub)], 3);
+    h.advance(1_000);
+    let a = h.joins[&ta].member_id.clone();
+    let gen = h.joins[&ta].generation_id;
+    h.sync(group, &a, gen, &[(&a, b"A")]);
+    (a, gen)
+}
+
 #[test]
 fn deleted_topics_lose_their_offsets() {
     let mut h = Harness::new();
     // "simple" only has offsets of the deleted topic: it goes away.
     commit(&mut h, "simple", "", -1, 8, &[(0, 5), (1, 7)]);
     // "g" is a live group: it keeps its other topic's offsets and stays.
-    let sub = subscription(&["t"]);
-    let ta = h.join_req("g", "", None, &[("range", &sub)], 3);
-    h.advance(1_000);
-    let a = h.joins[&ta].member_id.clone();
-    let gen = h.joins[&ta].generation_id;
-    h.sync("g", &a, gen, &[(&a, b"A")]);
+    let (a, gen) = one_member_classic_group(&mut h, "g");
     commit(&mut h, "g", &a, gen, 8, &[(0, 3)]);
     h.persisted.clear();
 
@@ -914,12 +921,7 @@ fn offsets_of_empty_classic_group_expire_after_group_becomes_empty() {
 #[test]
 fn offset_delete_and_delete_groups() {
     let mut h = Harness::new();
-    let sub = subscription(&["t"]);
-    let ta = h.join_req("g", "", None, &[("range", &sub)], 3);
-    h.advance(1_000);
-    let a = h.joins[&ta].member_id.clone();
-    let gen = h.joins[&ta].generation_id;
-    h.sync("g", &a, gen, &[(&a, b"A")]);
+    let (a, gen) = one_member_classic_group(&mut h, "g");
     commit(&mut h, "g", &a, gen, 8, &[(0, 1)]);
     let out = h.c.commit_offsets(
         &OffsetCommitRequest {
