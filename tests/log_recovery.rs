@@ -460,12 +460,32 @@ fn retention_ms_deletes_segments_by_largest_timestamp() {
         assert!(files_ending(&path, ".index")
             .iter()
             .all(|n| n.as_str() >= "00000000000000000060"));
-        // Much later everything but the active segment has expired.
-        assert_eq!(log.enforce_retention(NEW + 1_000_000).segments, 2);
+        // Much later everything has expired, the active segment too: the
+        // older ones go and the active one is rolled (Kafka does the same).
+        let out = log.enforce_retention(NEW + 1_000_000);
+        assert_eq!(out.segments, 2);
+        assert!(out.rolled);
         assert_eq!(log.log_start_offset(), 100);
-        assert_eq!(log.segment_count(), 1);
+        assert_eq!(log.segment_count(), 2);
+        // Not deleted before the flusher has sealed it...
+        assert_eq!(log.enforce_retention(NEW + 1_000_000).segments, 0);
+        let mut job = log.take_flush_job(0).expect("the roll needs a seal");
+        execute_writes(&mut job).await.unwrap();
+        execute_sync(&job).await.unwrap();
+        log.complete_flush(job, true, 0);
+        // ... then it goes: the topic is empty, its offsets go on at 120.
+        let out = log.enforce_retention(NEW + 1_000_000);
+        assert_eq!((out.segments, out.rolled), (1, false));
+        assert_eq!((log.log_start_offset(), log.log_end_offset()), (120, 120));
+        assert_eq!(files_ending(&path, ".log"), log_names(&[120]));
+        // An empty active segment is not rolled again.
+        let out = log.enforce_retention(NEW + 2_000_000);
+        assert_eq!((out.segments, out.rolled), (0, false));
         drop(log);
-        assert_reopens_at(&path, cfg, false, 100, &all).await;
+        assert_reopens_at(&path, cfg.clone(), false, 120, &all).await;
+        // New appends continue from there.
+        let mut log = open(&path, cfg, false).await;
+        assert_eq!(append_and_commit(&mut log, &batch_at(10, "b12", NEW)).await, 120);
     });
 }
 

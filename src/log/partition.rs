@@ -176,6 +176,10 @@ pub struct RetentionOutcome {
     pub bytes: u64,
     /// The log start offset after the pass.
     pub log_start_offset: i64,
+    /// Every record of the active segment had expired too, so it was rolled
+    /// (Kafka does the same): once the flusher has sealed it, the next pass
+    /// deletes it. Mark the partition dirty so that seal is written.
+    pub rolled: bool,
 }
 
 impl PartitionLog {
@@ -327,7 +331,10 @@ impl PartitionLog {
 
     /// Take everything staged as one job for the group-commit loop.
     pub fn take_flush_job(&mut self, now_ms: i64) -> Option<FlushJob> {
-        if self.staged.is_empty() || self.failed {
+        // A roll without new data (retention rolling an expired active
+        // segment) still needs its seal written.
+        let unsealed = || self.segments.iter().rev().skip(1).any(|s| !s.sealed);
+        if self.failed || (self.staged.is_empty() && !unsealed()) {
             return None;
         }
         let staged = std::mem::take(&mut self.staged);
@@ -381,6 +388,22 @@ impl PartitionLog {
                     chunks: Vec::new(),
                     seal: Some(seal),
                 }),
+            }
+        }
+        // The new active segment of a roll without data gets its (empty) file
+        // now: its name keeps the log end offset across a restart even when
+        // retention deletes every older segment.
+        if let Some(active) = self.segments.last() {
+            if active.file.is_none() && !writes.iter().any(|w| w.segment_base == active.base_offset) {
+                writes.push(SegmentWrite {
+                    segment_base: active.base_offset,
+                    path: active.log_path(),
+                    file: None,
+                    start: 0,
+                    tail: Vec::new(),
+                    chunks: Vec::new(),
+                    seal: None,
+                });
             }
         }
         // Seal older segments before writing into newer ones.
@@ -551,6 +574,19 @@ impl PartitionLog {
             .collect();
         let decision = segments_to_delete(&summaries, self.high_watermark, limits, now_ms);
         let n = decision.count().min(self.segments.len().saturating_sub(1));
+        if n + 1 == self.segments.len() && self.active_expired(limits, now_ms) {
+            // Kafka rolls when everything, active segment included, is
+            // expired; otherwise an idle topic would keep its last segment
+            // (and `retention.ms` could never empty a topic).
+            self.segments.push(Segment::new(&self.dir, self.next_offset, now_ms));
+            out.rolled = true;
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.partition,
+                base_offset = self.next_offset,
+                "retention rolled the expired active segment"
+            );
+        }
         if n == 0 {
             return out;
         }
@@ -600,6 +636,20 @@ impl PartitionLog {
         }
         self.remove_deleted_files(now_ms);
         out
+    }
+
+    /// Whether the active segment holds records, all committed and durable,
+    /// whose newest is older than `retention.ms`.
+    fn active_expired(&self, limits: RetentionLimits, now_ms: i64) -> bool {
+        let Some(active) = self.segments.last() else {
+            return false;
+        };
+        limits.retention_ms >= 0
+            && active.size > 0
+            && self.staged.is_empty()
+            && self.high_watermark >= self.next_offset
+            && active.max_timestamp >= 0
+            && now_ms.saturating_sub(active.max_timestamp) > limits.retention_ms
     }
 
     /// Remove the `*.deleted` files whose `file.delete.delay.ms` has passed.

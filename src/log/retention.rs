@@ -14,9 +14,10 @@
 //!   (its upper bound, the next segment's base offset, is at most the high
 //!   watermark), so the log start offset never passes the high watermark.
 //!
-//! Unlike Kafka, the active (last) segment is never deleted: Kafka rolls it
-//! first when it has expired as a whole; here it waits until an append rolls
-//! it.
+//! The active (last) segment is never deleted here; as in Kafka,
+//! `PartitionLog::enforce_retention` rolls it when every older segment goes
+//! and its own newest record has expired too, and the next pass deletes it
+//! once sealed (so lowering `retention.ms` empties a topic).
 
 /// What retention needs to know about one segment.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

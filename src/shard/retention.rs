@@ -13,6 +13,10 @@ use super::Shard;
 /// Longest single sleep, so a wrong clock cannot park the task for long.
 const MAX_SLEEP_MS: i64 = 3_600_000;
 
+/// After rolling an expired active segment, check again this soon (the
+/// flusher seals it within a group-commit round).
+const ROLLED_RECHECK_MS: i64 = 200;
+
 /// `log.retention.check.interval.ms` (Kafka's default: 5 minutes).
 pub fn check_interval_ms(shard: &Shard) -> i64 {
     shard
@@ -35,8 +39,14 @@ pub async fn run(shard: Rc<Shard>) {
         }
         let now = now_ms();
         if now >= next_check {
-            check(&shard, now).await;
-            next_check = now_ms().saturating_add(interval);
+            let rolled = check(&shard, now).await;
+            // A rolled active segment can go as soon as its seal is written.
+            let again = if rolled {
+                interval.min(ROLLED_RECHECK_MS)
+            } else {
+                interval
+            };
+            next_check = now_ms().saturating_add(again);
         } else {
             remove_due_files(&shard, now).await;
         }
@@ -54,13 +64,19 @@ pub async fn run(shard: Rc<Shard>) {
     }
 }
 
-/// One retention pass over every partition of the shard.
-pub async fn check(shard: &Rc<Shard>, now: i64) {
+/// One retention pass over every partition of the shard. Returns whether
+/// an expired active segment was rolled (its deletion waits for the seal).
+pub async fn check(shard: &Rc<Shard>, now: i64) -> bool {
+    let mut rolled = false;
     for p in shard.all_partitions() {
         if p.deleted.get() {
             continue;
         }
         let outcome = p.log.borrow_mut().enforce_retention(now);
+        if outcome.rolled {
+            shard.mark_dirty(&p);
+            rolled = true;
+        }
         if outcome.segments > 0 {
             crate::metrics::with(|m| {
                 m.retention_segments_deleted += outcome.segments as u64;
@@ -69,6 +85,7 @@ pub async fn check(shard: &Rc<Shard>, now: i64) {
         }
         crate::io::yield_if_needed().await;
     }
+    rolled
 }
 
 async fn remove_due_files(shard: &Rc<Shard>, now: i64) {

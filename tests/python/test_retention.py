@@ -230,3 +230,35 @@ def test_retention_ms(broker_factory):
     assert watermarks(broker.bootstrap, topic) == (low, n)
     assert segment_files(pdir) == files
     check_contiguous(consume_from_beginning(broker.bootstrap, topic, "t2", n), low, n)
+
+
+def test_lowering_retention_ms_purges_the_topic(broker_factory):
+    """The usual way to empty a Kafka topic: lower its retention.ms. Every
+    segment goes, the active one too (rolled first, as Kafka does), the
+    offsets go on where they were, also after a restart."""
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource, ResourceType
+
+    from kafkahelpers import admin_client
+
+    broker = broker_factory({"log.retention.check.interval.ms": 200, "log.segment.bytes": SEGMENT_BYTES})
+    topic = "purged"
+    create_topic(broker.bootstrap, topic, 1, {"file.delete.delay.ms": "0"})
+    n = 60
+    produce(broker.bootstrap, topic, 0, n, timestamp=int(time.time() * 1000) - 60_000)
+    pdir = broker.data_dir / f"{topic}-0"
+    assert watermarks(broker.bootstrap, topic) == (0, n)
+
+    admin = admin_client(broker.bootstrap)
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("retention.ms", "1000", incremental_operation=AlterConfigOpType.SET)])
+    admin.incremental_alter_configs([res])[res].result(timeout=30)
+    wait_for("the topic to be purged", lambda: watermarks(broker.bootstrap, topic) == (n, n))
+    # Only the new, empty active segment is left; it names the log end.
+    wait_for("the purged files to go", lambda: list(segment_files(pdir)) == [n])
+
+    broker.restart()
+    assert watermarks(broker.bootstrap, topic) == (n, n)
+    produce(broker.bootstrap, topic, n, 1)
+    low, high = watermarks(broker.bootstrap, topic)
+    # (retention.ms is 1 s: the new record may already be purged too.)
+    assert high == n + 1 and low in (n, n + 1)
