@@ -127,7 +127,7 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
             let pi = parts.len();
             if let Some(code) = topic_error {
                 let mut r = error_result(code);
-                if internal {
+                if internal && code == ec::INVALID_TOPIC_EXCEPTION {
                     r.message = Some(format!("Cannot append to internal topic {name}"));
                 }
                 parts.push((p.index, Some(r)));
