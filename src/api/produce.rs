@@ -99,7 +99,13 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
         let name = topic.name.0.as_str().to_string();
         let ti = layout.len();
         let mut parts = Vec::with_capacity(topic.partition_data.len());
-        let mut topic_known = shard.meta.borrow().topic(&name).is_some();
+        // One metadata lookup: whether the topic exists, and whether it is
+        // internal.
+        let (mut topic_known, internal) = shard
+            .meta
+            .borrow()
+            .topic(&name)
+            .map_or((false, false), |t| (true, t.internal));
         let mut topic_error = if !matches!(acks, -1..=1) {
             Some(ec::INVALID_REQUIRED_ACKS)
         } else {
@@ -107,7 +113,6 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
         };
         // Like Kafka, clients cannot append to internal topics: only the
         // group coordinator writes `__consumer_offsets`, through the shard.
-        let internal = shard.meta.borrow().topic(&name).is_some_and(|t| t.internal);
         if topic_error.is_none() && internal {
             topic_error = Some(ec::INVALID_TOPIC_EXCEPTION);
         }
