@@ -3,9 +3,7 @@
 
 use std::path::Path;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 
@@ -13,6 +11,7 @@ use crate::config::BrokerConfig;
 use crate::io::executor::{start_executor, ExecutorSpec};
 use crate::io::mesh::MeshBuilder;
 use crate::io::net::Listener;
+use crate::io::signal::{Countdown, Flag};
 use crate::metadata::{store, ClusterMeta};
 use crate::routing::{Envelope, Router};
 use crate::shard::Shard;
@@ -66,24 +65,49 @@ fn new_cluster_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
+/// What start-up found in the data directory.
+pub struct Prepared {
+    pub meta: ClusterMeta,
+    /// The previous run shut down cleanly (its marker file was there).
+    pub clean_start: bool,
+}
+
+/// Prepare the data directory: create it durably, consume the clean-shutdown
+/// marker, load (or create) the cluster metadata and fit it to the shard
+/// count. Runs on the main thread before the shards start (or inside a
+/// simulation).
+pub async fn prepare(config: &mut BrokerConfig) -> anyhow::Result<Prepared> {
+    let dir = config.data_dir.clone();
+    crate::io::fs::create_dir_durable(&dir)
+        .await
+        .with_context(|| format!("creating {}", dir.display()))?;
+    let marker = dir.join(CLEAN_SHUTDOWN_FILE);
+    let clean_start = crate::io::fs::exists(&marker).await;
+    if clean_start {
+        crate::io::fs::remove_file(&marker).await?;
+        crate::io::fs::sync_dir(&dir).await?;
+    }
+    let mut meta = match store::load(&dir).await? {
+        Some(m) => m,
+        None => ClusterMeta::new(new_cluster_id()),
+    };
+    meta.fit_to_shards(config.shards);
+    store::save(&dir, &meta).await?;
+    config.cluster_id = meta.cluster_id.clone();
+    Ok(Prepared { meta, clean_start })
+}
+
+/// Leave the marker that tells the next start the logs were closed cleanly.
+pub async fn mark_clean_shutdown(data_dir: &Path) -> std::io::Result<()> {
+    crate::io::file::write_file_atomic(&data_dir.join(CLEAN_SHUTDOWN_FILE), b"").await
+}
+
 /// Run a broker until SIGINT/SIGTERM.
 pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     raise_memlock();
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let marker = config.data_dir.join(CLEAN_SHUTDOWN_FILE);
-    let clean_start = marker.exists();
-    if clean_start {
-        std::fs::remove_file(&marker)?;
-        crate::io::file::sync_dir(&config.data_dir)?;
-    }
-    let mut meta = match store::load_blocking(&config.data_dir)? {
-        Some(m) => m,
-        None => ClusterMeta::new(new_cluster_id()),
-    };
-    meta.fit_to_shards(config.shards);
-    store::save_blocking(&config.data_dir, &meta)?;
-    config.cluster_id = meta.cluster_id.clone();
+    let Prepared { meta, clean_start } = futures::executor::block_on(prepare(&mut config))?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         listen = %config.listen,
@@ -93,11 +117,10 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "starting ringlog"
     );
 
-    let stop = Arc::new(AtomicBool::new(false));
-    signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
-    signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
-    let ready = Arc::new(AtomicUsize::new(0));
-    let failed = Arc::new(AtomicBool::new(false));
+    let stop = Flag::new();
+    stop.set_on_termination_signals()?;
+    let ready = Countdown::new(config.shards);
+    let failed = Flag::new();
     let mesh: MeshBuilder<Envelope> = MeshBuilder::full(config.shards, 1024);
     let cpus: Vec<usize> = core_affinity::get_core_ids()
         .unwrap_or_default()
@@ -114,41 +137,24 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             io_memory: 2 << 20,
             spin_before_park: None,
         };
-        let (config, meta, mesh, stop, ready, failed) = (
-            config.clone(),
-            meta.clone(),
-            mesh.clone(),
-            stop.clone(),
-            ready.clone(),
-            failed.clone(),
-        );
-        threads.push(start_executor(spec, move || async move {
-            let r = shard_main(
-                id,
-                (*config).clone(),
-                meta,
-                mesh,
-                stop.clone(),
-                ready,
-                failed.clone(),
-                clean_start,
-            )
-            .await;
-            if let Err(e) = &r {
-                tracing::error!("shard {id} failed: {e:#}");
-                failed.store(true, Ordering::SeqCst);
-                stop.store(true, Ordering::SeqCst);
-            }
-            r.is_ok()
-        })?);
+        let start = ShardStart {
+            id,
+            config: (*config).clone(),
+            meta: meta.clone(),
+            mesh: mesh.clone(),
+            stop: stop.clone(),
+            ready: ready.clone(),
+            failed: failed.clone(),
+            clean_start,
+        };
+        threads.push(start_executor(spec, move || run_shard(start))?);
     }
     let mut all_ok = true;
     for t in threads {
         all_ok &= t.join().unwrap_or(false);
     }
-    if all_ok && !failed.load(Ordering::SeqCst) {
-        std::fs::write(&marker, b"")?;
-        crate::io::file::sync_dir(&config.data_dir)?;
+    if all_ok && !failed.is_set() {
+        futures::executor::block_on(mark_clean_shutdown(&config.data_dir))?;
         tracing::info!("clean shutdown complete");
         Ok(())
     } else {
@@ -156,32 +162,68 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn shard_main(
-    id: usize,
-    config: BrokerConfig,
-    meta: ClusterMeta,
-    mesh: MeshBuilder<Envelope>,
-    stop: Arc<AtomicBool>,
-    ready: Arc<AtomicUsize>,
-    failed: Arc<AtomicBool>,
-    clean_start: bool,
-) -> anyhow::Result<()> {
-    let shards = config.shards;
+/// Everything a shard needs to start.
+pub struct ShardStart {
+    pub id: usize,
+    pub config: BrokerConfig,
+    pub meta: ClusterMeta,
+    pub mesh: MeshBuilder<Envelope>,
+    /// Set to stop the broker (signals; a failed shard sets it too).
+    pub stop: Flag,
+    /// Counted down by each shard once its partitions are open.
+    pub ready: Countdown,
+    /// Set when a shard fails.
+    pub failed: Flag,
+    pub clean_start: bool,
+}
+
+/// Run one shard until the broker stops; true if it stopped cleanly.
+pub async fn run_shard(start: ShardStart) -> bool {
+    let (id, stop, failed) = (start.id, start.stop.clone(), start.failed.clone());
+    let r = shard_main(start).await;
+    if let Err(e) = &r {
+        tracing::error!("shard {id} failed: {e:#}");
+        failed.set();
+        stop.set();
+    }
+    r.is_ok()
+}
+
+async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
+    let ShardStart {
+        id,
+        config,
+        meta,
+        mesh,
+        stop,
+        ready,
+        failed,
+        clean_start,
+    } = start;
     let listen = config.listen;
-    let (sender, receivers) = mesh.join().await?;
+    let (sender, receivers) = mesh.join(id).await?;
     let shard = Shard::new(id, Rc::new(config), meta, Router::new(sender), clean_start);
     for (_peer, rx) in receivers {
         crate::io::executor::spawn_detached(shard.clone().serve_peer(rx));
     }
+    if id == 0 {
+        let mode = crate::io::file::effective_mode(&shard.config.data_dir, shard.config.io_mode).await;
+        tracing::info!(
+            "storage io mode: requested={} effective={} dir={}",
+            shard.config.io_mode.as_str(),
+            mode.as_str(),
+            shard.config.data_dir.display()
+        );
+    }
     shard.open_owned_partitions().await?;
     let flusher = crate::io::spawn(crate::shard::flusher::run(shard.clone()));
-    ready.fetch_add(1, Ordering::SeqCst);
-    while ready.load(Ordering::SeqCst) < shards {
-        if failed.load(Ordering::SeqCst) {
-            anyhow::bail!("another shard failed to start");
-        }
-        crate::io::time::sleep(Duration::from_millis(2)).await;
+    ready.count_down();
+    futures_lite::future::or(ready.wait(), async {
+        failed.wait().await;
+    })
+    .await;
+    if failed.is_set() {
+        anyhow::bail!("another shard failed to start");
     }
     // Consumer groups: creates __consumer_offsets (shard 0), loads, runs timers.
     let groups = crate::io::spawn(crate::shard::groups::run(shard.clone()));
@@ -189,28 +231,26 @@ async fn shard_main(
     let retention = crate::io::spawn(crate::shard::retention::run(shard.clone()));
     let listener = Listener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let acceptor = crate::io::spawn(crate::server::accept_loop(shard.clone(), listener));
+    let mut metrics = None;
     if id == 0 {
         if let Some(addr) = shard.config.metrics_listen {
             let l = Listener::bind(addr).with_context(|| format!("binding metrics endpoint {addr}"))?;
             tracing::info!(%addr, "serving Prometheus metrics at /metrics");
-            crate::io::executor::spawn_detached(crate::metrics::http::serve(shard.clone(), l));
+            metrics = Some(crate::io::spawn(crate::metrics::http::serve(shard.clone(), l)));
         }
     }
-    {
+    let probe = {
         let s = shard.clone();
-        crate::io::executor::spawn_detached(async move {
-            crate::metrics::probe_task_queue_delay(|| s.shutting_down.get()).await
-        });
-    }
+        crate::io::spawn(async move { crate::metrics::probe_task_queue_delay(&s).await })
+    };
     tracing::info!(shard = id, partitions = shard.partition_count(), "shard ready");
-    while !stop.load(Ordering::SeqCst) {
-        crate::io::time::sleep(Duration::from_millis(20)).await;
-    }
+    stop.wait().await;
     tracing::info!(shard = id, "shutting down");
-    shard.shutting_down.set(true);
-    shard.flush_wanted.notify_all();
+    shard.begin_shutdown();
     drop(groups);
     drop(retention);
+    drop(probe);
+    drop(metrics);
     acceptor.await;
     flusher.await;
     crate::shard::flusher::close_logs(&shard).await;

@@ -372,7 +372,7 @@ fn retention_bytes_deletes_oldest_segments_and_survives_restart() {
 
         // 10 batches: dropping 2 segments leaves 6 (>= 5), a third would
         // leave 4.
-        let out = log.enforce_retention(0);
+        let out = log.enforce_retention_now(0).await;
         assert_eq!(out.segments, 2);
         assert_eq!(out.bytes, 4 * one as u64);
         assert_eq!(out.log_start_offset, 40);
@@ -384,7 +384,7 @@ fn retention_bytes_deletes_oldest_segments_and_survives_restart() {
         assert!(matches!(log.plan_read(0, 1 << 20), Err(LogError::OffsetOutOfRange)));
         assert_eq!(read_all(&log, 40).await, all[40..].to_vec());
         // Nothing more to do until more data comes.
-        assert_eq!(log.enforce_retention(0).segments, 0);
+        assert_eq!(log.enforce_retention_now(0).await.segments, 0);
 
         // The planned read still gets the deleted segment's bytes.
         let ReadPlan::File {
@@ -408,9 +408,9 @@ fn retention_bytes_deletes_oldest_segments_and_survives_restart() {
         );
         assert_eq!(files_ending(&path, ".index.deleted").len(), 2);
         assert_eq!(log.next_file_removal_ms(), Some(60_000));
-        log.remove_deleted_files(59_999);
+        log.remove_deleted_files(59_999).await;
         assert_eq!(files_ending(&path, ".deleted").len(), 6);
-        log.remove_deleted_files(60_000);
+        log.remove_deleted_files(60_000).await;
         assert!(files_ending(&path, ".deleted").is_empty());
         assert_eq!(log.next_file_removal_ms(), None);
         drop(log);
@@ -448,9 +448,9 @@ fn retention_ms_deletes_segments_by_largest_timestamp() {
         assert_eq!(log.segment_count(), 6);
         let all = read_all(&log, 0).await;
         // Nothing is older than retention.ms yet.
-        assert_eq!(log.enforce_retention(OLD + 1_009).segments, 0);
+        assert_eq!(log.enforce_retention_now(OLD + 1_009).await.segments, 0);
         // Only the old segments are.
-        let out = log.enforce_retention(NEW + 500);
+        let out = log.enforce_retention_now(NEW + 500).await;
         assert_eq!(out.segments, 3);
         assert_eq!(log.log_start_offset(), 60);
         assert_eq!(read_all(&log, 60).await, all[60..].to_vec());
@@ -462,24 +462,24 @@ fn retention_ms_deletes_segments_by_largest_timestamp() {
             .all(|n| n.as_str() >= "00000000000000000060"));
         // Much later everything has expired, the active segment too: the
         // older ones go and the active one is rolled (Kafka does the same).
-        let out = log.enforce_retention(NEW + 1_000_000);
+        let out = log.enforce_retention_now(NEW + 1_000_000).await;
         assert_eq!(out.segments, 2);
         assert!(out.rolled);
         assert_eq!(log.log_start_offset(), 100);
         assert_eq!(log.segment_count(), 2);
         // Not deleted before the flusher has sealed it...
-        assert_eq!(log.enforce_retention(NEW + 1_000_000).segments, 0);
+        assert_eq!(log.enforce_retention_now(NEW + 1_000_000).await.segments, 0);
         let mut job = log.take_flush_job(0).expect("the roll needs a seal");
         execute_writes(&mut job).await.unwrap();
         execute_sync(&job).await.unwrap();
         log.complete_flush(job, true, 0);
         // ... then it goes: the topic is empty, its offsets go on at 120.
-        let out = log.enforce_retention(NEW + 1_000_000);
+        let out = log.enforce_retention_now(NEW + 1_000_000).await;
         assert_eq!((out.segments, out.rolled), (1, false));
         assert_eq!((log.log_start_offset(), log.log_end_offset()), (120, 120));
         assert_eq!(files_ending(&path, ".log"), log_names(&[120]));
         // An empty active segment is not rolled again.
-        let out = log.enforce_retention(NEW + 2_000_000);
+        let out = log.enforce_retention_now(NEW + 2_000_000).await;
         assert_eq!((out.segments, out.rolled), (0, false));
         drop(log);
         assert_reopens_at(&path, cfg.clone(), false, 120, &all).await;
@@ -507,11 +507,11 @@ fn retention_waits_for_the_seal_and_skips_compacted_topics() {
         let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
         log.append(&Bytes::from(payload), &v, 0).unwrap();
         let mut job = log.take_flush_job(0).unwrap();
-        assert_eq!(log.enforce_retention(0).segments, 0, "segment 0 is being sealed");
+        assert_eq!(log.enforce_retention_now(0).await.segments, 0, "segment 0 is being sealed");
         execute_writes(&mut job).await.unwrap();
         execute_sync(&job).await.unwrap();
         log.complete_flush(job, true, 0);
-        assert_eq!(log.enforce_retention(0).segments, 1);
+        assert_eq!(log.enforce_retention_now(0).await.segments, 1);
         assert_eq!(log.log_start_offset(), 20);
 
         // cleanup.policy=compact: retention does not apply.
@@ -525,7 +525,7 @@ fn retention_waits_for_the_seal_and_skips_compacted_topics() {
         for i in 0..6 {
             append_and_commit(&mut log, &batch(10, &format!("b{i:02}"))).await;
         }
-        assert_eq!(log.enforce_retention(i64::MAX / 2).segments, 0);
+        assert_eq!(log.enforce_retention_now(i64::MAX / 2).await.segments, 0);
         assert_eq!(log.log_start_offset(), 0);
     });
 }

@@ -3,13 +3,14 @@
 //! Fetch sessions (KIP-227) are declined (session id 0), so every request
 //! is a full fetch.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use futures::FutureExt;
 use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
 use super::RequestContext;
+use crate::io::time::Instant;
 use crate::protocol::error as ec;
 use crate::protocol::fetch_response::{PartitionOut, TopicOut};
 use crate::routing::{FetchPart, FetchPartResult, ShardRequest, ShardResponse, WatchPart};

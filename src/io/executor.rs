@@ -1,41 +1,87 @@
 //! Pinned per-core executors and local task spawning.
 
+use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use glommio::{LocalExecutorBuilder, Placement};
 
+use super::sim;
+
+thread_local! {
+    /// Set on the threads of glommio executors started by [`start_executor`].
+    static IN_EXECUTOR: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the current thread runs a production (glommio) executor.
+pub(crate) fn in_glommio() -> bool {
+    IN_EXECUTOR.with(|c| c.get())
+}
+
+enum Inner<T> {
+    Glommio(glommio::Task<T>),
+    Sim(sim::Task<T>),
+}
+
 /// A task spawned on the current shard. Dropping it cancels the task unless
 /// it was detached.
-pub struct Task<T>(glommio::Task<T>);
+pub struct Task<T>(Inner<T>);
 
 impl<T> Task<T> {
     /// Let the task run to completion on its own.
     pub fn detach(self) {
-        self.0.detach();
+        match self.0 {
+            Inner::Glommio(t) => {
+                t.detach();
+            }
+            Inner::Sim(t) => t.detach(),
+        }
     }
 }
 
 impl<T> Future for Task<T> {
     type Output = T;
-    fn poll(mut self: std::pin::Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<T> {
-        std::pin::Pin::new(&mut self.0).poll(cx)
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        match &mut self.0 {
+            Inner::Glommio(t) => Pin::new(t).poll(cx),
+            Inner::Sim(t) => Pin::new(t).poll(cx),
+        }
     }
 }
 
 /// Spawn a task on the current shard's executor.
 pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
-    Task(glommio::spawn_local(fut))
+    if sim::active() {
+        return Task(Inner::Sim(sim::world().spawn(fut)));
+    }
+    Task(Inner::Glommio(glommio::spawn_local(fut)))
 }
 
 /// Spawn a task and let it run to completion on its own.
 pub fn spawn_detached<T: 'static>(fut: impl Future<Output = T> + 'static) {
-    glommio::spawn_local(fut).detach();
+    spawn(fut).detach();
 }
 
-/// Yield to other tasks if this one has run for longer than its time slice.
+/// Yield to other tasks if this one has run for longer than its time slice
+/// (in a simulation: sometimes, as the seeded schedule decides).
 pub async fn yield_if_needed() {
-    glommio::yield_if_needed().await
+    if sim::active() {
+        sim::maybe_yield().await
+    } else {
+        glommio::yield_if_needed().await
+    }
+}
+
+/// Run a blocking function off the shard thread (glommio's blocking pool),
+/// or inline where no executor runs (start-up on the main thread).
+pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
+    if in_glommio() {
+        glommio::executor().spawn_blocking(f).await
+    } else {
+        f()
+    }
 }
 
 /// Handle of a running shard thread.
@@ -83,12 +129,19 @@ where
         builder = builder.spin_before_park(spin);
     }
     let inner = builder
-        .spawn(fut_gen)
+        .spawn(move || {
+            IN_EXECUTOR.with(|c| c.set(true));
+            fut_gen()
+        })
         .map_err(|e| anyhow::anyhow!("cannot start executor {}: {e}", spec.name))?;
     Ok(ShardThread { inner })
 }
 
-/// Utilization figures of the current executor, for metrics.
+/// Time the current executor spent running tasks, for metrics.
 pub fn executor_busy_time() -> Duration {
-    glommio::executor().executor_stats().total_runtime()
+    if in_glommio() {
+        glommio::executor().executor_stats().total_runtime()
+    } else {
+        Duration::ZERO
+    }
 }

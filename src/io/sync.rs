@@ -1,6 +1,7 @@
 //! Single-shard async primitives (no atomics, no cross-thread use).
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -8,18 +9,229 @@ use std::task::{Context, Poll, Waker};
 
 /// An async mutex for tasks of one shard, used to serialize rare
 /// multi-step operations (metadata changes). Not for the data path.
-pub struct LocalMutex(glommio::sync::Semaphore);
+#[derive(Default)]
+pub struct LocalMutex(Semaphore1);
 
-impl Default for LocalMutex {
+struct Semaphore1(Semaphore);
+
+impl Default for Semaphore1 {
     fn default() -> Self {
-        Self(glommio::sync::Semaphore::new(1))
+        Semaphore1(Semaphore::new(1))
     }
 }
 
 impl LocalMutex {
     /// Wait for exclusive access; released when the guard is dropped.
-    pub async fn lock(&self) -> Option<impl Drop + '_> {
-        self.0.acquire_permit(1).await.ok()
+    pub async fn lock(&self) -> Option<Permit> {
+        Some(self.0 .0.acquire(1).await)
+    }
+}
+
+struct Waiter {
+    id: u64,
+    want: usize,
+    waker: Option<Waker>,
+    granted: bool,
+}
+
+struct SemInner {
+    available: usize,
+    capacity: usize,
+    waiters: VecDeque<Waiter>,
+    next_id: u64,
+}
+
+impl SemInner {
+    /// Grant waiters in arrival order while they fit.
+    fn grant(&mut self) -> Vec<Waker> {
+        let mut wake = Vec::new();
+        for w in self.waiters.iter_mut() {
+            if w.granted {
+                continue;
+            }
+            if w.want > self.available {
+                break; // FIFO: nobody overtakes the first waiter
+            }
+            self.available -= w.want;
+            w.granted = true;
+            wake.extend(w.waker.take());
+        }
+        wake
+    }
+}
+
+/// A counting semaphore for the tasks of one shard: FIFO, no atomics. Used
+/// for byte budgets (request memory) and as a mutex.
+#[derive(Clone)]
+pub struct Semaphore {
+    inner: Rc<RefCell<SemInner>>,
+}
+
+impl Semaphore {
+    pub fn new(units: usize) -> Self {
+        Semaphore {
+            inner: Rc::new(RefCell::new(SemInner {
+                available: units,
+                capacity: units,
+                waiters: VecDeque::new(),
+                next_id: 0,
+            })),
+        }
+    }
+
+    /// Units not handed out.
+    pub fn available(&self) -> usize {
+        self.inner.borrow().available
+    }
+
+    /// Units the semaphore was created with.
+    pub fn capacity(&self) -> usize {
+        self.inner.borrow().capacity
+    }
+
+    /// Tasks waiting for units.
+    pub fn waiting(&self) -> usize {
+        self.inner.borrow().waiters.len()
+    }
+
+    /// Take `n` units now if they are free and nobody waits before us.
+    pub fn try_acquire(&self, n: usize) -> Option<Permit> {
+        let mut s = self.inner.borrow_mut();
+        let n = n.min(s.capacity);
+        if s.waiters.is_empty() && s.available >= n {
+            s.available -= n;
+            drop(s);
+            return Some(Permit {
+                sem: self.clone(),
+                units: n,
+            });
+        }
+        None
+    }
+
+    /// Wait for `n` units (at most the capacity: a larger request waits for
+    /// the whole semaphore). Waiters are served in arrival order.
+    pub fn acquire(&self, n: usize) -> Acquire {
+        Acquire {
+            sem: self.clone(),
+            want: n.min(self.capacity()),
+            id: None,
+        }
+    }
+
+    fn release(&self, n: usize) {
+        let wake = {
+            let mut s = self.inner.borrow_mut();
+            s.available += n;
+            debug_assert!(s.available <= s.capacity, "semaphore released more than it handed out");
+            s.grant()
+        };
+        for w in wake {
+            w.wake();
+        }
+    }
+}
+
+/// Units of a [`Semaphore`], given back when dropped.
+pub struct Permit {
+    sem: Semaphore,
+    units: usize,
+}
+
+impl Permit {
+    pub fn units(&self) -> usize {
+        self.units
+    }
+
+    /// Give back part of the units early.
+    pub fn release_part(&mut self, n: usize) {
+        let n = n.min(self.units);
+        self.units -= n;
+        self.sem.release(n);
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        if self.units > 0 {
+            self.sem.release(self.units);
+        }
+    }
+}
+
+/// Future of [`Semaphore::acquire`].
+pub struct Acquire {
+    sem: Semaphore,
+    want: usize,
+    id: Option<u64>,
+}
+
+impl Future for Acquire {
+    type Output = Permit;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Permit> {
+        let want = self.want;
+        let sem = self.sem.clone();
+        let mut s = sem.inner.borrow_mut();
+        match self.id {
+            None => {
+                if s.waiters.is_empty() && s.available >= want {
+                    s.available -= want;
+                    drop(s);
+                    return Poll::Ready(Permit { sem, units: want });
+                }
+                let id = s.next_id;
+                s.next_id += 1;
+                s.waiters.push_back(Waiter {
+                    id,
+                    want,
+                    waker: Some(cx.waker().clone()),
+                    granted: false,
+                });
+                self.id = Some(id);
+                Poll::Pending
+            }
+            Some(id) => {
+                let Some(i) = s.waiters.iter().position(|w| w.id == id) else {
+                    return Poll::Pending; // cannot happen: removed only here or on drop
+                };
+                if s.waiters[i].granted {
+                    s.waiters.remove(i);
+                    drop(s);
+                    self.id = None;
+                    return Poll::Ready(Permit { sem, units: want });
+                }
+                match &mut s.waiters[i].waker {
+                    Some(w) => w.clone_from(cx.waker()),
+                    slot => *slot = Some(cx.waker().clone()),
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl Drop for Acquire {
+    fn drop(&mut self) {
+        let Some(id) = self.id else { return };
+        let (give_back, wake) = {
+            let Ok(mut s) = self.sem.inner.try_borrow_mut() else {
+                return;
+            };
+            let Some(i) = s.waiters.iter().position(|w| w.id == id) else {
+                return;
+            };
+            let w = s.waiters.remove(i);
+            let give_back = w.map(|w| w.granted).unwrap_or(false);
+            // A waiter that left may have been blocking the ones behind it.
+            let wake = if give_back { Vec::new() } else { s.grant() };
+            (give_back, wake)
+        };
+        if give_back {
+            self.sem.release(self.want);
+        }
+        for w in wake {
+            w.wake();
+        }
     }
 }
 
@@ -83,5 +295,60 @@ impl<T> Future for OneshotReceiver<T> {
         }
         s.waker = Some(cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::task::Wake;
+
+    struct Nop;
+    impl Wake for Nop {
+        fn wake(self: Arc<Self>) {}
+    }
+
+    fn poll<F: Future + Unpin>(f: &mut F) -> Poll<F::Output> {
+        let w = Waker::from(Arc::new(Nop));
+        let mut cx = Context::from_waker(&w);
+        Pin::new(f).poll(&mut cx)
+    }
+
+    #[test]
+    fn semaphore_is_fifo_and_gives_back_on_drop() {
+        let s = Semaphore::new(10);
+        let p1 = s.try_acquire(6).expect("free");
+        let mut big = s.acquire(8);
+        assert!(poll(&mut big).is_pending());
+        // A small request may not overtake the waiting big one.
+        assert!(s.try_acquire(2).is_none());
+        let mut small = s.acquire(2);
+        assert!(poll(&mut small).is_pending());
+        drop(p1);
+        let p2 = match poll(&mut big) {
+            Poll::Ready(p) => p,
+            Poll::Pending => panic!("big should be granted"),
+        };
+        assert!(matches!(poll(&mut small), Poll::Ready(_)));
+        assert_eq!(s.available(), 0);
+        drop(p2);
+        assert_eq!(s.available(), 8);
+        // Requests above the capacity wait for the whole semaphore.
+        let mut huge = s.acquire(100);
+        assert!(poll(&mut huge).is_pending());
+        drop(huge); // cancelled: nothing leaks
+        assert_eq!(s.waiting(), 0);
+    }
+
+    #[test]
+    fn a_cancelled_granted_waiter_returns_its_units() {
+        let s = Semaphore::new(4);
+        let p = s.try_acquire(4).expect("free");
+        let mut a = s.acquire(3);
+        assert!(poll(&mut a).is_pending());
+        drop(p); // grants `a`
+        drop(a); // but it is gone before it saw the grant
+        assert_eq!(s.available(), 4);
     }
 }

@@ -180,6 +180,12 @@ pub struct RetentionOutcome {
     /// (Kafka does the same): once the flusher has sealed it, the next pass
     /// deletes it. Mark the partition dirty so that seal is written.
     pub rolled: bool,
+    /// The files of the removed segments (index files first), oldest
+    /// segment first: to be renamed to `*.deleted`
+    /// ([`rename_deleted_segments`]).
+    pub files: Vec<[PathBuf; 3]>,
+    /// When those files may be removed (`file.delete.delay.ms`).
+    pub delete_due_ms: i64,
 }
 
 impl PartitionLog {
@@ -293,6 +299,7 @@ impl PartitionLog {
             let interval = self.config.index_interval_bytes;
             let seg = self.active();
             seg.note_append(base, last, max_ts, len, interval);
+            seg.modified_ms = now_ms;
             let segment_base = seg.base_offset;
             self.staged.push(Staged {
                 segment_base,
@@ -567,7 +574,7 @@ impl PartitionLog {
                     s.max_timestamp
                 } else {
                     // Kafka's fallback for segments without timestamps.
-                    modified_ms(&s.log_path()).unwrap_or(-1)
+                    s.modified_ms
                 },
                 complete: s.sealed && s.seal_done,
             })
@@ -612,29 +619,21 @@ impl PartitionLog {
             log_start_offset = self.log_start_offset,
             "retention deleted segments"
         );
-        // Oldest first, and stop at the first failure: what stays on disk is
-        // always a run of segments ending at the live ones, so recovery never
-        // sees a gap (it would just bring the start offset back).
-        let due = now_ms.saturating_add(self.config.file_delete_delay_ms);
-        'segments: for seg in &removed {
-            for path in seg.file_paths() {
-                let mut renamed = path.clone().into_os_string();
-                renamed.push(DELETED_SUFFIX);
-                let renamed = PathBuf::from(renamed);
-                match std::fs::rename(&path, &renamed) {
-                    Ok(()) => self.pending_removal.push((due, renamed)),
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                    Err(e) => {
-                        tracing::warn!("retention: renaming {}: {e}", path.display());
-                        break 'segments;
-                    }
-                }
-            }
-        }
-        if let Err(e) = crate::io::file::sync_dir(&self.dir) {
-            tracing::warn!("retention: syncing {}: {e}", self.dir.display());
-        }
-        self.remove_deleted_files(now_ms);
+        out.files = removed.iter().map(|seg| seg.file_paths()).collect();
+        out.delete_due_ms = now_ms.saturating_add(self.config.file_delete_delay_ms);
+        out
+    }
+
+    /// Retention with its file work done here: [`PartitionLog::enforce_retention`],
+    /// then the removed segments' files renamed to `*.deleted` and those
+    /// that are due removed. (The shard splits these steps so that its
+    /// RefCell is not borrowed across IO.)
+    pub async fn enforce_retention_now(&mut self, now_ms: i64) -> RetentionOutcome {
+        let out = self.enforce_retention(now_ms);
+        let pending = rename_deleted_segments(&self.dir, &out.files, out.delete_due_ms).await;
+        self.schedule_removals(pending);
+        let due = self.take_due_removals(now_ms);
+        remove_files(&due).await;
         out
     }
 
@@ -652,19 +651,29 @@ impl PartitionLog {
             && now_ms.saturating_sub(active.max_timestamp) > limits.retention_ms
     }
 
-    /// Remove the `*.deleted` files whose `file.delete.delay.ms` has passed.
-    pub fn remove_deleted_files(&mut self, now_ms: i64) {
-        self.pending_removal.retain(|(due, path)| {
-            if *due > now_ms {
+    /// Files renamed to `*.deleted`, to be removed at the given times.
+    pub fn schedule_removals(&mut self, pending: Vec<(i64, PathBuf)>) {
+        self.pending_removal.extend(pending);
+    }
+
+    /// The `*.deleted` files whose `file.delete.delay.ms` has passed (they
+    /// leave the list; the caller removes them).
+    pub fn take_due_removals(&mut self, now_ms: i64) -> Vec<PathBuf> {
+        let mut due = Vec::new();
+        self.pending_removal.retain(|(at, path)| {
+            if *at > now_ms {
                 return true;
             }
-            match std::fs::remove_file(path) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!("retention: removing {}: {e}", path.display()),
-            }
+            due.push(path.clone());
             false
         });
+        due
+    }
+
+    /// Remove the `*.deleted` files whose `file.delete.delay.ms` has passed.
+    pub async fn remove_deleted_files(&mut self, now_ms: i64) {
+        let due = self.take_due_removals(now_ms);
+        remove_files(&due).await;
     }
 
     /// When the next `*.deleted` file is due for removal, if any.
@@ -742,6 +751,48 @@ fn last_bytes(tail: &[u8], chunks: &[Bytes], keep: usize) -> Vec<u8> {
     out
 }
 
+/// Rename the files of segments removed by retention to `*.deleted`,
+/// oldest first, stopping at the first failure: what stays on disk is always
+/// a run of segments ending at the live ones, so recovery never sees a gap
+/// (it would just bring the start offset back). Returns the renamed files
+/// with their removal time.
+pub async fn rename_deleted_segments(dir: &Path, files: &[[PathBuf; 3]], due: i64) -> Vec<(i64, PathBuf)> {
+    let mut pending = Vec::new();
+    if files.is_empty() {
+        return pending;
+    }
+    'segments: for seg in files {
+        for path in seg {
+            let mut renamed = path.clone().into_os_string();
+            renamed.push(DELETED_SUFFIX);
+            let renamed = PathBuf::from(renamed);
+            match crate::io::fs::rename(path, &renamed).await {
+                Ok(()) => pending.push((due, renamed)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    tracing::warn!("retention: renaming {}: {e}", path.display());
+                    break 'segments;
+                }
+            }
+        }
+    }
+    if let Err(e) = crate::io::fs::sync_dir(dir).await {
+        tracing::warn!("retention: syncing {}: {e}", dir.display());
+    }
+    pending
+}
+
+/// Remove files (of deleted segments); missing ones are fine.
+pub async fn remove_files(paths: &[PathBuf]) {
+    for path in paths {
+        match crate::io::fs::remove_file(path).await {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!("retention: removing {}: {e}", path.display()),
+        }
+    }
+}
+
 /// Execute the writes of a flush job (no sync).
 pub async fn execute_writes(job: &mut FlushJob) -> std::io::Result<()> {
     for w in job.writes.iter_mut() {
@@ -750,7 +801,7 @@ pub async fn execute_writes(job: &mut FlushJob) -> std::io::Result<()> {
             None => {
                 let f = LogFile::open(&w.path, job.io_mode).await?;
                 if let Some(dir) = w.path.parent() {
-                    crate::io::file::sync_dir(dir)?;
+                    crate::io::fs::sync_dir(dir).await?;
                 }
                 w.file = Some(f.clone());
                 f
@@ -856,10 +907,11 @@ pub async fn open(
     clean_shutdown: bool,
     now_ms: i64,
 ) -> std::io::Result<PartitionLog> {
-    std::fs::create_dir_all(dir)?;
-    let mut bases: Vec<i64> = std::fs::read_dir(dir)?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| super::segment::parse_segment_file_name(&e.file_name().to_string_lossy()))
+    crate::io::fs::create_dir_durable(dir).await?;
+    let mut bases: Vec<i64> = crate::io::fs::read_dir(dir)
+        .await?
+        .iter()
+        .filter_map(|e| super::segment::parse_segment_file_name(&e.name))
         .collect();
     bases.sort_unstable();
     let mut segments: Vec<Segment> = Vec::new();
@@ -876,9 +928,13 @@ pub async fn open(
     } else {
         ProducerStates::new()
     };
-    let _ = std::fs::remove_file(&snapshot_path);
+    let _ = crate::io::fs::remove_file(&snapshot_path).await;
     for (i, &base) in bases.iter().enumerate() {
         let mut seg = Segment::new(dir, base, now_ms);
+        seg.modified_ms = crate::io::fs::metadata(&seg.log_path())
+            .await
+            .map(|m| m.modified_ms)
+            .unwrap_or(-1);
         let file = LogFile::open(&seg.log_path(), io_mode).await?;
         let size = file.size().await?;
         let last = i + 1 == bases.len();
@@ -939,11 +995,11 @@ pub async fn open(
     if let Some(from) = corrupt_from {
         for &base in &bases[from..] {
             for ext in ["log", "index", "timeindex"] {
-                let _ = std::fs::remove_file(dir.join(super::segment::segment_file_name(base, ext)));
+                let _ = crate::io::fs::remove_file(&dir.join(super::segment::segment_file_name(base, ext))).await;
             }
         }
     }
-    remove_leftovers(dir, &segments);
+    remove_leftovers(dir, &segments).await;
     if segments.is_empty() {
         segments.push(Segment::new(dir, 0, now_ms));
     }
@@ -979,31 +1035,25 @@ pub async fn open(
 /// (`*.deleted`, whose removal a restart cut short) and index files of
 /// segments whose log is gone (a crash between renaming a deleted segment's
 /// index files and its log).
-fn remove_leftovers(dir: &Path, segments: &[Segment]) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+async fn remove_leftovers(dir: &Path, segments: &[Segment]) {
+    let Ok(entries) = crate::io::fs::read_dir(dir).await else {
         return;
     };
-    for e in entries.filter_map(|e| e.ok()) {
-        let name = e.file_name();
-        let name = name.to_string_lossy();
+    for e in entries {
+        let name = &e.name;
         let stale = name.ends_with(DELETED_SUFFIX)
-            || super::segment::parse_index_file_name(&name)
+            || super::segment::parse_index_file_name(name)
                 .is_some_and(|base| !segments.iter().any(|s| s.base_offset == base));
         if stale {
-            if let Err(err) = std::fs::remove_file(e.path()) {
-                tracing::warn!("removing {}: {err}", e.path().display());
+            let path = dir.join(name);
+            if let Err(err) = crate::io::fs::remove_file(&path).await {
+                tracing::warn!("removing {}: {err}", path.display());
             }
         }
     }
 }
 
 /// A file's modification time in ms since the epoch.
-fn modified_ms(path: &Path) -> Option<i64> {
-    let t = std::fs::metadata(path).ok()?.modified().ok()?;
-    let d = t.duration_since(std::time::UNIX_EPOCH).ok()?;
-    i64::try_from(d.as_millis()).ok()
-}
-
 /// Whether the file holds only zeros from `from` to `to` (O_DIRECT padding
 /// of a segment that was not cut to size before a crash).
 async fn is_zero_padding(file: &LogFile, from: u64, to: u64) -> std::io::Result<bool> {

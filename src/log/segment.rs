@@ -44,6 +44,9 @@ pub struct Segment {
     pub max_timestamp: i64,
     /// Wall-clock time the segment was created (segment.ms rolling).
     pub created_ms: i64,
+    /// Last append (or the file's mtime after recovery): retention's
+    /// fallback for segments without timestamps.
+    pub modified_ms: i64,
     /// Complete: a newer segment exists and this one's file was cut to its
     /// logical size and its index files written.
     pub sealed: bool,
@@ -68,6 +71,7 @@ impl Segment {
             next_offset: base_offset,
             max_timestamp: -1,
             created_ms: now_ms,
+            modified_ms: now_ms,
             sealed: false,
             seal_done: false,
         }

@@ -27,33 +27,3 @@ pub async fn save(data_dir: &Path, meta: &ClusterMeta) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
     crate::io::file::write_file_atomic(&meta_path(data_dir), &bytes).await
 }
-
-/// Blocking load for process start-up (before any executor runs).
-pub fn load_blocking(data_dir: &Path) -> anyhow::Result<Option<ClusterMeta>> {
-    let path = meta_path(data_dir);
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let mut meta: ClusterMeta =
-                serde_json::from_slice(&bytes).map_err(|e| anyhow::anyhow!("corrupt {}: {e}", path.display()))?;
-            meta.reindex();
-            Ok(Some(meta))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Blocking atomic save for process start-up.
-pub fn save_blocking(data_dir: &Path, meta: &ClusterMeta) -> std::io::Result<()> {
-    let path = meta_path(data_dir);
-    let tmp = path.with_extension("tmp");
-    let bytes = serde_json::to_vec_pretty(meta).map_err(std::io::Error::other)?;
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
-        f.sync_data()?;
-    }
-    std::fs::rename(&tmp, &path)?;
-    crate::io::file::sync_dir(data_dir)
-}

@@ -10,11 +10,11 @@ use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
 
-use crate::io::net::{Connection, Listener};
+use crate::io::net::{Duplex, Listener};
 use crate::shard::Shard;
 
 /// Adapts the IO layer's connection to hyper's IO traits.
-struct HyperIo(Connection);
+struct HyperIo(Duplex);
 
 impl hyper::rt::Read for HyperIo {
     fn poll_read(
@@ -69,10 +69,9 @@ async fn serve_request(
 /// Serve scrapes until shutdown.
 pub async fn serve(shard: Rc<Shard>, listener: Listener) {
     loop {
+        let stop = shard.until_shutdown();
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !shard.shutting_down.get() {
-                crate::io::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            stop.await;
             None
         })
         .await;
@@ -89,7 +88,7 @@ pub async fn serve(shard: Rc<Shard>, listener: Listener) {
             let svc = hyper::service::service_fn(move |req| serve_request(s.clone(), req));
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.header_read_timeout(None).keep_alive(true);
-            if let Err(e) = builder.serve_connection(HyperIo(conn), svc).await {
+            if let Err(e) = builder.serve_connection(HyperIo(Duplex::from(conn)), svc).await {
                 tracing::debug!("metrics connection: {e}");
             }
         });

@@ -324,11 +324,11 @@ pub fn render(snaps: &[Snapshot]) -> String {
 }
 
 /// Measure scheduling delay: sleep 1 ms every 100 ms and record how late
-/// the wake-up is. Runs until `stop` says so.
-pub async fn probe_task_queue_delay(stop: impl Fn() -> bool) {
-    while !stop() {
+/// the wake-up is. Runs until the shard shuts down.
+pub async fn probe_task_queue_delay(shard: &crate::shard::Shard) {
+    while !shard.shutting_down.get() {
         crate::io::time::sleep(Duration::from_millis(100)).await;
-        let start = std::time::Instant::now();
+        let start = crate::io::time::Instant::now();
         crate::io::time::sleep(Duration::from_millis(1)).await;
         let late = start.elapsed().saturating_sub(Duration::from_millis(1));
         with(|m| record(&mut m.task_queue_delay, late));

@@ -78,13 +78,17 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
     });
     let mut frames = FrameReader::new(rd, shard.config.socket_request_max_bytes);
     loop {
-        if shard.shutting_down.get() {
-            break;
-        }
-        let mut frame = match frames.next().await {
-            Ok(f) => f,
-            Err(FrameError::Closed) => break,
-            Err(e) => {
+        let stop = shard.until_shutdown();
+        let next = futures_lite::future::or(async { Some(frames.next().await) }, async {
+            stop.await;
+            None
+        })
+        .await;
+        let mut frame = match next {
+            None => break, // shutting down
+            Some(Ok(f)) => f,
+            Some(Err(FrameError::Closed)) => break,
+            Some(Err(e)) => {
                 tracing::info!(peer = ?peer, "closing connection: {e}");
                 break;
             }
@@ -131,7 +135,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
             client_id: header.client_id.as_ref().map(|c| c.as_str().to_string()),
             client_host: client_host.clone(),
         };
-        let started = std::time::Instant::now();
+        let started = crate::io::time::Instant::now();
         let pending = match api::dispatch(ctx, frame).await {
             Ok(p) => p,
             Err(e) => {

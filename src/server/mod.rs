@@ -10,10 +10,9 @@ use crate::shard::Shard;
 /// Accept connections until shutdown; each gets its own task.
 pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
     loop {
+        let stop = shard.until_shutdown();
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            while !shard.shutting_down.get() {
-                crate::io::time::sleep(std::time::Duration::from_millis(50)).await;
-            }
+            stop.await;
             None
         })
         .await;

@@ -64,7 +64,7 @@ pub async fn run(shard: Rc<Shard>) {
         .await;
         if one_syncfs {
             if let Some(fs) = &shard.filesystem {
-                let started = std::time::Instant::now();
+                let started = crate::io::time::Instant::now();
                 let synced = fs.sync_all().await;
                 crate::metrics::fsync_done(started.elapsed());
                 if let Err(e) = synced {
@@ -86,7 +86,7 @@ pub async fn run(shard: Rc<Shard>) {
 }
 
 async fn sync_files(topic: &str, index: i32, job: &FlushJob) -> bool {
-    let started = std::time::Instant::now();
+    let started = crate::io::time::Instant::now();
     let synced = execute_sync(job).await;
     crate::metrics::fsync_done(started.elapsed());
     match synced {

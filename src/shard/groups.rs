@@ -1010,7 +1010,7 @@ pub async fn run(shard: Rc<Shard>) {
             return;
         }
         if groups.reload_wanted.get() {
-            let started = std::time::Instant::now();
+            let started = crate::io::time::Instant::now();
             match load(&shard).await {
                 Ok(records) => {
                     groups.reload_wanted.set(false);

@@ -49,6 +49,8 @@ pub struct Shard {
     pub controller_lock: LocalMutex,
     pub clean_start: bool,
     pub shutting_down: Cell<bool>,
+    /// Notified once when the shard starts shutting down.
+    pub shutdown: Notify,
     /// Next producer id to hand out (controller, shard 0).
     pub next_producer_id: Cell<i64>,
     /// The data directory's filesystem, for one syncfs per busy round.
@@ -72,6 +74,7 @@ impl Shard {
             controller_lock: LocalMutex::default(),
             clean_start,
             shutting_down: Cell::new(false),
+            shutdown: Notify::new(),
             next_producer_id: Cell::new(-1),
             filesystem,
             groups,
@@ -80,6 +83,29 @@ impl Shard {
 
     pub fn shards(&self) -> usize {
         self.config.shards
+    }
+
+    /// Start shutting down: every task waiting on [`Shard::until_shutdown`]
+    /// (acceptors, connections, parked fetches) and every waiter on a
+    /// partition is woken.
+    pub fn begin_shutdown(&self) {
+        self.shutting_down.set(true);
+        self.shutdown.notify_all();
+        self.flush_wanted.notify_all();
+        for p in self.all_partitions() {
+            p.log.borrow().changed.notify_all();
+        }
+    }
+
+    /// Completes once the shard is shutting down (at once if it already is).
+    pub fn until_shutdown(&self) -> impl std::future::Future<Output = ()> + 'static {
+        let listener = self.shutdown.listen();
+        let already = self.shutting_down.get();
+        async move {
+            if !already {
+                listener.await;
+            }
+        }
     }
 
     /// The partition if this shard owns it.
@@ -220,13 +246,13 @@ impl Shard {
                     p.deleted.set(true);
                     p.log.borrow().changed.notify_all();
                     let dir = self.partition_dir(&p.topic, p.index);
-                    if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if let Err(e) = crate::io::fs::remove_dir_all(&dir).await {
                         if e.kind() != std::io::ErrorKind::NotFound {
                             tracing::warn!("removing {}: {e}", dir.display());
                         }
                     }
                 }
-                let _ = crate::io::file::sync_dir(&self.config.data_dir);
+                let _ = crate::io::fs::sync_dir(&self.config.data_dir).await;
                 groups::on_topics_deleted(self, std::slice::from_ref(&name));
             }
             MetaUpdate::GroupConfigs { group, configs } => groups::on_group_configs(self, &group, &configs),

@@ -73,6 +73,14 @@ pub async fn check(shard: &Rc<Shard>, now: i64) -> bool {
             continue;
         }
         let outcome = p.log.borrow_mut().enforce_retention(now);
+        if !outcome.files.is_empty() {
+            let dir = p.log.borrow().dir.clone();
+            let pending =
+                crate::log::partition::rename_deleted_segments(&dir, &outcome.files, outcome.delete_due_ms).await;
+            p.log.borrow_mut().schedule_removals(pending);
+        }
+        let due = p.log.borrow_mut().take_due_removals(now);
+        crate::log::partition::remove_files(&due).await;
         if outcome.rolled {
             shard.mark_dirty(&p);
             rolled = true;
@@ -91,7 +99,8 @@ pub async fn check(shard: &Rc<Shard>, now: i64) -> bool {
 async fn remove_due_files(shard: &Rc<Shard>, now: i64) {
     for p in shard.all_partitions() {
         if !p.deleted.get() {
-            p.log.borrow_mut().remove_deleted_files(now);
+            let due = p.log.borrow_mut().take_due_removals(now);
+            crate::log::partition::remove_files(&due).await;
         }
         crate::io::yield_if_needed().await;
     }
