@@ -13,10 +13,10 @@ enum Msg {
     Pong,
 }
 
-/// Both executors run this; mesh peer ids are given in join order, so the
-/// one that got id 0 drives the round trips and the other answers.
-async fn peer(mesh: MeshBuilder<Msg>, iters: u64, window: u64) -> Option<Duration> {
-    let (tx, rx) = mesh.join().await.expect("join");
+/// Both executors run this; mesh peer ids follow executor creation order,
+/// so the first one (id 0) drives the round trips and the other answers.
+async fn peer(mesh: MeshBuilder<Msg>, me: usize, iters: u64, window: u64) -> Option<Duration> {
+    let (tx, rx) = mesh.join(me).await.expect("join");
     let me = tx.me();
     let (_, from_other) = rx.into_iter().next()?;
     if me != 0 {
@@ -54,8 +54,8 @@ fn round_trips(iters: u64, window: u64, spin: Option<Duration>) -> Duration {
         spin_before_park: spin,
     };
     let m = mesh.clone();
-    let a = start_executor(spec(0), move || peer(m, iters, window)).expect("executor");
-    let b = start_executor(spec(1), move || peer(mesh, iters, window)).expect("executor");
+    let a = start_executor(spec(0), move || peer(m, 0, iters, window)).expect("executor");
+    let b = start_executor(spec(1), move || peer(mesh, 1, iters, window)).expect("executor");
     let (a, b) = (a.join().ok().flatten(), b.join().ok().flatten());
     a.or(b).unwrap_or_default()
 }

@@ -325,7 +325,7 @@ impl Disk {
     }
 
     pub fn write_at(&self, ino: u64, path: &Path, pos: u64, data: &[u8], direct: bool, now_ms: i64) -> io::Result<usize> {
-        if direct && (pos % DIRECT_ALIGN != 0 || data.len() as u64 % DIRECT_ALIGN != 0) {
+        if direct && (!pos.is_multiple_of(DIRECT_ALIGN) || !(data.len() as u64).is_multiple_of(DIRECT_ALIGN)) {
             return Err(err(libc::EINVAL, "unaligned O_DIRECT write", path));
         }
         let p = self.state.borrow().config.eio_write;
@@ -641,9 +641,10 @@ mod tests {
     #[test]
     fn unsynced_data_and_entries_can_be_lost() {
         let d = Disk::new(DiskConfig::default(), 1);
-        d.create_dir_all(Path::new("/data/t-0")).unwrap();
+        d.create_dir_all(Path::new("/data")).unwrap();
         d.sync_dir(Path::new("/")).unwrap();
         d.sync_dir(Path::new("/data")).unwrap();
+        d.create_dir_all(Path::new("/data/t-0")).unwrap();
         let f = d.open(Path::new("/data/t-0/a.log"), true, false, false, 0).unwrap();
         d.write_at(f, Path::new("x"), 0, b"hello", false, 0).unwrap();
         d.sync(f, Path::new("x")).unwrap();

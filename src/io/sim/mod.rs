@@ -694,7 +694,8 @@ mod tests {
                 world().elapsed()
             });
             w.shutdown();
-            (out, log.borrow().clone())
+            let order = log.borrow().clone();
+            (out, order)
         };
         let (elapsed, order) = trace(7);
         let elapsed = elapsed.expect("run completes");
