@@ -18,6 +18,8 @@ pub mod broker;
 pub mod cli;
 pub mod config;
 pub mod group;
+#[macro_use]
+pub mod invariant;
 pub mod io;
 pub mod log;
 pub mod metadata;

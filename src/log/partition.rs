@@ -295,6 +295,7 @@ impl PartitionLog {
             if must_roll {
                 let seg = Segment::new(&self.dir, base, now_ms);
                 self.segments.push(seg);
+                self.check_segments();
             }
             let interval = self.config.index_interval_bytes;
             let seg = self.active();
@@ -453,6 +454,15 @@ impl PartitionLog {
                 seg.seal_done = true;
             }
         }
+        invariant!(
+            job.upto_offset >= self.written_offset && job.upto_offset <= self.next_offset,
+            "{}-{}: flush job up to {} completes after {} was written (log end {})",
+            self.topic,
+            self.partition,
+            job.upto_offset,
+            self.written_offset,
+            self.next_offset
+        );
         let newly = job.upto_offset - self.written_offset;
         self.written_offset = job.upto_offset;
         if job.sync {
@@ -465,6 +475,49 @@ impl PartitionLog {
             self.high_watermark = self.written_offset;
             self.changed.notify_all();
         }
+        invariant!(
+            self.high_watermark <= self.next_offset,
+            "{}-{}: high watermark {} beyond the log end {}",
+            self.topic,
+            self.partition,
+            self.high_watermark,
+            self.next_offset
+        );
+    }
+
+    /// Segments are ordered and contiguous: each starts where the previous
+    /// one's offsets end (or later, after a gap left by corruption), and the
+    /// log end is the last one's end.
+    pub fn check_segments(&self) {
+        for pair in self.segments.windows(2) {
+            invariant!(
+                pair[0].base_offset < pair[1].base_offset && pair[0].next_offset <= pair[1].base_offset,
+                "{}-{}: segment {} (up to {}) overlaps segment {}",
+                self.topic,
+                self.partition,
+                pair[0].base_offset,
+                pair[0].next_offset,
+                pair[1].base_offset
+            );
+        }
+        if let Some(last) = self.segments.last() {
+            invariant!(
+                last.next_offset == self.next_offset || last.is_empty(),
+                "{}-{}: the last segment ends at {} but the log end is {}",
+                self.topic,
+                self.partition,
+                last.next_offset,
+                self.next_offset
+            );
+        }
+        invariant!(
+            self.log_start_offset <= self.high_watermark,
+            "{}-{}: log start {} past the high watermark {}",
+            self.topic,
+            self.partition,
+            self.log_start_offset,
+            self.high_watermark
+        );
     }
 
     /// For topics that relaxed syncing (flush.ms): the file to fdatasync when
@@ -1005,7 +1058,7 @@ pub async fn open(
     }
     let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
     let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
-    Ok(PartitionLog {
+    let log = PartitionLog {
         topic: topic.to_string(),
         partition,
         dir: dir.to_path_buf(),
@@ -1028,7 +1081,9 @@ pub async fn open(
         producers,
         pending_removal: Vec::new(),
         changed: Notify::new(),
-    })
+    };
+    log.check_segments();
+    Ok(log)
 }
 
 /// Remove what recovery does not use: files of segments deleted by retention

@@ -50,6 +50,8 @@ pub struct ShardMetrics {
     pub retention_segments_deleted: u64,
     /// Bytes of those segments.
     pub retention_bytes_deleted: u64,
+    /// Broken invariants (bugs; see `crate::invariant`).
+    pub invariant_violations: u64,
 }
 
 impl Default for ShardMetrics {
@@ -69,6 +71,7 @@ impl Default for ShardMetrics {
             connections_active: 0,
             retention_segments_deleted: 0,
             retention_bytes_deleted: 0,
+            invariant_violations: 0,
         }
     }
 }
@@ -205,6 +208,9 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_bad_requests_total Connections closed because of an invalid request.\n# TYPE ringlog_bad_requests_total counter\n");
     let bad: u64 = snaps.iter().map(|s| s.metrics.closed_bad_requests).sum();
     let _ = writeln!(out, "ringlog_bad_requests_total {bad}");
+    out.push_str("# HELP ringlog_invariant_violations_total Broken internal invariants (bugs).\n# TYPE ringlog_invariant_violations_total counter\n");
+    let inv: u64 = snaps.iter().map(|s| s.metrics.invariant_violations).sum();
+    let _ = writeln!(out, "ringlog_invariant_violations_total {inv}");
     out.push_str("# HELP ringlog_topic_bytes_in_total Record batch bytes appended, by topic.\n# TYPE ringlog_topic_bytes_in_total counter\n");
     for (t, v) in &topics {
         let _ = writeln!(out, "ringlog_topic_bytes_in_total{{topic=\"{t}\"}} {}", v.bytes_in);
