@@ -201,7 +201,9 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         clean_start,
     } = start;
     let listen = config.listen;
+    tracing::debug!(shard = id, "joining the shard mesh");
     let (sender, receivers) = mesh.join(id).await?;
+    tracing::debug!(shard = id, "joined the shard mesh");
     let shard = Shard::new(id, Rc::new(config), meta, Router::new(sender), clean_start);
     for (_peer, rx) in receivers {
         crate::io::executor::spawn_detached(shard.clone().serve_peer(rx));
@@ -216,6 +218,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         );
     }
     shard.open_owned_partitions().await?;
+    tracing::debug!(shard = id, "partitions open");
     let flusher = crate::io::spawn(crate::shard::flusher::run(shard.clone()));
     ready.count_down();
     futures_lite::future::or(ready.wait(), async {
@@ -225,6 +228,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     if failed.is_set() {
         anyhow::bail!("another shard failed to start");
     }
+    tracing::debug!(shard = id, "every shard is ready");
     // Consumer groups: creates __consumer_offsets (shard 0), loads, runs timers.
     let groups = crate::io::spawn(crate::shard::groups::run(shard.clone()));
     // Delete retention (retention.ms / retention.bytes) of this shard's logs.

@@ -144,7 +144,7 @@ fn timers_and_local_signals_survive_repolls() {
         drop(acq.await);
 
         let flag = Flag::new();
-        let mut w = Box::pin(flag.wait());
+        let mut w = Box::pin(flag.wait_notified());
         hammer(&mut w).await;
         let f2 = flag.clone();
         std::thread::spawn(move || f2.set()).join().unwrap();

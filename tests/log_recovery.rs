@@ -507,7 +507,11 @@ fn retention_waits_for_the_seal_and_skips_compacted_topics() {
         let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
         log.append(&Bytes::from(payload), &v, 0).unwrap();
         let mut job = log.take_flush_job(0).unwrap();
-        assert_eq!(log.enforce_retention_now(0).await.segments, 0, "segment 0 is being sealed");
+        assert_eq!(
+            log.enforce_retention_now(0).await.segments,
+            0,
+            "segment 0 is being sealed"
+        );
         execute_writes(&mut job).await.unwrap();
         execute_sync(&job).await.unwrap();
         log.complete_flush(job, true, 0);

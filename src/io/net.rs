@@ -50,7 +50,9 @@ impl Listener {
     pub async fn accept(&self) -> io::Result<Connection> {
         match &self.0 {
             ListenerKind::Glommio(l) => {
-                let stream = filtered(l.accept()).await.map_err(|e| io::Error::other(e.to_string()))?;
+                let stream = filtered(l.accept())
+                    .await
+                    .map_err(|e| io::Error::other(e.to_string()))?;
                 let _ = stream.set_nodelay(true);
                 let peer = stream.peer_addr().ok();
                 Ok(Connection {

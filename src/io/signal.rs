@@ -9,6 +9,33 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+/// How often a task waiting on a cross-thread signal also re-checks it.
+/// The wake-up from the setting thread is the mechanism; this is a safety
+/// net: glommio 0.9 was seen to lose a wake-up sent from another thread
+/// under load (a broker start hung with both shards idle), and a lost
+/// start-up or stop signal must never hang the broker. The re-check costs
+/// one timer per waiting task (the shard main task and start-up), not per
+/// request.
+const RECHECK: Duration = Duration::from_millis(100);
+
+/// Wait for `fut`, re-checking `done` every [`RECHECK`] (not in a
+/// simulation, where wake-ups cannot be lost and idle time must stay free).
+async fn with_recheck(done: impl Fn() -> bool, fut: impl Future<Output = ()>) {
+    if super::sim::active() {
+        return fut.await;
+    }
+    let mut fut = std::pin::pin!(fut);
+    loop {
+        if done() {
+            return;
+        }
+        if super::time::timeout(RECHECK, fut.as_mut()).await.is_some() {
+            return;
+        }
+    }
+}
 
 #[derive(Default)]
 struct Waiters {
@@ -71,7 +98,17 @@ impl Flag {
     }
 
     /// Completes once the flag is set.
-    pub fn wait(&self) -> FlagWait {
+    pub async fn wait(&self) {
+        let w = FlagWait {
+            flag: self.clone(),
+            id: None,
+        };
+        let flag = self.clone();
+        with_recheck(move || flag.is_set(), w).await
+    }
+
+    /// The bare notification future (no re-check), for tests.
+    pub fn wait_notified(&self) -> FlagWait {
         FlagWait {
             flag: self.clone(),
             id: None,
@@ -160,7 +197,8 @@ impl Countdown {
     pub async fn wait(&self) {
         let mut id = None;
         let this = self.clone();
-        futures::future::poll_fn(move |cx| {
+        let check = self.clone();
+        let notified = futures::future::poll_fn(move |cx| {
             if this.done() {
                 this.0.waiters.remove(id);
                 return Poll::Ready(());
@@ -171,7 +209,7 @@ impl Countdown {
                 return Poll::Ready(());
             }
             Poll::Pending
-        })
-        .await
+        });
+        with_recheck(move || check.done(), notified).await
     }
 }

@@ -46,8 +46,15 @@ def batches_length(path: Path) -> int:
 
 
 def segment_files(partition_dir: Path) -> dict[int, int]:
-    """Base offset -> bytes of every segment .log file."""
-    return {int(f.name[:-4]): batches_length(f) for f in partition_dir.glob("*.log")}
+    """Base offset -> bytes of every segment .log file (a file that retention
+    renames between the listing and the read is left out)."""
+    out = {}
+    for f in partition_dir.glob("*.log"):
+        try:
+            out[int(f.name[:-4])] = batches_length(f)
+        except FileNotFoundError:
+            continue
+    return out
 
 
 def watermarks(bootstrap: str, topic: str) -> tuple[int, int]:

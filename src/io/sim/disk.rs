@@ -211,7 +211,8 @@ impl Disk {
 
     fn fault(&self, path: &Path, p: f64) -> bool {
         let mut st = self.state.borrow_mut();
-        let hit = st.config.eio_paths.iter().any(|bad| path.starts_with(bad)) || (p > 0.0 && st.rng.gen_bool(p.min(1.0)));
+        let hit =
+            st.config.eio_paths.iter().any(|bad| path.starts_with(bad)) || (p > 0.0 && st.rng.gen_bool(p.min(1.0)));
         if hit {
             st.stats.eio += 1;
         }
@@ -324,7 +325,15 @@ impl Disk {
         Ok(f.data[start..end].to_vec())
     }
 
-    pub fn write_at(&self, ino: u64, path: &Path, pos: u64, data: &[u8], direct: bool, now_ms: i64) -> io::Result<usize> {
+    pub fn write_at(
+        &self,
+        ino: u64,
+        path: &Path,
+        pos: u64,
+        data: &[u8],
+        direct: bool,
+        now_ms: i64,
+    ) -> io::Result<usize> {
         if direct && (!pos.is_multiple_of(DIRECT_ALIGN) || !(data.len() as u64).is_multiple_of(DIRECT_ALIGN)) {
             return Err(err(libc::EINVAL, "unaligned O_DIRECT write", path));
         }
@@ -651,7 +660,10 @@ mod tests {
         // data synced but the entry is not: a power loss loses the file
         d.power_loss();
         assert!(d.metadata(Path::new("/data/t-0/a.log")).is_err());
-        assert!(d.metadata(Path::new("/data/t-0")).is_err(), "t-0 itself was never synced into /data");
+        assert!(
+            d.metadata(Path::new("/data/t-0")).is_err(),
+            "t-0 itself was never synced into /data"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 //! A [`World`] runs every task of a simulated deployment (the broker's
 //! shards and the simulated clients) on one thread, in an order drawn from a
 //! seeded RNG, on a virtual clock that jumps to the next timer whenever
-//! nothing is runnable. Its disk ([`disk`]), network ([`net`]) and shard
-//! mesh ([`mesh`]) live in memory and inject faults drawn from the same RNG.
+//! nothing is runnable. Its disk ([`disk`]) and network ([`net`]) live in
+//! memory and inject faults drawn from the same RNG (the shard mesh is the
+//! production one, which works on one thread too).
 //! Given the same seed and the same code, a run repeats exactly.
 //!
 //! The rest of the broker does not know: `crate::io` dispatches to this
@@ -16,7 +17,6 @@
 //! power-loss model ([`disk::Disk::power_loss`]) simulates a crash.
 
 pub mod disk;
-pub mod mesh;
 pub mod net;
 
 use std::cell::{Cell, RefCell};

@@ -116,7 +116,10 @@ impl Net {
             st.next_port = st.next_port.wrapping_add(1).max(1);
             (st.next_port, listener.borrow().node)
         };
-        let client_addr = SocketAddr::from(([10, 0, (node >> 8) as u8, node as u8], 30_000u16.wrapping_add(client_port)));
+        let client_addr = SocketAddr::from((
+            [10, 0, (node >> 8) as u8, node as u8],
+            30_000u16.wrapping_add(client_port),
+        ));
         let a = Rc::new(RefCell::new(Pipe::default())); // client -> server
         let b = Rc::new(RefCell::new(Pipe::default())); // server -> client
         let client = SimStream::new(b.clone(), a.clone(), addr, node);
