@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::describe_groups::authorized_operations;
 use super::RequestContext;
 use crate::group::consumer::{DescribedConsumerGroup, DescribedTopicPartitions};
-use crate::group::error::ApiError;
+use crate::protocol::error::ApiError;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
 

@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use super::RequestContext;
 use crate::group::consumer;
-use crate::group::error::ApiError;
 use crate::group::records;
+use crate::protocol::error::ApiError;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 

@@ -35,7 +35,7 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Creat
                 Ok(_) => base,
                 Err(e) => base
                     .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(&e.message))),
+                    .with_error_message(e.message.as_deref().map(str_bytes)),
             }
         })
         .collect();

@@ -86,7 +86,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
             Ok(None) => base,
             Err(e) => base
                 .with_error_code(e.code)
-                .with_error_message(Some(str_bytes(&e.message)))
+                .with_error_message(e.message.as_deref().map(str_bytes))
                 .with_num_partitions(-1)
                 .with_replication_factor(-1),
         });

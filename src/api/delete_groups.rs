@@ -7,7 +7,7 @@ use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
 
 use super::RequestContext;
-use crate::group::error::COORDINATOR_NOT_AVAILABLE;
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
 
@@ -40,7 +40,7 @@ pub async fn start(ctx: &RequestContext, req: DeleteGroupsRequest) -> LocalBoxFu
             .map(|(code, id)| {
                 DeletableGroupResult::default()
                     .with_group_id(GroupId(str_bytes(id)))
-                    .with_error_code(code.unwrap_or(COORDINATOR_NOT_AVAILABLE))
+                    .with_error_code(code.unwrap_or(ec::COORDINATOR_NOT_AVAILABLE))
             })
             .collect();
         DeleteGroupsResponse::default().with_results(results)

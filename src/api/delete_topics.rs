@@ -28,7 +28,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
                     None => items.push((
                         None,
                         t.topic_id,
-                        Err(ApiError::new(
+                        Err(ApiError::with_message(
                             ec::UNKNOWN_TOPIC_ID,
                             "This server does not host this topic ID.",
                         )),
@@ -58,7 +58,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
             let outcome = match resolved {
                 Ok(_) => results
                     .next()
-                    .unwrap_or_else(|| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "missing result"))),
+                    .unwrap_or_else(|| Err(ApiError::with_message(ec::UNKNOWN_SERVER_ERROR, "missing result"))),
                 Err(e) => Err(e),
             };
             let mut r = DeletableTopicResult::default()
@@ -74,7 +74,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
                 Ok(None) => {}
                 Err(e) => {
                     r.error_code = e.code;
-                    r.error_message = Some(str_bytes(&e.message));
+                    r.error_message = e.message.as_deref().map(str_bytes);
                 }
             }
             r

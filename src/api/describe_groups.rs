@@ -8,7 +8,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 
 use super::RequestContext;
 use crate::group::classic;
-use crate::group::error::{ErrorCode, GROUP_ID_NOT_FOUND, NONE};
+use crate::protocol::error::{self as ec, ErrorCode};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
 
@@ -18,7 +18,7 @@ const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 /// A described group's `authorized_operations`: what it allows when they
 /// were asked for and the group was described, else i32::MIN (omitted).
 pub fn authorized_operations(include_ops: bool, error_code: ErrorCode) -> i32 {
-    if include_ops && error_code == NONE {
+    if include_ops && error_code == ec::NONE {
         GROUP_AUTHORIZED_OPERATIONS
     } else {
         i32::MIN
@@ -28,13 +28,13 @@ pub fn authorized_operations(include_ops: bool, error_code: ErrorCode) -> i32 {
 fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> DescribedGroup {
     let mut message = None;
     let mut g = g;
-    if g.error_code == GROUP_ID_NOT_FOUND {
+    if g.error_code == ec::GROUP_ID_NOT_FOUND {
         if version >= 6 {
             message = Some(str_bytes(&format!("Group {} not found.", g.group_id)));
         } else {
             g = classic::DescribedGroup::dead(&g.group_id);
         }
-    } else if g.error_code != NONE && version >= 6 {
+    } else if g.error_code != ec::NONE && version >= 6 {
         message = Some(str_bytes("The coordinator is not available."));
     }
     let ops = authorized_operations(include_ops, g.error_code);

@@ -5,7 +5,7 @@ use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 
 use super::RequestContext;
-use crate::group::error::{COORDINATOR_NOT_AVAILABLE, NONE};
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, GroupRequest, GroupResponse};
 
@@ -30,13 +30,13 @@ pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsR
         };
         waits.push(send(shard, target, r).await);
     }
-    let mut error = NONE;
+    let mut error = ec::NONE;
     let mut groups = Vec::new();
     for w in waits {
         match w.await {
             Some(GroupResponse::List(Ok(listed))) => groups.extend(listed),
             Some(GroupResponse::List(Err(code))) => error = code,
-            _ => error = COORDINATOR_NOT_AVAILABLE,
+            _ => error = ec::COORDINATOR_NOT_AVAILABLE,
         }
     }
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));

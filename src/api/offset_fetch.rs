@@ -10,8 +10,8 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
 use super::RequestContext;
-use crate::group::error::COORDINATOR_NOT_AVAILABLE;
 use crate::group::offsets::{self, OffsetFetchTopic, INVALID_OFFSET};
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
 
@@ -50,13 +50,13 @@ async fn fetch_all(
                 out[i] = Some(
                     answers
                         .next()
-                        .unwrap_or_else(|| failed(&reqs[i], COORDINATOR_NOT_AVAILABLE)),
+                        .unwrap_or_else(|| failed(&reqs[i], ec::COORDINATOR_NOT_AVAILABLE)),
                 );
             }
         }
         out.into_iter()
             .zip(reqs.iter())
-            .map(|(r, req)| r.unwrap_or_else(|| failed(req, COORDINATOR_NOT_AVAILABLE)))
+            .map(|(r, req)| r.unwrap_or_else(|| failed(req, ec::COORDINATOR_NOT_AVAILABLE)))
             .collect()
     }
     .boxed_local()
@@ -151,7 +151,7 @@ pub async fn start(ctx: &RequestContext, req: OffsetFetchRequest) -> LocalBoxFut
                 .with_metadata(Some(str_bytes(metadata)))
                 .with_error_code(code)
         };
-        if g.error_code != 0 {
+        if g.error_code != ec::NONE {
             if version >= 2 {
                 return OffsetFetchResponse::default().with_error_code(g.error_code);
             }
