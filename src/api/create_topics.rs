@@ -1,16 +1,34 @@
 //! CreateTopics: validated and applied by the controller (shard 0).
 
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::config::TOPIC_CONFIGS;
 use crate::metadata::controller::CreateTopic;
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::routing::ControllerOp;
 use crate::shard::controller;
+
+/// The CreateTopics handler: versions 2-7, worked on out of order.
+pub struct CreateTopics;
+
+impl Handler for CreateTopics {
+    const API: Api = Api {
+        key: ApiKey::CreateTopics,
+        min_version: 2,
+        max_version: 7,
+        order: Order::OutOfOrder,
+    };
+    type Request = CreateTopicsRequest;
+    type Response = CreateTopicsResponse;
+
+    async fn start(ctx: &RequestContext, req: CreateTopicsRequest) -> Reply<CreateTopicsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let shard = &ctx.shard;

@@ -4,13 +4,31 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::classic;
 use crate::protocol::error::{self as ec, ErrorCode};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
+
+/// The DescribeGroups handler: versions 0-6, routed in request order.
+pub struct DescribeGroups;
+
+impl Handler for DescribeGroups {
+    const API: Api = Api {
+        key: ApiKey::DescribeGroups,
+        min_version: 0,
+        max_version: 6,
+        order: Order::InOrder,
+    };
+    type Request = DescribeGroupsRequest;
+    type Response = DescribeGroupsResponse;
+
+    async fn start(ctx: &RequestContext, req: DescribeGroupsRequest) -> Reply<DescribeGroupsResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 /// READ, DELETE and DESCRIBE: what a group allows without an authorizer.
 const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
@@ -62,7 +80,7 @@ fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> Descr
         .with_authorized_operations(ops)
 }
 
-pub async fn start(
+pub async fn route(
     ctx: &RequestContext,
     req: DescribeGroupsRequest,
 ) -> LocalBoxFuture<'static, DescribeGroupsResponse> {

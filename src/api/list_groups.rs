@@ -2,12 +2,30 @@
 //! and the v5 type filter.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, GroupRequest, GroupResponse};
+
+/// The ListGroups handler: versions 0-5, worked on out of order.
+pub struct ListGroups;
+
+impl Handler for ListGroups {
+    const API: Api = Api {
+        key: ApiKey::ListGroups,
+        min_version: 0,
+        max_version: 5,
+        order: Order::OutOfOrder,
+    };
+    type Request = ListGroupsRequest;
+    type Response = ListGroupsResponse;
+
+    async fn start(ctx: &RequestContext, req: ListGroupsRequest) -> Reply<ListGroupsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
     let version = ctx.api_version;
