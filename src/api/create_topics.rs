@@ -4,6 +4,7 @@ use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, Cr
 use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use uuid::Uuid;
 
+use super::config_resource::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER};
 use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::config::TOPIC_CONFIGS;
 use crate::metadata::controller::CreateTopic;
@@ -81,14 +82,14 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
                     .iter()
                     .map(|d| {
                         let (value, source) = match t.configs.get(d.name) {
-                            Some(v) => (v.clone(), 1i8),
+                            Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
                             // STATIC_BROKER_CONFIG when the broker's file sets the default.
                             None if !d.broker_name.is_empty()
                                 && shard.config.properties.contains_key(d.broker_name) =>
                             {
-                                (shard.config.topic_default(d.name), 4i8)
+                                (shard.config.topic_default(d.name), SOURCE_STATIC_BROKER)
                             }
-                            None => (shard.config.topic_default(d.name), 5i8),
+                            None => (shard.config.topic_default(d.name), SOURCE_DEFAULT),
                         };
                         CreatableTopicConfigs::default()
                             .with_name(str_bytes(d.name))

@@ -53,7 +53,7 @@ fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> Descr
             g = classic::DescribedGroup::dead(&g.group_id);
         }
     } else if g.error_code != ec::NONE && version >= 6 {
-        message = Some(str_bytes("The coordinator is not available."));
+        message = Some(str_bytes(ec::default_message(g.error_code)));
     }
     let ops = authorized_operations(include_ops, g.error_code);
     DescribedGroup::default()
@@ -106,4 +106,41 @@ pub async fn route(
         DescribeGroupsResponse::default().with_groups(groups)
     })
     .boxed_local()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(code: ErrorCode) -> classic::DescribedGroup {
+        classic::DescribedGroup {
+            error_code: code,
+            ..classic::DescribedGroup::dead("g")
+        }
+    }
+
+    fn message(version: i16, code: ErrorCode) -> Option<String> {
+        to_wire(version, failed(code), false)
+            .error_message
+            .map(|m| m.to_string())
+    }
+
+    /// v6+ errors carry the code's message from the table (the text sent
+    /// for COORDINATOR_NOT_AVAILABLE is unchanged); older versions carry
+    /// none, and an unknown group is Dead without an error.
+    #[test]
+    fn error_messages_come_from_the_table() {
+        assert_eq!(
+            message(6, ec::COORDINATOR_NOT_AVAILABLE).as_deref(),
+            Some("The coordinator is not available.")
+        );
+        assert_eq!(
+            message(6, ec::NOT_COORDINATOR).as_deref(),
+            Some(ec::default_message(ec::NOT_COORDINATOR))
+        );
+        assert_eq!(message(6, ec::GROUP_ID_NOT_FOUND).as_deref(), Some("Group g not found."));
+        assert_eq!(message(5, ec::NOT_COORDINATOR), None);
+        let dead = to_wire(5, failed(ec::GROUP_ID_NOT_FOUND), false);
+        assert_eq!((dead.error_code, dead.group_state.as_str()), (ec::NONE, "Dead"));
+    }
 }

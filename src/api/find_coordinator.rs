@@ -53,7 +53,7 @@ fn coordinator(ctx: &RequestContext, key: &str, key_type: i8) -> Coordinator {
                 .with_host(str_bytes(&shard.config.advertised_host))
                 .with_port(shard.config.advertised_port)
                 .with_error_code(ec::NONE),
-            Err(code) => error(key, code, "The coordinator is not available."),
+            Err(code) => error(key, code, ec::default_message(code)),
         },
         KEY_TYPE_TRANSACTION => error(
             key,

@@ -30,7 +30,8 @@ macro_rules! codes {
             pub const $name: ErrorCode = $code;
         )*
 
-        /// Every error code the broker sends, in code order.
+        /// Every error code the broker sends, and the few more its own
+        /// clients (bench, cli) look for from other brokers, in code order.
         pub const TABLE: &[CodeInfo] = &[
             $(CodeInfo { code: $code, name: stringify!($name), retriable: $retriable, message: $message },)*
         ];
@@ -53,6 +54,8 @@ codes! {
     NOT_COORDINATOR = 16, true, "This broker is not the coordinator of the group.";
     INVALID_TOPIC_EXCEPTION = 17, false, "The topic name is invalid or the topic may not be written to.";
     RECORD_LIST_TOO_LARGE = 18, false, "The record batches are larger than a log segment.";
+    NOT_ENOUGH_REPLICAS = 19, true, "Fewer replicas are in sync than the topic requires.";
+    NOT_ENOUGH_REPLICAS_AFTER_APPEND = 20, true, "Written, but to fewer in-sync replicas than required.";
     INVALID_REQUIRED_ACKS = 21, false, "The produce request's acks is not -1, 0 or 1.";
     ILLEGAL_GENERATION = 22, false, "The group generation is not the current one.";
     INCONSISTENT_GROUP_PROTOCOL = 23, false, "The member's protocols do not match the group's.";
@@ -67,6 +70,7 @@ codes! {
     INVALID_REPLICATION_FACTOR = 38, false, "The replication factor is invalid.";
     INVALID_REPLICA_ASSIGNMENT = 39, false, "The replica assignment is invalid.";
     INVALID_CONFIG = 40, false, "A config name or value is invalid.";
+    NOT_CONTROLLER = 41, true, "This broker is not the controller.";
     INVALID_REQUEST = 42, false, "The request is malformed or not allowed.";
     POLICY_VIOLATION = 44, false, "The request breaks a configured policy.";
     OUT_OF_ORDER_SEQUENCE_NUMBER = 45, false, "The producer's sequence number is not the next one.";
