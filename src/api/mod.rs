@@ -1,7 +1,7 @@
 //! Kafka API handlers, one per file. Each file declares its handler once
 //! (a type implementing [`Handler`]: the API key, the versions served and
 //! whether the work may overlap the connection's later requests), and the
-//! [`handlers!`] list below is the only place that names them: the module
+//! `handlers!` list below is the only place that names them: the module
 //! declarations, [`APIS`] (what ApiVersions advertises and the connection
 //! accepts), [`dispatch`] and [`decode_only`] are all generated from it.
 
@@ -94,7 +94,7 @@ impl<R> Reply<R> {
 }
 
 /// A Kafka API as ringlog serves it, implemented once per handler file and
-/// listed once in [`handlers!`].
+/// listed once in `handlers!`.
 pub trait Handler {
     const API: Api;
     type Request: Decodable + 'static;
