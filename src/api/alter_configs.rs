@@ -5,10 +5,28 @@
 
 use kafka_protocol::messages::alter_configs_request::AlterableConfig;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
-use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse, ApiKey};
 
 use super::config_resource::{alter_handler, AlterApi};
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
+
+/// The AlterConfigs handler: versions 0-2, worked on out of order.
+pub struct AlterConfigs;
+
+impl Handler for AlterConfigs {
+    const API: Api = Api {
+        key: ApiKey::AlterConfigs,
+        min_version: 0,
+        max_version: 2,
+        order: Order::OutOfOrder,
+    };
+    type Request = AlterConfigsRequest;
+    type Response = AlterConfigsResponse;
+
+    async fn start(ctx: &RequestContext, req: AlterConfigsRequest) -> Reply<AlterConfigsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let set = |_: &AlterableConfig| 0;

@@ -1,20 +1,38 @@
 //! ApiVersions: the APIs and versions this broker implements.
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error as ec;
-use crate::protocol::SUPPORTED;
 
+/// The ApiVersions handler: versions 0-4, worked on out of order.
+pub struct ApiVersions;
+
+impl Handler for ApiVersions {
+    const API: Api = Api {
+        key: ApiKey::ApiVersions,
+        min_version: 0,
+        max_version: 4,
+        order: Order::OutOfOrder,
+    };
+    type Request = ApiVersionsRequest;
+    type Response = ApiVersionsResponse;
+
+    async fn start(ctx: &RequestContext, req: ApiVersionsRequest) -> Reply<ApiVersionsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
+
+/// The declared handlers' APIs and versions (see [`super::APIS`]).
 pub fn supported_apis() -> Vec<ApiVersion> {
-    SUPPORTED
+    super::APIS
         .iter()
-        .map(|(k, lo, hi)| {
+        .map(|a| {
             ApiVersion::default()
-                .with_api_key(*k as i16)
-                .with_min_version(*lo)
-                .with_max_version(*hi)
+                .with_api_key(a.key as i16)
+                .with_min_version(a.min_version)
+                .with_max_version(a.max_version)
         })
         .collect()
 }

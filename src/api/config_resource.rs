@@ -64,7 +64,7 @@ pub enum Checked {
 }
 
 fn invalid_request(message: impl Into<String>) -> ApiError {
-    ApiError::new(ec::INVALID_REQUEST, message)
+    ApiError::with_message(ec::INVALID_REQUEST, message)
 }
 
 fn to_op(e: &AlterEntry) -> Result<ConfigOp, ApiError> {
@@ -203,7 +203,7 @@ pub async fn alter(
             o.unwrap_or_else(|| {
                 replies
                     .next()
-                    .unwrap_or_else(|| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "missing result")))
+                    .unwrap_or_else(|| Err(ApiError::with_message(ec::UNKNOWN_SERVER_ERROR, "missing result")))
                     .map(|_| ())
             })
         })
@@ -246,7 +246,7 @@ macro_rules! alter_handler {
                     Ok(()) => base,
                     Err(e) => base
                         .with_error_code(e.code)
-                        .with_error_message(Some($crate::protocol::str_bytes(&e.message))),
+                        .with_error_message(e.message.as_deref().map($crate::protocol::str_bytes)),
                 }
             })
             .collect::<Vec<_>>()
@@ -334,13 +334,13 @@ mod tests {
         assert_eq!(inc(res(BROKER, "1", &[])), Ok(Checked::Done));
         let e = inc(res(BROKER, "", &[("log.retention.ms", 0, Some("1"))])).unwrap_err();
         assert_eq!(e.code, ec::INVALID_REQUEST);
-        assert!(e.message.contains("dynamic broker configs"), "{}", e.message);
+        assert!(e.message().contains("dynamic broker configs"), "{e}");
         // AlterConfigs: a null is never allowed, BROKER_LOGGER is unknown.
         let legacy = |r: AlterResource| check(&[r], AlterApi::Replace, 1).remove(0);
         assert_eq!(code(&legacy(res(TOPIC, "t", &[("a", 1, None)]))), ec::INVALID_REQUEST);
         assert_eq!(
-            legacy(res(BROKER_LOGGER, "1", &[])).unwrap_err().message,
-            "Unknown resource type 8"
+            legacy(res(BROKER_LOGGER, "1", &[])).unwrap_err().message.as_deref(),
+            Some("Unknown resource type 8")
         );
         // A resource named twice: both fail, the others are unaffected.
         let r = check(

@@ -4,15 +4,33 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::consumer_group_describe_response::{Assignment, DescribedGroup, Member, TopicPartitions};
-use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
+use kafka_protocol::messages::{ApiKey, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, GroupId, TopicName};
 use uuid::Uuid;
 
 use super::describe_groups::authorized_operations;
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::consumer::{DescribedConsumerGroup, DescribedTopicPartitions};
-use crate::group::error::ApiError;
+use crate::protocol::error::ApiError;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
+
+/// The ConsumerGroupDescribe handler: versions 0-1, routed in request order.
+pub struct ConsumerGroupDescribe;
+
+impl Handler for ConsumerGroupDescribe {
+    const API: Api = Api {
+        key: ApiKey::ConsumerGroupDescribe,
+        min_version: 0,
+        max_version: 1,
+        order: Order::InOrder,
+    };
+    type Request = ConsumerGroupDescribeRequest;
+    type Response = ConsumerGroupDescribeResponse;
+
+    async fn start(ctx: &RequestContext, req: ConsumerGroupDescribeRequest) -> Reply<ConsumerGroupDescribeResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 fn assignment(tps: Vec<DescribedTopicPartitions>) -> Assignment {
     Assignment::default().with_topic_partitions(
@@ -64,7 +82,7 @@ fn to_wire(version: i16, g: DescribedConsumerGroup, include_ops: bool) -> Descri
         .with_authorized_operations(ops)
 }
 
-pub async fn start(
+pub async fn route(
     ctx: &RequestContext,
     req: ConsumerGroupDescribeRequest,
 ) -> LocalBoxFuture<'static, ConsumerGroupDescribeResponse> {

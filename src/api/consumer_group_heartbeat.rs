@@ -4,15 +4,33 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::consumer_group_heartbeat_response::{Assignment, TopicPartitions};
-use kafka_protocol::messages::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
+use kafka_protocol::messages::{ApiKey, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::consumer;
-use crate::group::error::ApiError;
 use crate::group::records;
+use crate::protocol::error::ApiError;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
+
+/// The ConsumerGroupHeartbeat handler: versions 0-1, routed in request order.
+pub struct ConsumerGroupHeartbeat;
+
+impl Handler for ConsumerGroupHeartbeat {
+    const API: Api = Api {
+        key: ApiKey::ConsumerGroupHeartbeat,
+        min_version: 0,
+        max_version: 1,
+        order: Order::InOrder,
+    };
+    type Request = ConsumerGroupHeartbeatRequest;
+    type Response = ConsumerGroupHeartbeatResponse;
+
+    async fn start(ctx: &RequestContext, req: ConsumerGroupHeartbeatRequest) -> Reply<ConsumerGroupHeartbeatResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 fn to_wire(r: consumer::ConsumerGroupHeartbeatResponse) -> ConsumerGroupHeartbeatResponse {
     ConsumerGroupHeartbeatResponse::default()
@@ -34,7 +52,7 @@ fn to_wire(r: consumer::ConsumerGroupHeartbeatResponse) -> ConsumerGroupHeartbea
         }))
 }
 
-pub async fn start(
+pub async fn route(
     ctx: &RequestContext,
     req: ConsumerGroupHeartbeatRequest,
 ) -> LocalBoxFuture<'static, ConsumerGroupHeartbeatResponse> {

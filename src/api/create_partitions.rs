@@ -2,12 +2,30 @@
 //! loaded shards.
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
-use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::messages::{ApiKey, CreatePartitionsRequest, CreatePartitionsResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::str_bytes;
 use crate::routing::ControllerOp;
 use crate::shard::controller;
+
+/// The CreatePartitions handler: versions 0-3, worked on out of order.
+pub struct CreatePartitions;
+
+impl Handler for CreatePartitions {
+    const API: Api = Api {
+        key: ApiKey::CreatePartitions,
+        min_version: 0,
+        max_version: 3,
+        order: Order::OutOfOrder,
+    };
+    type Request = CreatePartitionsRequest;
+    type Response = CreatePartitionsResponse;
+
+    async fn start(ctx: &RequestContext, req: CreatePartitionsRequest) -> Reply<CreatePartitionsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> CreatePartitionsResponse {
     let shard = &ctx.shard;
@@ -35,7 +53,7 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Creat
                 Ok(_) => base,
                 Err(e) => base
                     .with_error_code(e.code)
-                    .with_error_message(Some(str_bytes(&e.message))),
+                    .with_error_message(e.message.as_deref().map(str_bytes)),
             }
         })
         .collect();

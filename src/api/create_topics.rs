@@ -1,16 +1,35 @@
 //! CreateTopics: validated and applied by the controller (shard 0).
 
 use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
-use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::messages::{ApiKey, CreateTopicsRequest, CreateTopicsResponse};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::config_resource::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER};
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::config::TOPIC_CONFIGS;
 use crate::metadata::controller::CreateTopic;
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::routing::ControllerOp;
 use crate::shard::controller;
+
+/// The CreateTopics handler: versions 2-7, worked on out of order.
+pub struct CreateTopics;
+
+impl Handler for CreateTopics {
+    const API: Api = Api {
+        key: ApiKey::CreateTopics,
+        min_version: 2,
+        max_version: 7,
+        order: Order::OutOfOrder,
+    };
+    type Request = CreateTopicsRequest;
+    type Response = CreateTopicsResponse;
+
+    async fn start(ctx: &RequestContext, req: CreateTopicsRequest) -> Reply<CreateTopicsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let shard = &ctx.shard;
@@ -63,14 +82,14 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
                     .iter()
                     .map(|d| {
                         let (value, source) = match t.configs.get(d.name) {
-                            Some(v) => (v.clone(), 1i8),
+                            Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
                             // STATIC_BROKER_CONFIG when the broker's file sets the default.
                             None if !d.broker_name.is_empty()
                                 && shard.config.properties.contains_key(d.broker_name) =>
                             {
-                                (shard.config.topic_default(d.name), 4i8)
+                                (shard.config.topic_default(d.name), SOURCE_STATIC_BROKER)
                             }
-                            None => (shard.config.topic_default(d.name), 5i8),
+                            None => (shard.config.topic_default(d.name), SOURCE_DEFAULT),
                         };
                         CreatableTopicConfigs::default()
                             .with_name(str_bytes(d.name))
@@ -86,7 +105,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
             Ok(None) => base,
             Err(e) => base
                 .with_error_code(e.code)
-                .with_error_message(Some(str_bytes(&e.message)))
+                .with_error_message(e.message.as_deref().map(str_bytes))
                 .with_num_partitions(-1)
                 .with_replication_factor(-1),
         });

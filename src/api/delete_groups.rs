@@ -4,14 +4,32 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
-use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
+use kafka_protocol::messages::{ApiKey, DeleteGroupsRequest, DeleteGroupsResponse, GroupId};
 
-use super::RequestContext;
-use crate::group::error::COORDINATOR_NOT_AVAILABLE;
+use super::{Api, Handler, Order, Reply, RequestContext};
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
 
-pub async fn start(ctx: &RequestContext, req: DeleteGroupsRequest) -> LocalBoxFuture<'static, DeleteGroupsResponse> {
+/// The DeleteGroups handler: versions 0-2, routed in request order.
+pub struct DeleteGroups;
+
+impl Handler for DeleteGroups {
+    const API: Api = Api {
+        key: ApiKey::DeleteGroups,
+        min_version: 0,
+        max_version: 2,
+        order: Order::InOrder,
+    };
+    type Request = DeleteGroupsRequest;
+    type Response = DeleteGroupsResponse;
+
+    async fn start(ctx: &RequestContext, req: DeleteGroupsRequest) -> Reply<DeleteGroupsResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
+
+pub async fn route(ctx: &RequestContext, req: DeleteGroupsRequest) -> LocalBoxFuture<'static, DeleteGroupsResponse> {
     let ids: Vec<String> = req.groups_names.iter().map(|g| g.0.to_string()).collect();
     let shard = &ctx.shard;
     let (routed, errors) = split_by_shard(shard, &ids);
@@ -40,7 +58,7 @@ pub async fn start(ctx: &RequestContext, req: DeleteGroupsRequest) -> LocalBoxFu
             .map(|(code, id)| {
                 DeletableGroupResult::default()
                     .with_group_id(GroupId(str_bytes(id)))
-                    .with_error_code(code.unwrap_or(COORDINATOR_NOT_AVAILABLE))
+                    .with_error_code(code.unwrap_or(ec::COORDINATOR_NOT_AVAILABLE))
             })
             .collect();
         DeleteGroupsResponse::default().with_results(results)

@@ -1,14 +1,32 @@
 //! DeleteTopics: by name (all versions) or topic id (v6+).
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error::{self as ec, ApiError};
 use crate::protocol::str_bytes;
 use crate::routing::ControllerOp;
 use crate::shard::controller;
+
+/// The DeleteTopics handler: versions 1-6, worked on out of order.
+pub struct DeleteTopics;
+
+impl Handler for DeleteTopics {
+    const API: Api = Api {
+        key: ApiKey::DeleteTopics,
+        min_version: 1,
+        max_version: 6,
+        order: Order::OutOfOrder,
+    };
+    type Request = DeleteTopicsRequest;
+    type Response = DeleteTopicsResponse;
+
+    async fn start(ctx: &RequestContext, req: DeleteTopicsRequest) -> Reply<DeleteTopicsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTopicsResponse {
     let shard = &ctx.shard;
@@ -28,7 +46,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
                     None => items.push((
                         None,
                         t.topic_id,
-                        Err(ApiError::new(
+                        Err(ApiError::with_message(
                             ec::UNKNOWN_TOPIC_ID,
                             "This server does not host this topic ID.",
                         )),
@@ -58,7 +76,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
             let outcome = match resolved {
                 Ok(_) => results
                     .next()
-                    .unwrap_or_else(|| Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "missing result"))),
+                    .unwrap_or_else(|| Err(ApiError::with_message(ec::UNKNOWN_SERVER_ERROR, "missing result"))),
                 Err(e) => Err(e),
             };
             let mut r = DeletableTopicResult::default()
@@ -74,7 +92,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> DeleteTop
                 Ok(None) => {}
                 Err(e) => {
                     r.error_code = e.code;
-                    r.error_message = Some(str_bytes(&e.message));
+                    r.error_message = e.message.as_deref().map(str_bytes);
                 }
             }
             r

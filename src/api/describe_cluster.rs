@@ -1,11 +1,29 @@
 //! DescribeCluster: this broker, the cluster id and the controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
+
+/// The DescribeCluster handler: versions 0-2, worked on out of order.
+pub struct DescribeCluster;
+
+impl Handler for DescribeCluster {
+    const API: Api = Api {
+        key: ApiKey::DescribeCluster,
+        min_version: 0,
+        max_version: 2,
+        order: Order::OutOfOrder,
+    };
+    type Request = DescribeClusterRequest;
+    type Response = DescribeClusterResponse;
+
+    async fn start(ctx: &RequestContext, req: DescribeClusterRequest) -> Reply<DescribeClusterResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let cfg = &ctx.shard.config;

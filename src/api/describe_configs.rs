@@ -5,17 +5,35 @@
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
-use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
+use kafka_protocol::messages::{ApiKey, DescribeConfigsRequest, DescribeConfigsResponse};
 
 use std::collections::BTreeMap;
 
 use super::config_resource::{
     BROKER, GROUP, SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_GROUP, SOURCE_STATIC_BROKER, TOPIC,
 };
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::config::{BrokerConfig, TopicConfigDef, GROUP_CONFIGS, TOPIC_CONFIGS};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
+
+/// The DescribeConfigs handler: versions 1-4, worked on out of order.
+pub struct DescribeConfigs;
+
+impl Handler for DescribeConfigs {
+    const API: Api = Api {
+        key: ApiKey::DescribeConfigs,
+        min_version: 1,
+        max_version: 4,
+        order: Order::OutOfOrder,
+    };
+    type Request = DescribeConfigsRequest;
+    type Response = DescribeConfigsResponse;
+
+    async fn start(ctx: &RequestContext, req: DescribeConfigsRequest) -> Reply<DescribeConfigsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 fn wanted(keys: &Option<Vec<kafka_protocol::protocol::StrBytes>>, name: &str) -> bool {
     match keys {

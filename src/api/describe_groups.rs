@@ -4,13 +4,31 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
-use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
+use kafka_protocol::messages::{ApiKey, DescribeGroupsRequest, DescribeGroupsResponse, GroupId};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::classic;
-use crate::group::error::{ErrorCode, GROUP_ID_NOT_FOUND, NONE};
+use crate::protocol::error::{self as ec, ErrorCode};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_many, GroupRequest, GroupResponse};
+
+/// The DescribeGroups handler: versions 0-6, routed in request order.
+pub struct DescribeGroups;
+
+impl Handler for DescribeGroups {
+    const API: Api = Api {
+        key: ApiKey::DescribeGroups,
+        min_version: 0,
+        max_version: 6,
+        order: Order::InOrder,
+    };
+    type Request = DescribeGroupsRequest;
+    type Response = DescribeGroupsResponse;
+
+    async fn start(ctx: &RequestContext, req: DescribeGroupsRequest) -> Reply<DescribeGroupsResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 /// READ, DELETE and DESCRIBE: what a group allows without an authorizer.
 const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
@@ -18,7 +36,7 @@ const GROUP_AUTHORIZED_OPERATIONS: i32 = (1 << 3) | (1 << 6) | (1 << 8);
 /// A described group's `authorized_operations`: what it allows when they
 /// were asked for and the group was described, else i32::MIN (omitted).
 pub fn authorized_operations(include_ops: bool, error_code: ErrorCode) -> i32 {
-    if include_ops && error_code == NONE {
+    if include_ops && error_code == ec::NONE {
         GROUP_AUTHORIZED_OPERATIONS
     } else {
         i32::MIN
@@ -28,14 +46,14 @@ pub fn authorized_operations(include_ops: bool, error_code: ErrorCode) -> i32 {
 fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> DescribedGroup {
     let mut message = None;
     let mut g = g;
-    if g.error_code == GROUP_ID_NOT_FOUND {
+    if g.error_code == ec::GROUP_ID_NOT_FOUND {
         if version >= 6 {
             message = Some(str_bytes(&format!("Group {} not found.", g.group_id)));
         } else {
             g = classic::DescribedGroup::dead(&g.group_id);
         }
-    } else if g.error_code != NONE && version >= 6 {
-        message = Some(str_bytes("The coordinator is not available."));
+    } else if g.error_code != ec::NONE && version >= 6 {
+        message = Some(str_bytes(ec::default_message(g.error_code)));
     }
     let ops = authorized_operations(include_ops, g.error_code);
     DescribedGroup::default()
@@ -62,7 +80,7 @@ fn to_wire(version: i16, g: classic::DescribedGroup, include_ops: bool) -> Descr
         .with_authorized_operations(ops)
 }
 
-pub async fn start(
+pub async fn route(
     ctx: &RequestContext,
     req: DescribeGroupsRequest,
 ) -> LocalBoxFuture<'static, DescribeGroupsResponse> {
@@ -88,4 +106,41 @@ pub async fn start(
         DescribeGroupsResponse::default().with_groups(groups)
     })
     .boxed_local()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failed(code: ErrorCode) -> classic::DescribedGroup {
+        classic::DescribedGroup {
+            error_code: code,
+            ..classic::DescribedGroup::dead("g")
+        }
+    }
+
+    fn message(version: i16, code: ErrorCode) -> Option<String> {
+        to_wire(version, failed(code), false)
+            .error_message
+            .map(|m| m.to_string())
+    }
+
+    /// v6+ errors carry the code's message from the table (the text sent
+    /// for COORDINATOR_NOT_AVAILABLE is unchanged); older versions carry
+    /// none, and an unknown group is Dead without an error.
+    #[test]
+    fn error_messages_come_from_the_table() {
+        assert_eq!(
+            message(6, ec::COORDINATOR_NOT_AVAILABLE).as_deref(),
+            Some("The coordinator is not available.")
+        );
+        assert_eq!(
+            message(6, ec::NOT_COORDINATOR).as_deref(),
+            Some(ec::default_message(ec::NOT_COORDINATOR))
+        );
+        assert_eq!(message(6, ec::GROUP_ID_NOT_FOUND).as_deref(), Some("Group g not found."));
+        assert_eq!(message(5, ec::NOT_COORDINATOR), None);
+        let dead = to_wire(5, failed(ec::GROUP_ID_NOT_FOUND), false);
+        assert_eq!((dead.error_code, dead.group_state.as_str()), (ec::NONE, "Dead"));
+    }
 }

@@ -6,14 +6,47 @@
 use std::time::Duration;
 
 use futures::FutureExt;
-use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::{ApiKey, FetchRequest};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::{Api, Handler, IntoFrame, Order, Reply, RequestContext, ResponseFrame};
 use crate::io::time::Instant;
 use crate::protocol::error as ec;
 use crate::protocol::fetch_response::{PartitionOut, TopicOut};
 use crate::routing::{FetchPart, FetchPartResult, ShardRequest, ShardResponse, WatchPart};
+
+/// The Fetch handler: versions 4-18, worked on out of order.
+pub struct Fetch;
+
+impl Handler for Fetch {
+    const API: Api = Api {
+        key: ApiKey::Fetch,
+        min_version: 4,
+        max_version: 18,
+        order: Order::OutOfOrder,
+    };
+    type Request = FetchRequest;
+    type Response = FetchTopics;
+
+    async fn start(ctx: &RequestContext, req: FetchRequest) -> Reply<FetchTopics> {
+        Reply::Ready(FetchTopics(handle(ctx, req).await))
+    }
+}
+
+/// A Fetch response's topics, framed by the zero-copy encoder.
+pub struct FetchTopics(pub Vec<TopicOut>);
+
+impl IntoFrame for FetchTopics {
+    fn into_frame(self, ctx: &RequestContext) -> Option<ResponseFrame> {
+        Some(crate::protocol::fetch_response::encode(
+            ctx.api_version,
+            ctx.correlation_id,
+            0,
+            ec::NONE,
+            &self.0,
+        ))
+    }
+}
 
 struct Slot {
     topic_index: usize,

@@ -3,12 +3,30 @@
 //! available (no transactions).
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
-use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::messages::{ApiKey, BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::coordinator_shard;
+
+/// The FindCoordinator handler: versions 0-6, worked on out of order.
+pub struct FindCoordinator;
+
+impl Handler for FindCoordinator {
+    const API: Api = Api {
+        key: ApiKey::FindCoordinator,
+        min_version: 0,
+        max_version: 6,
+        order: Order::OutOfOrder,
+    };
+    type Request = FindCoordinatorRequest;
+    type Response = FindCoordinatorResponse;
+
+    async fn start(ctx: &RequestContext, req: FindCoordinatorRequest) -> Reply<FindCoordinatorResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 /// `CoordinatorType.GROUP`.
 const KEY_TYPE_GROUP: i8 = 0;
@@ -35,7 +53,7 @@ fn coordinator(ctx: &RequestContext, key: &str, key_type: i8) -> Coordinator {
                 .with_host(str_bytes(&shard.config.advertised_host))
                 .with_port(shard.config.advertised_port)
                 .with_error_code(ec::NONE),
-            Err(code) => error(key, code, "The coordinator is not available."),
+            Err(code) => error(key, code, ec::default_message(code)),
         },
         KEY_TYPE_TRANSACTION => error(
             key,

@@ -2,9 +2,8 @@
 
 use std::collections::HashMap;
 
-use crate::group::error::ErrorCode;
 use crate::metadata::ClusterMeta;
-use crate::protocol::error as ec;
+use crate::protocol::error::{self as ec, ErrorCode};
 
 /// The topics and partitions of a request about partitions (OffsetCommit,
 /// OffsetDelete), in request order, with whether each partition exists.

@@ -2,13 +2,31 @@
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::messages::{ApiKey, HeartbeatRequest, HeartbeatResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::classic;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
-pub async fn start(ctx: &RequestContext, req: HeartbeatRequest) -> LocalBoxFuture<'static, HeartbeatResponse> {
+/// The Heartbeat handler: versions 0-4, routed in request order.
+pub struct Heartbeat;
+
+impl Handler for Heartbeat {
+    const API: Api = Api {
+        key: ApiKey::Heartbeat,
+        min_version: 0,
+        max_version: 4,
+        order: Order::InOrder,
+    };
+    type Request = HeartbeatRequest;
+    type Response = HeartbeatResponse;
+
+    async fn start(ctx: &RequestContext, req: HeartbeatRequest) -> Reply<HeartbeatResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
+
+pub async fn route(ctx: &RequestContext, req: HeartbeatRequest) -> LocalBoxFuture<'static, HeartbeatResponse> {
     let r = classic::HeartbeatRequest {
         group_id: req.group_id.0.to_string(),
         generation_id: req.generation_id,

@@ -1,11 +1,29 @@
 //! InitProducerId: ids for idempotent producers. Transactions are not
 //! implemented yet, so a transactional id gets COORDINATOR_NOT_AVAILABLE.
 
-use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error as ec;
 use crate::routing::{ShardRequest, ShardResponse};
+
+/// The InitProducerId handler: versions 0-5, worked on out of order.
+pub struct InitProducerId;
+
+impl Handler for InitProducerId {
+    const API: Api = Api {
+        key: ApiKey::InitProducerId,
+        min_version: 0,
+        max_version: 5,
+        order: Order::OutOfOrder,
+    };
+    type Request = InitProducerIdRequest;
+    type Response = InitProducerIdResponse;
+
+    async fn start(ctx: &RequestContext, req: InitProducerIdRequest) -> Reply<InitProducerIdResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let fail = |code| {

@@ -4,12 +4,30 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
-use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
+use kafka_protocol::messages::{ApiKey, JoinGroupRequest, JoinGroupResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::classic::{self, JoinProtocol};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
+
+/// The JoinGroup handler: versions 0-9, routed in request order.
+pub struct JoinGroup;
+
+impl Handler for JoinGroup {
+    const API: Api = Api {
+        key: ApiKey::JoinGroup,
+        min_version: 0,
+        max_version: 9,
+        order: Order::InOrder,
+    };
+    type Request = JoinGroupRequest;
+    type Response = JoinGroupResponse;
+
+    async fn start(ctx: &RequestContext, req: JoinGroupRequest) -> Reply<JoinGroupResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 fn to_wire(version: i16, r: classic::JoinGroupResponse) -> JoinGroupResponse {
     // Before v7 the protocol name is not nullable.
@@ -39,7 +57,7 @@ fn to_wire(version: i16, r: classic::JoinGroupResponse) -> JoinGroupResponse {
         )
 }
 
-pub async fn start(ctx: &RequestContext, req: JoinGroupRequest) -> LocalBoxFuture<'static, JoinGroupResponse> {
+pub async fn route(ctx: &RequestContext, req: JoinGroupRequest) -> LocalBoxFuture<'static, JoinGroupResponse> {
     let version = ctx.api_version;
     let r = classic::JoinGroupRequest {
         group_id: req.group_id.0.to_string(),

@@ -3,12 +3,30 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::leave_group_response::MemberResponse;
-use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+use kafka_protocol::messages::{ApiKey, LeaveGroupRequest, LeaveGroupResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::classic::{self, LeaveMember};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
+
+/// The LeaveGroup handler: versions 0-5, routed in request order.
+pub struct LeaveGroup;
+
+impl Handler for LeaveGroup {
+    const API: Api = Api {
+        key: ApiKey::LeaveGroup,
+        min_version: 0,
+        max_version: 5,
+        order: Order::InOrder,
+    };
+    type Request = LeaveGroupRequest;
+    type Response = LeaveGroupResponse;
+
+    async fn start(ctx: &RequestContext, req: LeaveGroupRequest) -> Reply<LeaveGroupResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 fn to_wire(version: i16, r: classic::LeaveGroupResponse) -> LeaveGroupResponse {
     if version < 3 {
@@ -29,7 +47,7 @@ fn to_wire(version: i16, r: classic::LeaveGroupResponse) -> LeaveGroupResponse {
         )
 }
 
-pub async fn start(ctx: &RequestContext, req: LeaveGroupRequest) -> LocalBoxFuture<'static, LeaveGroupResponse> {
+pub async fn route(ctx: &RequestContext, req: LeaveGroupRequest) -> LocalBoxFuture<'static, LeaveGroupResponse> {
     let version = ctx.api_version;
     let members = if version < 3 {
         vec![LeaveMember {

@@ -2,12 +2,30 @@
 //! and the v5 type filter.
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
-use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::messages::{ApiKey, GroupId, ListGroupsRequest, ListGroupsResponse};
 
-use super::RequestContext;
-use crate::group::error::{COORDINATOR_NOT_AVAILABLE, NONE};
+use super::{Api, Handler, Order, Reply, RequestContext};
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, GroupRequest, GroupResponse};
+
+/// The ListGroups handler: versions 0-5, worked on out of order.
+pub struct ListGroups;
+
+impl Handler for ListGroups {
+    const API: Api = Api {
+        key: ApiKey::ListGroups,
+        min_version: 0,
+        max_version: 5,
+        order: Order::OutOfOrder,
+    };
+    type Request = ListGroupsRequest;
+    type Response = ListGroupsResponse;
+
+    async fn start(ctx: &RequestContext, req: ListGroupsRequest) -> Reply<ListGroupsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsResponse {
     let version = ctx.api_version;
@@ -30,13 +48,13 @@ pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> ListGroupsR
         };
         waits.push(send(shard, target, r).await);
     }
-    let mut error = NONE;
+    let mut error = ec::NONE;
     let mut groups = Vec::new();
     for w in waits {
         match w.await {
             Some(GroupResponse::List(Ok(listed))) => groups.extend(listed),
             Some(GroupResponse::List(Err(code))) => error = code,
-            _ => error = COORDINATOR_NOT_AVAILABLE,
+            _ => error = ec::COORDINATOR_NOT_AVAILABLE,
         }
     }
     groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));

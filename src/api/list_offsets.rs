@@ -1,11 +1,29 @@
 //! ListOffsets: earliest, latest, max timestamp, or by timestamp.
 
 use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use kafka_protocol::messages::{ApiKey, ListOffsetsRequest, ListOffsetsResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::protocol::error as ec;
 use crate::routing::{ListOffsetsPart, ListOffsetsPartResult, ShardRequest, ShardResponse};
+
+/// The ListOffsets handler: versions 1-10, worked on out of order.
+pub struct ListOffsets;
+
+impl Handler for ListOffsets {
+    const API: Api = Api {
+        key: ApiKey::ListOffsets,
+        min_version: 1,
+        max_version: 10,
+        order: Order::OutOfOrder,
+    };
+    type Request = ListOffsetsRequest;
+    type Response = ListOffsetsResponse;
+
+    async fn start(ctx: &RequestContext, req: ListOffsetsRequest) -> Reply<ListOffsetsResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> ListOffsetsResponse {
     let shard = &ctx.shard;

@@ -4,13 +4,31 @@
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
-use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use uuid::Uuid;
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::metadata::TopicMeta;
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
+
+/// The Metadata handler: versions 0-12, worked on out of order.
+pub struct Metadata;
+
+impl Handler for Metadata {
+    const API: Api = Api {
+        key: ApiKey::Metadata,
+        min_version: 0,
+        max_version: 12,
+        order: Order::OutOfOrder,
+    };
+    type Request = MetadataRequest;
+    type Response = MetadataResponse;
+
+    async fn start(ctx: &RequestContext, req: MetadataRequest) -> Reply<MetadataResponse> {
+        Reply::Ready(handle(ctx, req).await)
+    }
+}
 
 pub fn topic_entry(node: i32, t: &TopicMeta) -> MetadataResponseTopic {
     MetadataResponseTopic::default()

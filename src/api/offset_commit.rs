@@ -5,15 +5,33 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
-use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, OffsetCommitRequest, OffsetCommitResponse, TopicName};
 
 use super::group_common::PartitionLayout;
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::offsets::{self, OffsetCommitPartition, OffsetCommitTopic, DEFAULT_RETENTION_TIME};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
-pub async fn start(ctx: &RequestContext, req: OffsetCommitRequest) -> LocalBoxFuture<'static, OffsetCommitResponse> {
+/// The OffsetCommit handler: versions 2-9, routed in request order.
+pub struct OffsetCommit;
+
+impl Handler for OffsetCommit {
+    const API: Api = Api {
+        key: ApiKey::OffsetCommit,
+        min_version: 2,
+        max_version: 9,
+        order: Order::InOrder,
+    };
+    type Request = OffsetCommitRequest;
+    type Response = OffsetCommitResponse;
+
+    async fn start(ctx: &RequestContext, req: OffsetCommitRequest) -> Reply<OffsetCommitResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
+
+pub async fn route(ctx: &RequestContext, req: OffsetCommitRequest) -> LocalBoxFuture<'static, OffsetCommitResponse> {
     let version = ctx.api_version;
     let mut layout = PartitionLayout::default();
     let mut topics = Vec::with_capacity(req.topics.len());

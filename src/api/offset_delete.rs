@@ -4,16 +4,34 @@
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 use kafka_protocol::messages::offset_delete_response::{OffsetDeleteResponsePartition, OffsetDeleteResponseTopic};
-use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, OffsetDeleteRequest, OffsetDeleteResponse, TopicName};
 
 use super::group_common::PartitionLayout;
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::offsets::{self, OffsetDeleteTopic};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
 
-pub async fn start(ctx: &RequestContext, req: OffsetDeleteRequest) -> LocalBoxFuture<'static, OffsetDeleteResponse> {
+/// The OffsetDelete handler: versions 0-0, routed in request order.
+pub struct OffsetDelete;
+
+impl Handler for OffsetDelete {
+    const API: Api = Api {
+        key: ApiKey::OffsetDelete,
+        min_version: 0,
+        max_version: 0,
+        order: Order::InOrder,
+    };
+    type Request = OffsetDeleteRequest;
+    type Response = OffsetDeleteResponse;
+
+    async fn start(ctx: &RequestContext, req: OffsetDeleteRequest) -> Reply<OffsetDeleteResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
+
+pub async fn route(ctx: &RequestContext, req: OffsetDeleteRequest) -> LocalBoxFuture<'static, OffsetDeleteResponse> {
     let mut layout = PartitionLayout::default();
     let mut topics = Vec::new();
     {

@@ -7,13 +7,31 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions, OffsetFetchResponseTopic,
     OffsetFetchResponseTopics,
 };
-use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
+use kafka_protocol::messages::{ApiKey, GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName};
 
-use super::RequestContext;
-use crate::group::error::COORDINATOR_NOT_AVAILABLE;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::offsets::{self, OffsetFetchTopic, INVALID_OFFSET};
+use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::shard::groups::{send, split_by_shard, GroupRequest, GroupResponse};
+
+/// The OffsetFetch handler: versions 1-9, routed in request order.
+pub struct OffsetFetch;
+
+impl Handler for OffsetFetch {
+    const API: Api = Api {
+        key: ApiKey::OffsetFetch,
+        min_version: 1,
+        max_version: 9,
+        order: Order::InOrder,
+    };
+    type Request = OffsetFetchRequest;
+    type Response = OffsetFetchResponse;
+
+    async fn start(ctx: &RequestContext, req: OffsetFetchRequest) -> Reply<OffsetFetchResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 fn failed(r: &offsets::OffsetFetchRequest, code: i16) -> offsets::OffsetFetchResponse {
     offsets::OffsetFetchResponse {
@@ -50,19 +68,19 @@ async fn fetch_all(
                 out[i] = Some(
                     answers
                         .next()
-                        .unwrap_or_else(|| failed(&reqs[i], COORDINATOR_NOT_AVAILABLE)),
+                        .unwrap_or_else(|| failed(&reqs[i], ec::COORDINATOR_NOT_AVAILABLE)),
                 );
             }
         }
         out.into_iter()
             .zip(reqs.iter())
-            .map(|(r, req)| r.unwrap_or_else(|| failed(req, COORDINATOR_NOT_AVAILABLE)))
+            .map(|(r, req)| r.unwrap_or_else(|| failed(req, ec::COORDINATOR_NOT_AVAILABLE)))
             .collect()
     }
     .boxed_local()
 }
 
-pub async fn start(ctx: &RequestContext, req: OffsetFetchRequest) -> LocalBoxFuture<'static, OffsetFetchResponse> {
+pub async fn route(ctx: &RequestContext, req: OffsetFetchRequest) -> LocalBoxFuture<'static, OffsetFetchResponse> {
     let version = ctx.api_version;
     let require_stable = version >= 7 && req.require_stable;
     if version >= 8 {
@@ -151,7 +169,7 @@ pub async fn start(ctx: &RequestContext, req: OffsetFetchRequest) -> LocalBoxFut
                 .with_metadata(Some(str_bytes(metadata)))
                 .with_error_code(code)
         };
-        if g.error_code != 0 {
+        if g.error_code != ec::NONE {
             if version >= 2 {
                 return OffsetFetchResponse::default().with_error_code(g.error_code);
             }

@@ -8,9 +8,9 @@ use futures::FutureExt;
 use kafka_protocol::messages::produce_response::{
     BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, MaybeResponse, Order, Reply, RequestContext};
 use crate::metadata::controller::CreateTopic;
 use crate::metadata::TopicMeta;
 use crate::protocol::error as ec;
@@ -18,8 +18,22 @@ use crate::protocol::str_bytes;
 use crate::routing::{ControllerOp, ProducePart, ProducePartResult, ShardRequest, ShardResponse};
 use crate::shard::Shard;
 
-pub fn acks_of(req: &ProduceRequest) -> i16 {
-    req.acks
+/// The Produce handler: versions 3-12, routed in request order.
+pub struct Produce;
+
+impl Handler for Produce {
+    const API: Api = Api {
+        key: ApiKey::Produce,
+        min_version: 3,
+        max_version: 12,
+        order: Order::InOrder,
+    };
+    type Request = ProduceRequest;
+    type Response = MaybeResponse<ProduceResponse>;
+
+    async fn start(ctx: &RequestContext, req: ProduceRequest) -> Reply<MaybeResponse<ProduceResponse>> {
+        Reply::Pending(route(ctx, req).await)
+    }
 }
 
 /// Create a topic with the broker's defaults (auto-creation). Returns the
@@ -87,8 +101,11 @@ fn error_result(code: i16) -> ProducePartResult {
 type TopicSlots = (String, Vec<(i32, Option<ProducePartResult>)>);
 
 /// Route the request's partitions to their shards (in order), returning a
-/// future for the response.
-pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<'static, ProduceResponse> {
+/// future for the response (none for acks=0).
+pub async fn route(
+    ctx: &RequestContext,
+    req: ProduceRequest,
+) -> LocalBoxFuture<'static, MaybeResponse<ProduceResponse>> {
     let shard = ctx.shard.clone();
     let acks = req.acks;
     // results[topic][partition], filled either now (errors) or from shards
@@ -182,6 +199,9 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
                 layout[ti].1[pi].1 = Some(r);
             }
         }
+        if acks == 0 {
+            return MaybeResponse(None);
+        }
         let responses = layout
             .into_iter()
             .map(|(name, parts)| {
@@ -197,7 +217,7 @@ pub async fn start(ctx: &RequestContext, req: ProduceRequest) -> LocalBoxFuture<
                     )
             })
             .collect();
-        ProduceResponse::default().with_responses(responses)
+        MaybeResponse(Some(ProduceResponse::default().with_responses(responses)))
     }
     .boxed_local()
 }

@@ -3,12 +3,30 @@
 
 use futures::future::LocalBoxFuture;
 use futures::FutureExt;
-use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use kafka_protocol::messages::{ApiKey, SyncGroupRequest, SyncGroupResponse};
 
-use super::RequestContext;
+use super::{Api, Handler, Order, Reply, RequestContext};
 use crate::group::classic::{self, SyncGroupAssignment};
 use crate::protocol::str_bytes;
 use crate::shard::groups::{route_one, GroupRequest, GroupResponse};
+
+/// The SyncGroup handler: versions 0-5, routed in request order.
+pub struct SyncGroup;
+
+impl Handler for SyncGroup {
+    const API: Api = Api {
+        key: ApiKey::SyncGroup,
+        min_version: 0,
+        max_version: 5,
+        order: Order::InOrder,
+    };
+    type Request = SyncGroupRequest;
+    type Response = SyncGroupResponse;
+
+    async fn start(ctx: &RequestContext, req: SyncGroupRequest) -> Reply<SyncGroupResponse> {
+        Reply::Pending(route(ctx, req).await)
+    }
+}
 
 fn to_wire(r: classic::SyncGroupResponse) -> SyncGroupResponse {
     SyncGroupResponse::default()
@@ -18,7 +36,7 @@ fn to_wire(r: classic::SyncGroupResponse) -> SyncGroupResponse {
         .with_assignment(r.assignment)
 }
 
-pub async fn start(ctx: &RequestContext, req: SyncGroupRequest) -> LocalBoxFuture<'static, SyncGroupResponse> {
+pub async fn route(ctx: &RequestContext, req: SyncGroupRequest) -> LocalBoxFuture<'static, SyncGroupResponse> {
     let v5 = ctx.api_version >= 5;
     let r = classic::SyncGroupRequest {
         group_id: req.group_id.0.to_string(),

@@ -12,6 +12,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use crate::protocol::error as ec;
+
 pub const CLIENT_ID: &str = "ringlog-bench";
 /// How long to wait for any response before giving up on a connection.
 pub const RESPONSE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -262,7 +264,7 @@ impl Conn {
             Ok(r) => r,
             Err(_) => decode_response(frame, ApiKey::ApiVersions, 0, corr)?,
         };
-        if resp.error_code != 0 && resp.error_code != 35 {
+        if resp.error_code != ec::NONE && resp.error_code != ec::UNSUPPORTED_VERSION {
             bail!("ApiVersions failed with error code {}", resp.error_code);
         }
         let list: Vec<(i16, i16, i16)> = resp

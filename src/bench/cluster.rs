@@ -17,6 +17,9 @@ use kafka_protocol::protocol::StrBytes;
 use super::client::Conn;
 use super::config::Settings;
 use super::stats::error_name;
+use crate::protocol::error::{
+    LEADER_NOT_AVAILABLE, NONE, NOT_CONTROLLER, TOPIC_ALREADY_EXISTS, UNKNOWN_TOPIC_OR_PARTITION,
+};
 
 /// A partition of one of the run's topics (`topic` indexes the topic names).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -65,11 +68,6 @@ impl Cluster {
         self.partitions.iter().map(|(tp, _)| *tp).collect()
     }
 }
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const LEADER_NOT_AVAILABLE: i16 = 5;
-const TOPIC_ALREADY_EXISTS: i16 = 36;
-const NOT_CONTROLLER: i16 = 41;
 
 fn metadata(conn: &mut Conn, names: &[String]) -> anyhow::Result<MetadataResponse> {
     let topics = names
@@ -162,7 +160,7 @@ fn create_topics(conn: &mut Conn, names: &[String], s: &Settings) -> anyhow::Res
     let resp: CreateTopicsResponse = conn.call(ApiKey::CreateTopics, conn.versions.create_topics, &req)?;
     for t in &resp.topics {
         match t.error_code {
-            0 | TOPIC_ALREADY_EXISTS => {}
+            NONE | TOPIC_ALREADY_EXISTS => {}
             NOT_CONTROLLER => {
                 bail!("CreateTopics went to a broker that is not the controller; retry")
             }

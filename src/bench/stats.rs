@@ -255,32 +255,9 @@ pub fn thousands(n: u64) -> String {
 
 /// Kafka error code names for the summary.
 pub fn error_name(code: i16) -> String {
-    let name = match code {
-        -1 => "UNKNOWN_SERVER_ERROR",
-        1 => "OFFSET_OUT_OF_RANGE",
-        2 => "CORRUPT_MESSAGE",
-        3 => "UNKNOWN_TOPIC_OR_PARTITION",
-        5 => "LEADER_NOT_AVAILABLE",
-        6 => "NOT_LEADER_OR_FOLLOWER",
-        7 => "REQUEST_TIMED_OUT",
-        10 => "MESSAGE_TOO_LARGE",
-        17 => "INVALID_TOPIC_EXCEPTION",
-        18 => "RECORD_LIST_TOO_LARGE",
-        19 => "NOT_ENOUGH_REPLICAS",
-        20 => "NOT_ENOUGH_REPLICAS_AFTER_APPEND",
-        21 => "INVALID_REQUIRED_ACKS",
-        32 => "INVALID_TIMESTAMP",
-        35 => "UNSUPPORTED_VERSION",
-        42 => "INVALID_REQUEST",
-        56 => "KAFKA_STORAGE_ERROR",
-        76 => "UNSUPPORTED_COMPRESSION_TYPE",
-        87 => "INVALID_RECORD",
-        _ => "",
-    };
-    if name.is_empty() {
-        format!("error {code}")
-    } else {
-        format!("{name} ({code})")
+    match crate::protocol::error::info(code) {
+        Some(c) => format!("{} ({code})", c.name),
+        None => format!("error {code}"),
     }
 }
 

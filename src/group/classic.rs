@@ -18,10 +18,10 @@ use std::collections::{HashMap, HashSet};
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
 
-use super::error::{self, ErrorCode};
 use super::offsets::{ExpirationBase, OffsetPolicy};
 use super::records::{GroupMetadataMember, GroupMetadataValue, Record, RecordKey, RecordValue};
 use super::{Effect, IdGenerator, RequestToken};
+use crate::protocol::error::{self, ErrorCode};
 
 /// Protocol type used by Kafka consumers.
 pub const CONSUMER_PROTOCOL_TYPE: &str = "consumer";

@@ -27,13 +27,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use indexmap::IndexMap;
 
 use super::assignor::{Assignment, MemberSpec, ServerAssignor};
-use super::error::{self, ApiError, ErrorCode};
 use super::offsets::{ExpirationBase, OffsetPolicy};
 use super::records::{
     ConsumerMemberMetadataValue, CurrentMemberAssignmentValue, Record, RecordKey, RecordValue, TopicMetadataEntry,
     TopicPartitions,
 };
 use super::{Effect, IdGenerator, TopicId, TopicInfo, TopicLookup};
+use crate::protocol::error::{self, ApiError, ErrorCode};
 
 pub const LEAVE_GROUP_MEMBER_EPOCH: i32 = -1;
 pub const LEAVE_GROUP_STATIC_MEMBER_EPOCH: i32 = -2;

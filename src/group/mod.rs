@@ -12,6 +12,9 @@
 //! * [`records`]: `__consumer_offsets` key/value encoding and
 //!   [`partition_for_group`](records::partition_for_group).
 //!
+//! Errors are the broker's one model: codes from the table and
+//! [`ApiError`] in [`crate::protocol::error`].
+//!
 //! [`GroupCoordinatorState`] owns every group of one shard (one
 //! `__consumer_offsets` partition or more) and is what the async shell drives:
 //!
@@ -34,7 +37,6 @@
 pub mod assignor;
 pub mod classic;
 pub mod consumer;
-pub mod error;
 pub mod offsets;
 pub mod records;
 
@@ -48,12 +50,12 @@ use self::consumer::{
     ConsumerConfig, ConsumerCtx, ConsumerGroup, ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse,
     DescribedConsumerGroup,
 };
-use self::error::{ApiError, ErrorCode};
 use self::offsets::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
     OffsetFetchResponse, OffsetPolicy, OffsetStore,
 };
 use self::records::{Record, RecordError, RecordKey, RecordValue};
+use crate::protocol::error::{self, ApiError, ErrorCode};
 
 /// A Kafka topic id (UUID bytes).
 pub type TopicId = [u8; 16];

@@ -9,8 +9,8 @@
 
 use indexmap::IndexMap;
 
-use super::error::{self, ErrorCode};
 use super::records::{OffsetCommitValue, Record, RecordKey, RecordValue};
+use crate::protocol::error::{self, ErrorCode};
 
 /// `OffsetCommitRequest.DEFAULT_RETENTION_TIME`: no per-commit retention.
 pub const DEFAULT_RETENTION_TIME: i64 = -1;

@@ -7,10 +7,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use super::assignor::Assignment;
 use super::classic::*;
 use super::consumer::*;
-use super::error;
 use super::offsets::*;
 use super::records::{Record, RecordKey, RecordValue, TopicPartitions};
 use super::*;
+use crate::protocol::error;
 
 // ---------------------------------------------------------------------------
 // Harness

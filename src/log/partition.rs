@@ -16,6 +16,7 @@ use bytes::{Bytes, BytesMut};
 use crate::config::TopicConfig;
 use crate::io::file::{IoMode, LogFile, ALIGN};
 use crate::io::notify::Notify;
+use crate::protocol::error::{self as ec, ApiError};
 use crate::record::{self, BatchHeader, ValidatedBatches, LOG_OVERHEAD};
 
 use super::producer_state::{last_sequence, BatchMeta, ProducerStates, SeqCheck};
@@ -25,7 +26,8 @@ use super::segment::{Segment, DELETED_SUFFIX};
 /// File holding the producer state snapshot written at clean shutdown.
 pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
 
-/// Kafka error codes the log can produce.
+/// Why the log refused a request; [`LogError::kafka_code`] gives its code
+/// in the broker's error table, and it converts into [`ApiError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum LogError {
     #[error("offset out of range")]
@@ -40,10 +42,16 @@ pub enum LogError {
 impl LogError {
     pub fn kafka_code(self) -> i16 {
         match self {
-            LogError::OffsetOutOfRange => 1,
-            LogError::Storage => 56,
+            LogError::OffsetOutOfRange => ec::OFFSET_OUT_OF_RANGE,
+            LogError::Storage => ec::KAFKA_STORAGE_ERROR,
             LogError::Producer(code) => code,
         }
+    }
+}
+
+impl From<LogError> for ApiError {
+    fn from(e: LogError) -> Self {
+        ApiError::with_message(e.kafka_code(), e.to_string())
     }
 }
 

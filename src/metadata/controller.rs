@@ -31,18 +31,18 @@ pub fn validate_topic_configs(configs: &[(String, Option<String>)]) -> Result<BT
     let mut out = BTreeMap::new();
     for (k, v) in configs {
         let Some(def) = TOPIC_CONFIGS.iter().find(|d| d.name == k) else {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_CONFIG,
                 format!("Unknown topic config name: {k}"),
             ));
         };
         let Some(v) = v else {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_CONFIG,
                 format!("Null value not supported for topic configs: {k}"),
             ));
         };
-        validate_value(def.ty, k, v).map_err(|m| ApiError::new(ec::INVALID_CONFIG, m))?;
+        validate_value(def.ty, k, v).map_err(|m| ApiError::with_message(ec::INVALID_CONFIG, m))?;
         out.insert(k.clone(), v.clone());
     }
     Ok(out)
@@ -50,22 +50,22 @@ pub fn validate_topic_configs(configs: &[(String, Option<String>)]) -> Result<BT
 
 /// Plan the creation of a topic.
 pub fn plan_create(meta: &ClusterMeta, broker: &BrokerConfig, req: &CreateTopic) -> Result<TopicMeta, ApiError> {
-    topic_name::validate(&req.name).map_err(|m| ApiError::new(ec::INVALID_TOPIC_EXCEPTION, m))?;
+    topic_name::validate(&req.name).map_err(|m| ApiError::with_message(ec::INVALID_TOPIC_EXCEPTION, m))?;
     if meta.topic(&req.name).is_some() {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::TOPIC_ALREADY_EXISTS,
             format!("Topic '{}' already exists.", req.name),
         ));
     }
     if let Some(other) = meta.topics.keys().find(|t| topic_name::collides(t, &req.name)) {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::INVALID_TOPIC_EXCEPTION,
             format!("Topic '{}' collides with existing topic: {other}", req.name),
         ));
     }
     let partitions = if !req.assignments.is_empty() {
         if req.num_partitions != -1 || req.replication_factor != -1 {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_REQUEST,
                 "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
             ));
@@ -73,14 +73,14 @@ pub fn plan_create(meta: &ClusterMeta, broker: &BrokerConfig, req: &CreateTopic)
         let mut seen: Vec<i32> = req.assignments.iter().map(|(p, _)| *p).collect();
         seen.sort_unstable();
         if seen.iter().enumerate().any(|(i, p)| *p != i as i32) {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_REPLICA_ASSIGNMENT,
                 "Partitions should be a consecutive 0-based integer sequence",
             ));
         }
         for (_, replicas) in &req.assignments {
             if replicas.len() != 1 || replicas[0] != broker.node_id {
-                return Err(ApiError::new(
+                return Err(ApiError::with_message(
                     ec::INVALID_REPLICA_ASSIGNMENT,
                     format!("Unknown broker in replica assignment {replicas:?}"),
                 ));
@@ -94,13 +94,13 @@ pub fn plan_create(meta: &ClusterMeta, broker: &BrokerConfig, req: &CreateTopic)
             req.replication_factor
         };
         if rf <= 0 {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_REPLICATION_FACTOR,
                 "Replication factor must be larger than 0.",
             ));
         }
         if rf > 1 {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_REPLICATION_FACTOR,
                 format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
             ));
@@ -111,13 +111,13 @@ pub fn plan_create(meta: &ClusterMeta, broker: &BrokerConfig, req: &CreateTopic)
             req.num_partitions
         };
         if n <= 0 {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_PARTITIONS,
                 "Number of partitions must be larger than 0.",
             ));
         }
         if n > MAX_PARTITIONS {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::INVALID_PARTITIONS,
                 format!("Number of partitions {n} exceeds the maximum {MAX_PARTITIONS}."),
             ));
@@ -148,26 +148,26 @@ pub fn plan_create_partitions(
     has_assignments: bool,
 ) -> Result<TopicMeta, ApiError> {
     let Some(t) = meta.topic(topic) else {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::UNKNOWN_TOPIC_OR_PARTITION,
             format!("The topic '{topic}' does not exist."),
         ));
     };
     let current = t.partitions.len() as i32;
     if count < current {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::INVALID_PARTITIONS,
             format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
         ));
     }
     if count == current {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::INVALID_PARTITIONS,
             format!("Topic already has {current} partitions."),
         ));
     }
     if count > MAX_PARTITIONS {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::INVALID_PARTITIONS,
             format!("Number of partitions {count} exceeds the maximum {MAX_PARTITIONS}."),
         ));
@@ -184,13 +184,13 @@ pub fn plan_create_partitions(
 /// Plan deleting a topic by name.
 pub fn plan_delete(meta: &ClusterMeta, name: &str) -> Result<MetaUpdate, ApiError> {
     let Some(t) = meta.topic(name) else {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::UNKNOWN_TOPIC_OR_PARTITION,
             "This server does not host this topic-partition.",
         ));
     };
     if t.internal {
-        return Err(ApiError::new(
+        return Err(ApiError::with_message(
             ec::INVALID_TOPIC_EXCEPTION,
             format!("Cannot delete internal topic {name}"),
         ));
@@ -263,7 +263,7 @@ fn apply_config_change(
             }
             ConfigOp::Append(v) | ConfigOp::Subtract(v) => {
                 if def(key).map(|d| d.ty) != Some(ConfigType::List) {
-                    return Err(ApiError::new(
+                    return Err(ApiError::with_message(
                         ec::INVALID_CONFIG,
                         format!("Can't {} to key {key} because its type is not LIST.", op.kafka_name()),
                     ));
@@ -292,7 +292,7 @@ fn apply_config_change(
 /// `group.consumer.{min,max}.*` bounds, session timeout above the heartbeat
 /// interval.
 pub fn validate_group_configs(configs: &BTreeMap<String, String>, broker: &BrokerConfig) -> Result<(), ApiError> {
-    let invalid = |m: String| ApiError::new(ec::INVALID_CONFIG, m);
+    let invalid = |m: String| ApiError::with_message(ec::INVALID_CONFIG, m);
     for (k, v) in configs {
         let Some(def) = GROUP_CONFIGS.iter().find(|d| d.name == k) else {
             return Err(invalid(format!("Unknown group config name: {k}")));
@@ -370,12 +370,12 @@ pub fn plan_alter_configs(
     match target {
         ConfigTarget::Topic(name) => {
             if name.is_empty() {
-                return Err(ApiError::new(
+                return Err(ApiError::with_message(
                     ec::INVALID_REQUEST,
                     "Default topic resources are not allowed.",
                 ));
             }
-            topic_name::validate(name).map_err(|m| ApiError::new(ec::INVALID_TOPIC_EXCEPTION, m))?;
+            topic_name::validate(name).map_err(|m| ApiError::with_message(ec::INVALID_TOPIC_EXCEPTION, m))?;
             let empty = BTreeMap::new();
             let current = meta.topic(name).map_or(&empty, |t| &t.configs);
             let next = apply_config_change(
@@ -387,7 +387,7 @@ pub fn plan_alter_configs(
             let pairs: Vec<(String, Option<String>)> = next.into_iter().map(|(k, v)| (k, Some(v))).collect();
             let configs = validate_topic_configs(&pairs)?;
             let Some(t) = meta.topic(name) else {
-                return Err(ApiError::new(
+                return Err(ApiError::with_message(
                     ec::UNKNOWN_TOPIC_OR_PARTITION,
                     format!("The topic '{name}' does not exist."),
                 ));
@@ -396,7 +396,7 @@ pub fn plan_alter_configs(
         }
         ConfigTarget::Group(group) => {
             if group.is_empty() {
-                return Err(ApiError::new(
+                return Err(ApiError::with_message(
                     ec::INVALID_REQUEST,
                     "Default group resources are not allowed.",
                 ));
@@ -601,11 +601,11 @@ mod tests {
         let err = |target: &ConfigTarget, c: ConfigChange| plan_alter_configs(&m, &b, target, &c).unwrap_err();
         let e = err(&t, inc(&[("retention.ms", ConfigOp::Append("1".into()))]));
         assert_eq!(e.code, ec::INVALID_CONFIG);
-        assert!(e.message.contains("not LIST"), "{}", e.message);
+        assert!(e.message().contains("not LIST"), "{e}");
         let e = err(&t, inc(&[("no.such", ConfigOp::Set("1".into()))]));
         assert_eq!(
-            (e.code, e.message.as_str()),
-            (ec::INVALID_CONFIG, "Unknown topic config name: no.such")
+            (e.code, e.message.as_deref()),
+            (ec::INVALID_CONFIG, Some("Unknown topic config name: no.such"))
         );
         let e = err(&t, inc(&[("max.message.bytes", ConfigOp::Set("big".into()))]));
         assert_eq!(e.code, ec::INVALID_CONFIG);
@@ -667,8 +667,9 @@ mod tests {
         assert_eq!(
             plan_alter_configs(&m, &b, &g, &set("consumer.heartbeat.interval.ms", "1",))
                 .unwrap_err()
-                .message,
-            "consumer.heartbeat.interval.ms must be greater than or equal to group.consumer.min.heartbeat.interval.ms"
+                .message
+                .as_deref(),
+            Some("consumer.heartbeat.interval.ms must be greater than or equal to group.consumer.min.heartbeat.interval.ms")
         );
         assert_eq!(
             plan_alter_configs(&m, &b, &ConfigTarget::Group(String::new()), &inc(&[]))

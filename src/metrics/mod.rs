@@ -109,7 +109,7 @@ pub fn request_done(api: &'static str, latency: Duration) {
 }
 
 pub fn partition_error(api: &'static str, code: i16) {
-    if code != 0 {
+    if code != crate::protocol::error::NONE {
         with(|m| *m.partition_errors.entry((api, code)).or_insert(0) += 1);
     }
 }

@@ -1,6 +1,7 @@
-//! The Kafka wire protocol: framing, request headers, the API versions
-//! ringlog implements, and error codes. Message bodies are decoded and
-//! encoded with the `kafka-protocol` crate.
+//! The Kafka wire protocol: framing, request headers and the error code
+//! table. Message bodies are decoded and encoded with the `kafka-protocol`
+//! crate; the APIs and versions ringlog serves are declared by their
+//! handlers (`crate::api::APIS`).
 
 pub mod error;
 pub mod fetch_response;
@@ -9,45 +10,6 @@ pub mod frame;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-
-/// The APIs ringlog implements and the version ranges it implements them at.
-/// ApiVersions advertises exactly this table.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 3, 12),
-    (ApiKey::Fetch, 4, 18),
-    (ApiKey::ListOffsets, 1, 10),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::DeleteTopics, 1, 6),
-    (ApiKey::DescribeConfigs, 1, 4),
-    (ApiKey::AlterConfigs, 0, 2),
-    (ApiKey::IncrementalAlterConfigs, 0, 1),
-    (ApiKey::CreatePartitions, 0, 3),
-    (ApiKey::DescribeCluster, 0, 2),
-    (ApiKey::FindCoordinator, 0, 6),
-    (ApiKey::JoinGroup, 0, 9),
-    (ApiKey::SyncGroup, 0, 5),
-    (ApiKey::Heartbeat, 0, 4),
-    (ApiKey::LeaveGroup, 0, 5),
-    (ApiKey::OffsetCommit, 2, 9),
-    (ApiKey::OffsetFetch, 1, 9),
-    (ApiKey::OffsetDelete, 0, 0),
-    (ApiKey::DescribeGroups, 0, 6),
-    (ApiKey::ListGroups, 0, 5),
-    (ApiKey::DeleteGroups, 0, 2),
-    (ApiKey::ConsumerGroupHeartbeat, 0, 1),
-    (ApiKey::ConsumerGroupDescribe, 0, 1),
-    (ApiKey::InitProducerId, 0, 5),
-];
-
-/// The implemented version range of an API, if it is implemented at all.
-pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
-        .find(|(k, _, _)| *k == key)
-        .map(|(_, lo, hi)| (*lo, *hi))
-}
 
 /// The fixed part of every request header, read without trusting the rest.
 #[derive(Debug, Clone, Copy)]

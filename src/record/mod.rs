@@ -36,6 +36,8 @@ mod records;
 mod validate;
 mod varint;
 
+use crate::protocol::error::{self as ec, ApiError};
+
 #[cfg(test)]
 mod tests;
 
@@ -57,7 +59,7 @@ pub const BATCH_HEADER_LEN: usize = 61;
 pub const LOG_OVERHEAD: usize = 12;
 
 /// Why a batch was refused. [`RecordError::kafka_code`] maps it to the error
-/// code of the produce response.
+/// code of the produce response, and it converts into [`ApiError`].
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum RecordError {
     /// Bad CRC, bad lengths, truncated data, records that do not match the
@@ -84,10 +86,16 @@ impl RecordError {
     /// Kafka protocol error code for this error.
     pub fn kafka_code(&self) -> i16 {
         match self {
-            RecordError::CorruptMessage(_) => 2,
-            RecordError::InvalidRecord(_) | RecordError::MissingKeys(_) => 87,
-            RecordError::MessageTooLarge(_) => 10,
-            RecordError::UnsupportedCompression(_) => 76,
+            RecordError::CorruptMessage(_) => ec::CORRUPT_MESSAGE,
+            RecordError::InvalidRecord(_) | RecordError::MissingKeys(_) => ec::INVALID_RECORD,
+            RecordError::MessageTooLarge(_) => ec::MESSAGE_TOO_LARGE,
+            RecordError::UnsupportedCompression(_) => ec::UNSUPPORTED_COMPRESSION_TYPE,
         }
+    }
+}
+
+impl From<RecordError> for ApiError {
+    fn from(e: RecordError) -> Self {
+        ApiError::with_message(e.kafka_code(), e.to_string())
     }
 }

@@ -15,7 +15,7 @@ use kafka_protocol::messages::ApiKey;
 use crate::api::{self, PendingResponse, RequestContext};
 use crate::io::net::Connection;
 use crate::protocol::frame::{FrameError, FrameReader};
-use crate::protocol::{decode_header, encode_response, supported_range, HeaderPrefix};
+use crate::protocol::{decode_header, encode_response, HeaderPrefix};
 use crate::shard::Shard;
 
 /// Requests in flight per connection before the reader stops reading.
@@ -101,7 +101,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
             crate::metrics::with(|m| m.closed_bad_requests += 1);
             break;
         };
-        let supported = supported_range(key);
+        let supported = api::supported_range(key);
         let version_ok = matches!(supported, Some((lo, hi)) if prefix.api_version >= lo && prefix.api_version <= hi);
         if !version_ok {
             if key == ApiKey::ApiVersions {

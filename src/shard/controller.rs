@@ -24,7 +24,7 @@ pub async fn request(shard: &Rc<Shard>, op: ControllerOp, items: usize) -> Vec<I
         let failure = results
             .pop()
             .and_then(Result::err)
-            .unwrap_or_else(|| ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"));
+            .unwrap_or_else(|| ApiError::with_message(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"));
         results = (0..items).map(|_| Err(failure.clone())).collect();
     }
     results
@@ -32,7 +32,10 @@ pub async fn request(shard: &Rc<Shard>, op: ControllerOp, items: usize) -> Vec<I
 
 pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> Vec<ItemResult> {
     let Some(_guard) = shard.controller_lock.lock().await else {
-        return vec![Err(ApiError::new(ec::UNKNOWN_SERVER_ERROR, "controller unavailable"))];
+        return vec![Err(ApiError::with_message(
+            ec::UNKNOWN_SERVER_ERROR,
+            "controller unavailable",
+        ))];
     };
     match op {
         ControllerOp::CreateTopics { topics, validate_only } => {
@@ -104,14 +107,14 @@ async fn commit(shard: &Rc<Shard>, update: MetaUpdate) -> Result<(), ApiError> {
     next.apply(&update);
     store::save(&shard.config.data_dir, &next)
         .await
-        .map_err(|e| ApiError::new(ec::KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}")))?;
+        .map_err(|e| ApiError::with_message(ec::KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}")))?;
     let mut replies = Vec::with_capacity(shard.shards());
     for target in 0..shard.shards() {
         replies.push(shard.dispatch(target, ShardRequest::Apply(update.clone())).await);
     }
     for r in replies {
         if r.await.is_none() {
-            return Err(ApiError::new(
+            return Err(ApiError::with_message(
                 ec::UNKNOWN_SERVER_ERROR,
                 "a shard did not apply the change",
             ));

@@ -39,7 +39,6 @@ use crate::group::classic::{
     LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use crate::group::consumer::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, DescribedConsumerGroup};
-use crate::group::error::{self as gerr, ApiError, ErrorCode};
 use crate::group::offsets::{
     OffsetCommitRequest, OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
     OffsetFetchResponse,
@@ -54,6 +53,7 @@ use crate::io::time::{now_ms, sleep, timeout};
 use crate::metadata::controller::CreateTopic;
 use crate::metadata::{ClusterMeta, OFFSETS_TOPIC};
 use crate::protocol::error as ec;
+use crate::protocol::error::{self as gerr, ApiError, ErrorCode};
 use crate::record;
 use crate::routing::{ControllerOp, FetchPart, ProducePart, ShardRequest, ShardResponse};
 
@@ -826,7 +826,7 @@ async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), String> {
                 Ok(())
             }
             Some(Err(e)) if e.code == ec::TOPIC_ALREADY_EXISTS => Ok(()),
-            Some(Err(e)) => Err(format!("{} (error {})", e.message, e.code)),
+            Some(Err(e)) => Err(format!("{} (error {})", e.message(), e.code)),
             None => Err("no result".to_string()),
         },
         _ => Err("controller unavailable".to_string()),
