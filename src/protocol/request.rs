@@ -4,8 +4,9 @@
 //! dispatcher serves, by API key and version, without serving it (used by
 //! the fuzz targets and their regression test).
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::*;
+use kafka_protocol::protocol::Encodable;
 
 use super::{decode_body, decode_header, supported_range, HeaderPrefix};
 
@@ -86,60 +87,91 @@ pub fn decode_request_body(key: ApiKey, version: i16, body: &mut Bytes) -> anyho
     }
 }
 
+/// The default (empty) request body of `key` encoded at `version`, for
+/// every API [`decode_request_body`] covers: minimal valid requests for
+/// tests and fuzz seeds.
+pub fn default_request_body(key: ApiKey, version: i16) -> anyhow::Result<Bytes> {
+    fn e<T: Encodable + Default>(version: i16) -> anyhow::Result<Bytes> {
+        let mut buf = BytesMut::new();
+        T::default().encode(&mut buf, version)?;
+        Ok(buf.freeze())
+    }
+    match key {
+        ApiKey::Produce => e::<ProduceRequest>(version),
+        ApiKey::Fetch => e::<FetchRequest>(version),
+        ApiKey::ListOffsets => e::<ListOffsetsRequest>(version),
+        ApiKey::Metadata => e::<MetadataRequest>(version),
+        ApiKey::ApiVersions => e::<ApiVersionsRequest>(version),
+        ApiKey::CreateTopics => e::<CreateTopicsRequest>(version),
+        ApiKey::DeleteTopics => e::<DeleteTopicsRequest>(version),
+        ApiKey::DescribeConfigs => e::<DescribeConfigsRequest>(version),
+        ApiKey::AlterConfigs => e::<AlterConfigsRequest>(version),
+        ApiKey::IncrementalAlterConfigs => e::<IncrementalAlterConfigsRequest>(version),
+        ApiKey::CreatePartitions => e::<CreatePartitionsRequest>(version),
+        ApiKey::DescribeCluster => e::<DescribeClusterRequest>(version),
+        ApiKey::FindCoordinator => e::<FindCoordinatorRequest>(version),
+        ApiKey::JoinGroup => e::<JoinGroupRequest>(version),
+        ApiKey::SyncGroup => e::<SyncGroupRequest>(version),
+        ApiKey::Heartbeat => e::<HeartbeatRequest>(version),
+        ApiKey::LeaveGroup => e::<LeaveGroupRequest>(version),
+        ApiKey::OffsetCommit => e::<OffsetCommitRequest>(version),
+        ApiKey::OffsetFetch => e::<OffsetFetchRequest>(version),
+        ApiKey::OffsetDelete => e::<OffsetDeleteRequest>(version),
+        ApiKey::DescribeGroups => e::<DescribeGroupsRequest>(version),
+        ApiKey::ListGroups => e::<ListGroupsRequest>(version),
+        ApiKey::DeleteGroups => e::<DeleteGroupsRequest>(version),
+        ApiKey::ConsumerGroupHeartbeat => e::<ConsumerGroupHeartbeatRequest>(version),
+        ApiKey::ConsumerGroupDescribe => e::<ConsumerGroupDescribeRequest>(version),
+        ApiKey::InitProducerId => e::<InitProducerIdRequest>(version),
+        other => Err(anyhow::anyhow!("unsupported API {other:?}")),
+    }
+}
+
+/// A whole request frame (size prefix, header with `client_id`, default
+/// body) for `key` at `version`.
+pub fn default_request_frame(key: ApiKey, version: i16, correlation_id: i32) -> anyhow::Result<Bytes> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(super::str_bytes("fuzz")));
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&[0; 4]);
+    header.encode(&mut buf, key.request_header_version(version))?;
+    buf.extend_from_slice(&default_request_body(key, version)?);
+    let size = i32::try_from(buf.len() - 4)?;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 mod tests {
-    use bytes::BytesMut;
-    use kafka_protocol::protocol::Encodable;
-
     use super::*;
     use crate::protocol::SUPPORTED;
-
-    fn encoded<T: Encodable + Default>(version: i16) -> Bytes {
-        let mut buf = BytesMut::new();
-        T::default().encode(&mut buf, version).expect("encode default request");
-        buf.freeze()
-    }
-
-    /// The default request of `key`, encoded at `version`.
-    fn minimal(key: ApiKey, version: i16) -> Bytes {
-        match key {
-            ApiKey::Produce => encoded::<ProduceRequest>(version),
-            ApiKey::Fetch => encoded::<FetchRequest>(version),
-            ApiKey::ListOffsets => encoded::<ListOffsetsRequest>(version),
-            ApiKey::Metadata => encoded::<MetadataRequest>(version),
-            ApiKey::ApiVersions => encoded::<ApiVersionsRequest>(version),
-            ApiKey::CreateTopics => encoded::<CreateTopicsRequest>(version),
-            ApiKey::DeleteTopics => encoded::<DeleteTopicsRequest>(version),
-            ApiKey::DescribeConfigs => encoded::<DescribeConfigsRequest>(version),
-            ApiKey::AlterConfigs => encoded::<AlterConfigsRequest>(version),
-            ApiKey::IncrementalAlterConfigs => encoded::<IncrementalAlterConfigsRequest>(version),
-            ApiKey::CreatePartitions => encoded::<CreatePartitionsRequest>(version),
-            ApiKey::DescribeCluster => encoded::<DescribeClusterRequest>(version),
-            ApiKey::FindCoordinator => encoded::<FindCoordinatorRequest>(version),
-            ApiKey::JoinGroup => encoded::<JoinGroupRequest>(version),
-            ApiKey::SyncGroup => encoded::<SyncGroupRequest>(version),
-            ApiKey::Heartbeat => encoded::<HeartbeatRequest>(version),
-            ApiKey::LeaveGroup => encoded::<LeaveGroupRequest>(version),
-            ApiKey::OffsetCommit => encoded::<OffsetCommitRequest>(version),
-            ApiKey::OffsetFetch => encoded::<OffsetFetchRequest>(version),
-            ApiKey::OffsetDelete => encoded::<OffsetDeleteRequest>(version),
-            ApiKey::DescribeGroups => encoded::<DescribeGroupsRequest>(version),
-            ApiKey::ListGroups => encoded::<ListGroupsRequest>(version),
-            ApiKey::DeleteGroups => encoded::<DeleteGroupsRequest>(version),
-            ApiKey::ConsumerGroupHeartbeat => encoded::<ConsumerGroupHeartbeatRequest>(version),
-            ApiKey::ConsumerGroupDescribe => encoded::<ConsumerGroupDescribeRequest>(version),
-            ApiKey::InitProducerId => encoded::<InitProducerIdRequest>(version),
-            other => panic!("no minimal request for {other:?}: add it here and to decode_request_body"),
-        }
-    }
 
     #[test]
     fn every_supported_api_and_version_decodes() {
         for &(key, lo, hi) in SUPPORTED {
             for version in lo..=hi {
-                let mut body = minimal(key, version);
+                let mut body = default_request_body(key, version).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
                 decode_request_body(key, version, &mut body).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
                 assert!(body.is_empty(), "{key:?} v{version}: {} bytes left", body.len());
+            }
+        }
+    }
+
+    #[test]
+    fn default_frames_parse() {
+        for &(key, lo, hi) in SUPPORTED {
+            for version in lo..=hi {
+                let f = default_request_frame(key, version, 9).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+                let mut frame = f.slice(4..);
+                let req = parse_request(&mut frame).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
+                assert_eq!(
+                    (req.key, req.prefix.api_version, req.prefix.correlation_id),
+                    (key, version, 9)
+                );
+                decode_request_body(key, version, &mut frame).unwrap_or_else(|e| panic!("{key:?} v{version}: {e}"));
             }
         }
     }
