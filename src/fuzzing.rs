@@ -136,16 +136,41 @@ fn request(mut frame: Bytes) {
 // record_batch
 // ---------------------------------------------------------------------------
 
-/// Fuzz entry: `data[0]` picks a topic configuration, the rest is a produce
-/// payload (one partition's record set), then also read as log data.
+/// Fuzz entry: `data[0]` picks a topic configuration (low 7 bits) and
+/// whether to fix up the batches' CRCs first (high bit: lets mutations get
+/// past the CRC check into the record walk and the decompressors); the
+/// rest is a produce payload (one partition's record set), then also read
+/// as log data.
 pub fn record_batch(data: &[u8]) {
     let Some((&pick, payload)) = data.split_first() else {
         return;
     };
     let variants = topic_variants();
-    let cfg = &variants[usize::from(pick) % variants.len()];
-    record_batch_payload(payload, cfg);
-    segment_data(payload);
+    let cfg = &variants[usize::from(pick & 0x7f) % variants.len()];
+    let mut payload = payload.to_vec();
+    if pick & 0x80 != 0 {
+        fix_crcs(&mut payload);
+    }
+    record_batch_payload(&payload, cfg);
+    segment_data(&payload);
+}
+
+/// Recompute the CRC of each batch framed by its `batch_length`, from the
+/// start of `buf` until one does not fit.
+pub fn fix_crcs(buf: &mut [u8]) {
+    let mut pos = 0usize;
+    while let Some(rest) = buf.get_mut(pos..) {
+        let Some(len) = rest.get(8..12).map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]])) else {
+            return;
+        };
+        let Ok(len) = usize::try_from(len) else { return };
+        let end = record::LOG_OVERHEAD.saturating_add(len);
+        let Some(batch) = rest.get_mut(..end) else { return };
+        if !record::update_crc(batch) {
+            return;
+        }
+        pos += end;
+    }
 }
 
 /// Validate `payload` as the produce path does for a topic with `cfg` and
