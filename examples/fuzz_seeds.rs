@@ -73,8 +73,10 @@ fn fnv(data: &[u8]) -> u64 {
 }
 
 /// Recorded frames (size prefix included), keyed by (API key, version).
-fn read_frames(dir: &Path) -> anyhow::Result<BTreeMap<(i16, i16), Vec<Vec<u8>>>> {
-    let mut out: BTreeMap<(i16, i16), Vec<Vec<u8>>> = BTreeMap::new();
+type Frames = BTreeMap<(i16, i16), Vec<Vec<u8>>>;
+
+fn read_frames(dir: &Path) -> anyhow::Result<Frames> {
+    let mut out = Frames::new();
     let mut seen = HashSet::new();
     let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -98,7 +100,7 @@ fn read_frames(dir: &Path) -> anyhow::Result<BTreeMap<(i16, i16), Vec<Vec<u8>>>>
 }
 
 /// A few frames per API and version, spread over their sizes.
-fn pick_frames(frames: &BTreeMap<(i16, i16), Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
+fn pick_frames(frames: &Frames) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for list in frames.values() {
         let mut list: Vec<&Vec<u8>> = list.iter().filter(|f| f.len() <= MAX_SEED).collect();
@@ -116,7 +118,7 @@ fn pick_frames(frames: &BTreeMap<(i16, i16), Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
 }
 
 /// Record sets of the recorded Produce requests, and built batches.
-fn batch_seeds(frames: &BTreeMap<(i16, i16), Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
+fn batch_seeds(frames: &Frames) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for ((key, version), list) in frames {
         if *key != ApiKey::Produce as i16 {
@@ -149,6 +151,7 @@ fn batch_seeds(frames: &BTreeMap<(i16, i16), Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
         recorded <= BATCH_BUDGET / 2
     });
 
+    let recorded_n = out.len();
     let headers: &[(&str, Option<&[u8]>)] = &[("trace", Some(b"abc")), ("empty", None)];
     let value = vec![b'v'; 300];
     let recs: Vec<Record<'_>> = (0..5)
@@ -195,6 +198,16 @@ fn batch_seeds(frames: &BTreeMap<(i16, i16), Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
         seed.extend_from_slice(&record::build_batch_with(0, ts, codec, &transactional, &recs[1..3]));
         out.push(seed);
     }
+    // The same with the CRC fix-up bit, so mutations reach the decoders.
+    let fixup: Vec<Vec<u8>> = out[recorded_n..]
+        .iter()
+        .map(|s| {
+            let mut s = s.clone();
+            s[0] |= 0x80;
+            s
+        })
+        .collect();
+    out.extend(fixup);
     // A raw snappy block (what librdkafka writes) instead of xerial framing.
     let plain = record::build_batch(0, 5, Compression::None, &recs);
     if let Some(h) = BatchHeader::parse(&plain) {
@@ -209,7 +222,7 @@ fn batch_seeds(frames: &BTreeMap<(i16, i16), Vec<Vec<u8>>>) -> Vec<Vec<u8>> {
             };
             h.write(&mut b);
             record::update_crc(&mut b);
-            let mut seed = vec![0u8];
+            let mut seed = vec![0x80u8];
             seed.extend_from_slice(&b);
             out.push(seed);
         }
