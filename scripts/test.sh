@@ -17,6 +17,8 @@
 #   RINGLOG_SKIP_COMPAT=1   skip step 4 (CI always runs it)
 #   RINGLOG_SKIP_INSTALL=1  skip step 1
 #   RINGLOG_PYTEST_ARGS     extra pytest arguments (e.g. "-k kcat -x")
+#   RINGLOG_FUZZ_SECONDS    seconds per fuzz target (default 60)
+#   RINGLOG_SKIP_FUZZ=1     skip the fuzz step (CI always runs it)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -197,6 +199,29 @@ if ((tuning_rc != 0 && t_fail == 0)); then
     t_fail=1
 fi
 record "tuning scripts" "$t_pass" "$t_fail"
+
+# ---------------------------------------------------------------------------
+# 3c. Fuzzing: every cargo-fuzz target for a bounded time (scripts/fuzz.sh)
+# ---------------------------------------------------------------------------
+if [[ ${RINGLOG_SKIP_FUZZ:-0} == 1 && ${CI:-} != true ]]; then
+    log "skipping the fuzz targets (RINGLOG_SKIP_FUZZ=1)"
+else
+    fuzz_secs="${RINGLOG_FUZZ_SECONDS:-60}"
+    log "scripts/fuzz.sh $fuzz_secs (seconds per target)"
+    fuzz_log="$LOG_DIR/fuzz.log"
+    fuzz_rc=0
+    scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee "$fuzz_log" || fuzz_rc=$?
+    fuzz_counts="$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$fuzz_log" | tail -n 1 || true)"
+    if [[ $fuzz_counts =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        f_pass="${BASH_REMATCH[1]}" f_fail="${BASH_REMATCH[2]}"
+    else
+        f_pass=0 f_fail=0
+    fi
+    if ((fuzz_rc != 0 && f_fail == 0)); then
+        f_fail=1 # cargo-fuzz missing, build failure, ...
+    fi
+    record "fuzz targets" "$f_pass" "$f_fail"
+fi
 
 # ---------------------------------------------------------------------------
 # 4. librdkafka's test suite

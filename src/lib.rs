@@ -17,6 +17,7 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod config;
+pub mod fuzzing;
 pub mod group;
 #[macro_use]
 pub mod invariant;

@@ -190,19 +190,18 @@ macro_rules! handlers {
         /// Decode a request body as [`dispatch`] would, without serving it:
         /// Ok exactly when dispatch would start the request (for fuzzing
         /// the decoders with what a client can send).
-        pub fn decode_only(api_key: i16, api_version: i16, mut body: Bytes) -> Result<(), CloseConnection> {
+        pub fn decode_only(api_key: i16, api_version: i16, body: &mut Bytes) -> Result<(), CloseConnection> {
             $(
                 if api_key == <$module::$handler as Handler>::API.key as i16 {
-                    return decode::<$module::$handler>(api_version, &mut body).map(drop);
+                    return decode::<$module::$handler>(api_version, body).map(drop);
                 }
             )*
             Err(CloseConnection(format!("unsupported API key {api_key}")))
         }
 
         /// The smallest request body of `key` at `version`: the request
-        /// with every field at its default.
-        #[cfg(test)]
-        fn minimal_request(key: ApiKey, version: i16) -> Option<Bytes> {
+        /// with every field at its default (tests and fuzz seeds).
+        pub fn minimal_request(key: ApiKey, version: i16) -> Option<Bytes> {
             $(
                 if key == <$module::$handler as Handler>::API.key {
                     let req = <<$module::$handler as Handler>::Request as Default>::default();
@@ -349,13 +348,13 @@ mod tests {
                     let Some(body) = body else {
                         panic!("{key:?} v{version}: a default request cannot be encoded");
                     };
-                    if let Err(e) = decode_only(key as i16, version, body) {
+                    if let Err(e) = decode_only(key as i16, version, &mut body.clone()) {
                         panic!("{key:?} v{version}: minimal request refused: {e}");
                     }
                 } else {
                     let body = body.unwrap_or_default();
                     assert!(
-                        decode_only(key as i16, version, body).is_err(),
+                        decode_only(key as i16, version, &mut body.clone()).is_err(),
                         "{key:?} v{version} is not advertised but decodes"
                     );
                 }
@@ -365,13 +364,13 @@ mod tests {
             for version in [a.min_version, a.max_version] {
                 let body = minimal_request(a.key, version).unwrap_or_default();
                 assert!(
-                    decode_only(a.key as i16, version, body).is_ok(),
+                    decode_only(a.key as i16, version, &mut body.clone()).is_ok(),
                     "{:?} v{version}",
                     a.key
                 );
             }
         }
-        assert!(decode_only(-7, 0, Bytes::new()).is_err());
+        assert!(decode_only(-7, 0, &mut Bytes::new()).is_err());
     }
 
     /// A request cut short anywhere is refused with an error, without the
@@ -384,7 +383,7 @@ mod tests {
                     continue;
                 };
                 for cut in 0..body.len() {
-                    match decode_only(a.key as i16, version, body.slice(..cut)) {
+                    match decode_only(a.key as i16, version, &mut body.slice(..cut)) {
                         Ok(()) => panic!("{:?} v{version}: {cut} of {} bytes decode", a.key, body.len()),
                         Err(e) => assert!(!e.0.contains("panicked"), "{:?} v{version} cut at {cut}: {e}", a.key),
                     }

@@ -6,6 +6,7 @@
 pub mod error;
 pub mod fetch_response;
 pub mod frame;
+pub mod request;
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};

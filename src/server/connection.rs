@@ -14,8 +14,9 @@ use kafka_protocol::messages::ApiKey;
 
 use crate::api::{self, PendingResponse, RequestContext};
 use crate::io::net::Connection;
+use crate::protocol::encode_response;
 use crate::protocol::frame::{FrameError, FrameReader};
-use crate::protocol::{decode_header, encode_response, HeaderPrefix};
+use crate::protocol::request::{parse_request, BadRequest};
 use crate::shard::Shard;
 
 /// Requests in flight per connection before the reader stops reading.
@@ -86,28 +87,31 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
         .await;
         let mut frame = match next {
             None => break, // shutting down
-            Some(Ok(f)) => f,
+            Some(Ok(f)) => {
+                super::capture::frame(&f);
+                f
+            }
             Some(Err(FrameError::Closed)) => break,
             Some(Err(e)) => {
                 tracing::info!(peer = ?peer, "closing connection: {e}");
                 break;
             }
         };
-        let Some(prefix) = HeaderPrefix::peek(&frame) else {
-            break;
-        };
-        let Ok(key) = ApiKey::try_from(prefix.api_key) else {
-            tracing::info!(peer = ?peer, api_key = prefix.api_key, "closing connection: unknown API key");
-            crate::metrics::with(|m| m.closed_bad_requests += 1);
-            break;
-        };
-        let supported = api::supported_range(key);
-        let version_ok = matches!(supported, Some((lo, hi)) if prefix.api_version >= lo && prefix.api_version <= hi);
-        if !version_ok {
-            if key == ApiKey::ApiVersions {
+        let (key, prefix, header) = match parse_request(&mut frame) {
+            Ok(r) => (r.key, r.prefix, r.header),
+            Err(BadRequest::TooShort) => break,
+            Err(BadRequest::UnknownApiKey(api_key)) => {
+                tracing::info!(peer = ?peer, api_key, "closing connection: unknown API key");
+                crate::metrics::with(|m| m.closed_bad_requests += 1);
+                break;
+            }
+            Err(BadRequest::UnsupportedVersion {
+                key: ApiKey::ApiVersions,
+                prefix,
+            }) => {
                 // Answer with v0 and the list we support (KIP-511).
                 let body = api::api_versions::unsupported_version_reply();
-                if let Ok(bytes) = encode_response(key, 0, prefix.correlation_id, &body) {
+                if let Ok(bytes) = encode_response(ApiKey::ApiVersions, 0, prefix.correlation_id, &body) {
                     let fut: PendingResponse = Box::pin(async move { Some(vec![bytes]) });
                     if tx.send(fut).await.is_err() {
                         break;
@@ -115,13 +119,12 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
                 }
                 continue;
             }
-            tracing::info!(peer = ?peer, api = ?key, version = prefix.api_version, "closing connection: unsupported version");
-            crate::metrics::with(|m| m.closed_bad_requests += 1);
-            break;
-        }
-        let header = match decode_header(key, prefix.api_version, &mut frame) {
-            Ok(h) => h,
-            Err(e) => {
+            Err(BadRequest::UnsupportedVersion { key, prefix }) => {
+                tracing::info!(peer = ?peer, api = ?key, version = prefix.api_version, "closing connection: unsupported version");
+                crate::metrics::with(|m| m.closed_bad_requests += 1);
+                break;
+            }
+            Err(BadRequest::BadHeader(e)) => {
                 tracing::info!(peer = ?peer, "closing connection: bad request header: {e}");
                 crate::metrics::with(|m| m.closed_bad_requests += 1);
                 break;

@@ -1,5 +1,6 @@
 //! Network: accept connections on this shard and serve them.
 
+pub mod capture;
 pub mod connection;
 
 use std::rc::Rc;
