@@ -154,7 +154,14 @@ class Broker:
                     return
             except OSError:
                 time.sleep(0.05)
-        raise BrokerError(f"broker did not accept connections within {timeout}s\n" + self.log_tail())
+        # A start that hangs: kill it here, so that the teardown does not
+        # report the same broker again as a hung shutdown.
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+        with open(self.log_path, "ab") as log:
+            log.write(f"\n===== START HUNG: no connection accepted within {timeout:.0f}s; killed with SIGKILL\n".encode())
+        raise BrokerError(f"broker did not accept connections within {timeout}s (a start that hangs)\n" + self.log_tail())
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
