@@ -32,7 +32,8 @@
 #                          (default 3; most tests mostly wait on timers)
 #   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 720;
 #                          0113, which alone runs ~10 minutes, gets 1000)
-#   COMPAT_KNOWN_TIMEOUT   limit for tests on the known-failures list (default 60)
+#   COMPAT_KNOWN_TIMEOUT   limit for the runs of known-failure entries (whole
+#                          tests and sub-tests on their own; default 60)
 #   COMPAT_BUDGET          hard limit in seconds for the whole test run
 #                          (default 1560): no test runs past it, and tests
 #                          that could not run are reported as not run (and
