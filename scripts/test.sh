@@ -169,7 +169,11 @@ read -r ct_pass ct_fail ct_ign < <(
 if ((cargo_rc != 0 && ct_fail == 0)); then
     ct_fail=1 # failed to compile or crashed: count it
 fi
-record "cargo test" "$ct_pass" "$ct_fail" "$ct_ign" "skipped = #[ignore]d"
+ct_note=""
+if ((ct_ign > 0)); then
+    ct_note="#[ignore]d"
+fi
+record "cargo test" "$ct_pass" "$ct_fail" "$ct_ign" "$ct_note"
 
 # ---------------------------------------------------------------------------
 # 3. End-to-end tests (pytest)
