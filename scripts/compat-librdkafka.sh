@@ -10,9 +10,20 @@
 # Usage: scripts/compat-librdkafka.sh [--build-only] [TESTNUM[:SUBTEST]...]
 #
 # TESTNUM:SUBTEST runs only the sub-tests of TESTNUM whose name contains
-# SUBTEST (librdkafka's SUBTESTS filter). A full run adds the SUBTEST_RUNS
-# below: sub-tests that pass of tests that are known failures as a whole, so
-# that they are checked (and count) on their own.
+# SUBTEST (librdkafka's SUBTESTS filter).
+#
+# Known failures (scripts/librdkafka-known-failures.txt) name whole tests
+# ("0077  reason") or sub-tests ('0081:"do_test_CreateAcls"  reason': the
+# sub-tests of 0081 whose name contains the quoted text; a sub-test name is
+# "<function>:<line>[: <parameters>]", or, for the tests that mark their
+# parts by hand, the text of the "[ ... ]" line that starts the part). A
+# test with listed sub-tests runs once without them (a build-time patch of
+# librdkafka's test framework adds RINGLOG_SUBTESTS_SKIP, the negation of
+# SUBTESTS; scripts/lib/patch-librdkafka-tests.py), and that run must pass
+# and counts like any test. Then each listed entry runs on its own and must
+# still fail: an entry that passes, or that matches no sub-test any more,
+# fails the run, so the list cannot go stale. A whole test that is listed
+# and passes fails the run too.
 #
 # Environment:
 #   RINGLOG_BIN            broker binary (default: target/release/ringlog)
@@ -21,7 +32,8 @@
 #                          (default 3; most tests mostly wait on timers)
 #   COMPAT_TEST_TIMEOUT    per-test wall-clock limit in seconds (default 720;
 #                          0113, which alone runs ~10 minutes, gets 1000)
-#   COMPAT_KNOWN_TIMEOUT   limit for tests on the known-failures list (default 60)
+#   COMPAT_KNOWN_TIMEOUT   limit for the runs of known-failure entries (whole
+#                          tests and sub-tests on their own; default 60)
 #   COMPAT_BUDGET          hard limit in seconds for the whole test run
 #                          (default 1560): no test runs past it, and tests
 #                          that could not run are reported as not run (and
@@ -36,10 +48,10 @@
 #   COMPAT_QUICK           1 = librdkafka's quick mode (-Q); it skips most
 #                          sub-tests, so it is for local smoke runs only
 #
-# Last line of output: "N passed, N failed". Tests listed in
-# scripts/librdkafka-known-failures.txt that fail are reported as known
-# failures and not counted as failed; exit status is non-zero only when a
-# test not on that list fails.
+# Last line of output: "N passed, N failed, N skipped" (skipped: tests the
+# test-runner skipped, e.g. local/mock-only ones). Known failures that
+# still fail are listed but not counted; exit status is non-zero when
+# anything failed, including a known failure that now passes.
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -120,7 +132,9 @@ TESTS_DIR="$BUILD/tests"
 RUNNER="$TESTS_DIR/test-runner"
 CONFIGURE_ARGS=(--disable-gssapi --disable-curl --disable-lz4-ext)
 STAMP="$BUILD/.ringlog-build-ok"
-stamp_content="$RDK_VERSION ${CONFIGURE_ARGS[*]}"
+PATCHER="$REPO_ROOT/scripts/lib/patch-librdkafka-tests.py"
+SECTIONS="$REPO_ROOT/scripts/lib/compat-sections.py"
+stamp_content="$RDK_VERSION ${CONFIGURE_ARGS[*]} patch:$(sha256sum "$PATCHER" | cut -c1-16)"
 
 # ---------------------------------------------------------------------------
 # 2. Build librdkafka and its test-runner (cached).
@@ -135,6 +149,7 @@ build_suite() {
     mkdir -p "$(dirname "$BUILD")"
     cp -a "$SRC" "$BUILD"
     chmod -R u+w "$BUILD"
+    python3 "$PATCHER" "$BUILD/tests" || die "could not patch librdkafka's test framework"
     (
         cd "$BUILD"
         ./configure "${CONFIGURE_ARGS[@]}" >ringlog-configure.txt 2>&1 ||
@@ -157,13 +172,41 @@ fi
 # ---------------------------------------------------------------------------
 # 3. Known failures.
 # ---------------------------------------------------------------------------
-declare -A KNOWN=()
+# KNOWN[NUM]: reason, for a test listed as a whole.
+# Sub-test entries: ENTRY_NUM[i], ENTRY_SUB[i] (the quoted text),
+# ENTRY_REASON[i]; SUBKNOWN[NUM]: "i j ..." (its entries).
+declare -A KNOWN=() SUBKNOWN=()
+ENTRY_NUM=() ENTRY_SUB=() ENTRY_REASON=()
 if [[ -f $KNOWN_FILE ]]; then
-    while read -r num reason; do
-        [[ -z $num || $num == \#* ]] && continue
-        KNOWN[$num]="${reason:-known failure}"
+    lineno=0
+    while IFS= read -r line || [[ -n $line ]]; do
+        lineno=$((lineno + 1))
+        [[ $line =~ ^[[:space:]]*(#.*)?$ ]] && continue
+        if [[ $line =~ ^([0-9]{4}):\"([^\"]+)\"[[:space:]]*(.*)$ ]]; then
+            i=${#ENTRY_NUM[@]}
+            ENTRY_NUM+=("${BASH_REMATCH[1]}")
+            ENTRY_SUB+=("${BASH_REMATCH[2]}")
+            ENTRY_REASON+=("${BASH_REMATCH[3]:-known failure}")
+            SUBKNOWN[${BASH_REMATCH[1]}]+="$i "
+        elif [[ $line =~ ^([0-9]{4})([[:space:]]+(.*))?$ ]]; then
+            KNOWN[${BASH_REMATCH[1]}]="${BASH_REMATCH[3]:-known failure}"
+        else
+            die "$KNOWN_FILE:$lineno: not '<test>  reason' nor '<test>:\"<sub-test>\"  reason': $line"
+        fi
     done <"$KNOWN_FILE"
+    for num in "${!SUBKNOWN[@]}"; do
+        [[ -z ${KNOWN[$num]:-} ]] || die "$KNOWN_FILE: $num is listed both as a whole and by sub-tests"
+    done
 fi
+
+# skip_list NUM: the '|'-separated sub-test entries of NUM.
+skip_list() {
+    local i out=""
+    for i in ${SUBKNOWN[$1]:-}; do
+        out+="${out:+|}${ENTRY_SUB[i]}"
+    done
+    printf '%s' "$out"
+}
 
 
 # ---------------------------------------------------------------------------
@@ -253,31 +296,35 @@ fi
 # ---------------------------------------------------------------------------
 # 5. Run the tests, COMPAT_PARALLEL at a time, each in its own test-runner.
 # ---------------------------------------------------------------------------
-# Sub-tests run on their own although their test is a known failure as a
-# whole (0081 is the omnibus admin test: its consumer-group and committed-
-# offset sub-tests pass, while ACLs, AlterConfigs, DeleteRecords and SCRAM
-# sub-tests wait for those features).
-SUBTEST_RUNS=(0081:Group)
 if ((${#selected[@]} == 0)); then
     mapfile -t selected < <(
         cd "$TESTS_DIR" &&
             find . -maxdepth 1 -name '[0-7][0-9][0-9][0-9]-*.c*' -printf '%f\n' |
             cut -c1-4 | sort -u
     )
-    selected+=("${SUBTEST_RUNS[@]}")
 fi
 
-run_test() { # run_test NUM[:SUBTEST] TIMEOUT LOGFILE   (run in the background)
-    local num=$1 tmo=$2 out=$3
+# A job is "NUM" (a whole test; without its listed sub-tests, if any),
+# "NUM:SUBTEST" (chosen on the command line) or "NUM~I" (known-failure
+# entry I on its own, queued after NUM's run).
+log_of() { printf '%s/%s.log' "$RESULTS_DIR" "${1//[^A-Za-z0-9_.-]/_}"; }
+
+run_test() { # run_test JOB TIMEOUT LOGFILE   (run in the background)
+    local job=$1 tmo=$2 out=$3 num=${1:0:4}
     (
         cd "$TESTS_DIR"
         export LD_LIBRARY_PATH="../src:../src-cpp${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-        if [[ $num == *:* ]]; then
-            export SUBTESTS="${num#*:}"
+        unset SUBTESTS RINGLOG_SUBTESTS_SKIP
+        if [[ $job == *~* ]]; then
+            export SUBTESTS="${ENTRY_SUB[${job#*~}]}"
         else
-            unset SUBTESTS
+            if [[ $job == *:* ]]; then
+                export SUBTESTS="${job#*:}"
+            fi
+            RINGLOG_SUBTESTS_SKIP="$(skip_list "$num")"
+            export RINGLOG_SUBTESTS_SKIP
         fi
-        export TESTS="${num%%:*}" TEST_MODE=bare RDKAFKA_GITVER="$RDK_VERSION" RDKAFKA_TEST_CONF="$TEST_CONF"
+        export TESTS="$num" TEST_MODE=bare RDKAFKA_GITVER="$RDK_VERSION" RDKAFKA_TEST_CONF="$TEST_CONF"
         if [[ -n $SHIM_PYTHON ]]; then
             export KAFKA_PATH="$REPO_ROOT/scripts/lib/kafka-shim"
             export BROKERS="127.0.0.1:$PORT" RINGLOG_SHIM_PYTHON="$SHIM_PYTHON"
@@ -299,7 +346,24 @@ summary_states() {
         awk -F'|' '/^\|/ && NF >= 4 { n=$2; s=$3; gsub(/ /, "", n); gsub(/ /, "", s); if (n ~ /^[0-9][0-9][0-9][0-9]_/) print n, s }'
 }
 
-passed=() failed=() known_failed=() known_passed=() skipped=() not_run=()
+# sections JOB RC ENTRY_INDEX...: sets failed_section, sections_passed,
+# sections_skipped and entry_<k> (k-th given entry) from the job's output.
+sections() {
+    local job=$1 rc=$2 i subs=()
+    shift 2
+    for i in "$@"; do
+        subs+=("${ENTRY_SUB[i]}")
+    done
+    local out
+    out="$(python3 "$SECTIONS" "$(log_of "$job")" "$rc" "${subs[@]}")" || die "$SECTIONS failed"
+    eval "$out"
+}
+
+failed_section="" sections_passed=0 sections_skipped=0 entry_0=""
+
+entry_name() { printf '%s:"%s"' "${ENTRY_NUM[$1]}" "${ENTRY_SUB[$1]}"; }
+
+passed=() failed=() known_failed=() stale=() skipped=() not_run=()
 declare -A DETAIL=() START=() TMO=() GEN=() RETRIED=()
 budget_end=$((SECONDS + COMPAT_BUDGET))
 # The longest tests (minutes of group-rebalance/session timers) start first,
@@ -307,7 +371,7 @@ budget_end=$((SECONDS + COMPAT_BUDGET))
 # Tests that need more than COMPAT_TEST_TIMEOUT: 0113 plays ~40 rebalance
 # scenarios with fixed waits (~620 s on an idle 2-core machine).
 declare -A LONG_TMO=([0113]=$((COMPAT_TEST_TIMEOUT > 1000 ? COMPAT_TEST_TIMEOUT : 1000)))
-SLOW_FIRST=" 0113 0081:Group 0150 0089 0139 0045 0076 0026 0033 0091 0094 0102 0122 0050 "
+SLOW_FIRST=" 0113 0081 0150 0089 0139 0045 0076 0026 0033 0091 0094 0102 0122 0050 0061 0137 "
 queue=()
 for num in "${selected[@]}"; do
     [[ $SLOW_FIRST == *" $num "* ]] && queue+=("$num")
@@ -338,68 +402,156 @@ check_broker() {
     start_broker
 }
 
-finish_test() { # finish_test NUM RC
-    local num=$1 rc=$2 out="$RESULTS_DIR/$1.log"
+show_tail() { # the tail of a job's output, for diagnosis
+    sed 's/\x1b\[[0-9;]*m//g' "$(log_of "$1")" | grep -v -e '^\s*$' -e 'test(s) running' |
+        tail -15 | sed 's/^/      | /'
+}
+
+finish_test() { # finish_test JOB RC
+    local job=$1 rc=$2 num=${1:0:4}
     local dur=$((SECONDS - START[$1])) tmo=${TMO[$1]}
     check_broker
-    if ((GEN[$num] != BROKER_GEN)) && [[ $LAST_DEATH == external && -z ${RETRIED[$num]:-} ]] &&
+    if ((GEN[$job] != BROKER_GEN)) && [[ $LAST_DEATH == external && -z ${RETRIED[$job]:-} ]] &&
         ((retries_left > 0)); then
-        RETRIED[$num]=1
+        RETRIED[$job]=1
         retries_left=$((retries_left - 1))
-        printf '%s  RETRY (the broker was stopped from outside during the test)\n' "$num"
-        queue+=("$num")
+        printf '%s  RETRY (the broker was stopped from outside during the test)\n' "$job"
+        queue+=("$job")
         return 0
     fi
 
-    local states n_pass n_bad verdict reason broker_note=""
-    states="$(summary_states "$out")"
+    local states n_pass n_bad verdict reason broker_note="" kind=run
+    if [[ $job == *~* ]]; then
+        kind=entry
+    elif [[ -n ${KNOWN[$num]:-} && $job != *:* ]]; then
+        kind=whole-known
+    elif [[ -n ${SUBKNOWN[$num]:-} ]]; then
+        kind=partial
+    fi
+    states="$(summary_states "$(log_of "$job")")"
     n_pass=$(grep -c ' PASSED$' <<<"$states" || true)
     n_bad=$(grep -cE ' (FAILED|RUNNING)$' <<<"$states" || true)
     if (((rc == 124 || rc == 137) && dur >= tmo)); then
         verdict=fail
-        DETAIL[$num]="timed out after ${tmo}s"
+        DETAIL[$job]="timed out after ${tmo}s"
     elif ((rc != 0 || n_bad > 0)); then
         verdict=fail
-        reason="$(sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -m1 -A1 -E '^### Test ' | tail -1 || true)"
-        DETAIL[$num]="exit $rc: ${reason:0:200}"
+        reason="$(sed 's/\x1b\[[0-9;]*m//g' "$(log_of "$job")" | grep -m1 -A1 -E '^### Test ' | tail -1 || true)"
+        DETAIL[$job]="exit $rc: ${reason:0:200}"
     elif ((n_pass > 0)); then
         verdict=pass
     else
         verdict=skip
     fi
-    if ((GEN[$num] != BROKER_GEN)); then
+    if ((GEN[$job] != BROKER_GEN)); then
         broker_note=" (BROKER DIED during this test: $LAST_DEATH)"
-        verdict=fail
-        DETAIL[$num]="${DETAIL[$num]:-}$broker_note"
+        DETAIL[$job]="${DETAIL[$job]:-}$broker_note"
+    fi
+    local frc=$rc
+    if [[ $verdict == fail ]] && ((frc == 0)); then
+        frc=1
     fi
 
-    case "$verdict" in
-        pass)
-            if [[ -n ${KNOWN[$num]:-} ]]; then
-                known_passed+=("$num")
-                printf '%s  PASS (listed as known failure: %s)  %ss\n' "$num" "${KNOWN[$num]}" "$dur"
-            else
-                passed+=("$num")
-                printf '%s  PASS  %ss\n' "$num" "$dur"
-            fi
-            ;;
-        fail)
-            if [[ -n ${KNOWN[$num]:-} && -z $broker_note ]]; then
-                known_failed+=("$num")
-                printf '%s  KNOWN-FAIL (%s)  %ss\n' "$num" "${KNOWN[$num]}" "$dur"
-            else
-                failed+=("$num")
-                printf '%s  FAIL  %ss  %s\n' "$num" "$dur" "${DETAIL[$num]}"
-                if [[ -n ${KNOWN[$num]:-} ]]; then
-                    printf '      (listed as known failure: %s, but the broker died)\n' "${KNOWN[$num]}"
+    case "$kind" in
+        run | partial)
+            local note="" idx=() k=0 i
+            if [[ $kind == partial ]]; then
+                read -ra idx <<<"${SUBKNOWN[$num]}"
+                sections "$job" "$frc" "${idx[@]}"
+                local confirmed=() ran=()
+                for i in "${idx[@]}"; do
+                    local var="entry_$k"
+                    case "${!var}" in
+                        failed) confirmed+=("$i") ;;
+                        passed) ran+=("$i") ;;
+                    esac
+                    k=$((k + 1))
+                done
+                if [[ $verdict == fail && -z $broker_note ]] && ((${#confirmed[@]})); then
+                    # It failed in a listed section: that entry is confirmed,
+                    # and everything before it passed.
+                    verdict=pass
+                    note=" (stopped in the known-failing part $(entry_name "${confirmed[0]}"): $failed_section)"
+                    known_failed+=("${confirmed[0]}")
                 fi
-                # The tail of the failing test's output, for diagnosis.
-                sed 's/\x1b\[[0-9;]*m//g' "$out" | grep -v -e '^\s*$' -e 'test(s) running' |
-                    tail -15 | sed 's/^/      | /'
+                for i in "${ran[@]}"; do
+                    # A listed part ran (it could not be left out) and did
+                    # not fail: the entry is stale.
+                    stale+=("$i")
+                    DETAIL[$num~$i]="ran in the run of $job and did not fail"
+                done
+                # The entries left to check run next (they are short: each
+                # runs only its sub-tests, with COMPAT_KNOWN_TIMEOUT).
+                local next=()
+                for i in "${idx[@]}"; do
+                    [[ " ${confirmed[*]} ${ran[*]} " == *" $i "* ]] || next+=("$num~$i")
+                done
+                queue=("${queue[@]:0:qi}" "${next[@]}" "${queue[@]:qi}")
+                note+=" ($sections_passed sub-tests passed, $sections_skipped skipped)"
+            fi
+            if [[ -n $broker_note ]]; then
+                verdict=fail
+            fi
+            case "$verdict" in
+                pass)
+                    passed+=("$job")
+                    printf '%s  PASS%s  %ss\n' "$job" "$note" "$dur"
+                    ;;
+                fail)
+                    failed+=("$job")
+                    printf '%s  FAIL  %ss  %s\n' "$job" "$dur" "${DETAIL[$job]}"
+                    show_tail "$job"
+                    ;;
+                skip)
+                    skipped+=("$job")
+                    ;;
+            esac
+            ;;
+        whole-known)
+            if [[ -n $broker_note ]]; then
+                failed+=("$job")
+                printf '%s  FAIL  %ss  %s\n      (listed as known failure: %s, but the broker died)\n' \
+                    "$job" "$dur" "${DETAIL[$job]}" "${KNOWN[$num]}"
+                show_tail "$job"
+            elif [[ $verdict == fail ]]; then
+                known_failed+=("$job")
+                printf '%s  KNOWN-FAIL (%s)  %ss\n' "$job" "${KNOWN[$num]}" "$dur"
+            else
+                stale+=("$job")
+                if [[ $verdict == pass ]]; then
+                    DETAIL[$job]="the whole test passes"
+                else
+                    DETAIL[$job]="the whole test is skipped"
+                fi
+                printf '%s  %s, BUT IT IS LISTED AS A KNOWN FAILURE (%s): remove it from %s  %ss\n' \
+                    "$job" "${verdict^^}" "${KNOWN[$num]}" "$(basename "$KNOWN_FILE")" "$dur"
             fi
             ;;
-        skip)
-            skipped+=("$num")
+        entry)
+            local i=${job#*~}
+            sections "$job" "$frc" "$i"
+            if [[ -n $broker_note ]]; then
+                failed+=("$job")
+                printf '%s  FAIL  %ss  %s\n' "$(entry_name "$i")" "$dur" "${DETAIL[$job]}"
+                show_tail "$job"
+            elif [[ $entry_0 == failed ]]; then
+                known_failed+=("$i")
+                printf '%s  KNOWN-FAIL (%s)  %ss\n' "$(entry_name "$i")" "${ENTRY_REASON[i]}" "$dur"
+            elif [[ $verdict == fail ]]; then
+                failed+=("$job")
+                printf '%s  FAIL outside the listed sub-test  %ss  %s\n' "$(entry_name "$i")" "$dur" "${DETAIL[$job]}"
+                show_tail "$job"
+            else
+                stale+=("$i")
+                if [[ $entry_0 == passed ]]; then
+                    DETAIL[$num~$i]="passes"
+                else
+                    DETAIL[$num~$i]="matches no sub-test that runs ($entry_0)"
+                fi
+                printf '%s  %s, BUT IT IS LISTED AS A KNOWN FAILURE (%s): update %s  %ss\n' \
+                    "$(entry_name "$i")" "${DETAIL[$num~$i]^^}" "${ENTRY_REASON[i]}" \
+                    "$(basename "$KNOWN_FILE")" "$dur"
+            fi
             ;;
     esac
 }
@@ -410,53 +562,61 @@ reap_one() {
     if [[ -z $pid ]]; then
         return 0
     fi
-    local num=${JOB_NUM[$pid]}
+    local job=${JOB_NUM[$pid]}
     unset "JOB_NUM[$pid]"
-    finish_test "$num" "$rc"
+    finish_test "$job" "$rc"
 }
 
 while ((qi < ${#queue[@]} || ${#JOB_NUM[@]} > 0)); do
     if ((qi < ${#queue[@]} && ${#JOB_NUM[@]} < COMPAT_PARALLEL)); then
-        num=${queue[qi]}
+        job=${queue[qi]}
         qi=$((qi + 1))
-        TMO[$num]=${LONG_TMO[$num]:-$COMPAT_TEST_TIMEOUT}
-        if [[ -n ${KNOWN[$num]:-} ]]; then
-            TMO[$num]=$COMPAT_KNOWN_TIMEOUT
+        num=${job:0:4}
+        TMO[$job]=${LONG_TMO[$job]:-$COMPAT_TEST_TIMEOUT}
+        if [[ $job == *~* || (-n ${KNOWN[$num]:-} && $job != *:*) ]]; then
+            TMO[$job]=$COMPAT_KNOWN_TIMEOUT
         fi
         # Nothing runs past the overall budget.
-        if ((budget_end - SECONDS < TMO[$num])); then
-            TMO[$num]=$((budget_end - SECONDS))
+        if ((budget_end - SECONDS < TMO[$job])); then
+            TMO[$job]=$((budget_end - SECONDS))
         fi
-        if ((TMO[$num] < 30)); then
-            not_run+=("$num")
+        if ((TMO[$job] < 30)); then
+            not_run+=("$job")
             continue
         fi
         check_broker
-        START[$num]=$SECONDS
-        GEN[$num]=$BROKER_GEN
-        run_test "$num" "${TMO[$num]}" "$RESULTS_DIR/$num.log" &
-        JOB_NUM[$!]=$num
+        START[$job]=$SECONDS
+        GEN[$job]=$BROKER_GEN
+        run_test "$job" "${TMO[$job]}" "$(log_of "$job")" &
+        JOB_NUM[$!]=$job
         continue
     fi
     reap_one
 done
 
 sorted() { printf '%s\n' "$@" | sort | tr '\n' ' '; }
+# An entry index or a job, as the list names it.
+listed() { if [[ $1 =~ ^[0-9]+$ && ${#1} -lt 4 ]]; then entry_name "$1"; else printf '%s' "$1"; fi; }
+reason_of() { if [[ $1 =~ ^[0-9]+$ && ${#1} -lt 4 ]]; then printf '%s' "${ENTRY_REASON[$1]}"; else printf '%s' "${KNOWN[$1]}"; fi; }
 
 echo
 echo "librdkafka $RDK_VERSION compat results (broker $RINGLOG_BIN, TEST_KAFKA_VERSION=$TEST_KAFKA_VERSION):"
 echo "  passed:                 ${#passed[@]}  $(sorted "${passed[@]}")"
-echo "  skipped (local/n.a.):   ${#skipped[@]}"
+echo "  skipped (local/n.a.):   ${#skipped[@]}  $(sorted "${skipped[@]}")"
 if ((${#known_failed[@]})); then
-    echo "  known failures (not counted as failed): ${#known_failed[@]}"
-    for n in $(sorted "${known_failed[@]}"); do
-        echo "    $n  ${KNOWN[$n]}"
+    echo "  known failures, still failing (not counted): ${#known_failed[@]}"
+    for n in "${known_failed[@]}"; do
+        printf '    %-40s %s\n' "$(listed "$n")" "$(reason_of "$n")"
     done
 fi
-if ((${#known_passed[@]})); then
-    echo "  KNOWN FAILURES THAT NOW PASS (remove them from $(basename "$KNOWN_FILE")):"
-    for n in $(sorted "${known_passed[@]}"); do
-        echo "    $n  ${KNOWN[$n]}"
+if ((${#stale[@]})); then
+    echo "  STALE KNOWN FAILURES (counted as failed; update $(basename "$KNOWN_FILE")):"
+    for n in "${stale[@]}"; do
+        if [[ $n =~ ^[0-9]+$ && ${#n} -lt 4 ]]; then
+            printf '    %-40s %s\n' "$(listed "$n")" "${DETAIL[${ENTRY_NUM[n]}~$n]:-}"
+        else
+            printf '    %-40s %s\n' "$n" "${DETAIL[$n]:-}"
+        fi
     done
 fi
 if ((${#not_run[@]})); then
@@ -468,9 +628,9 @@ if ((${#failed[@]})); then
         echo "    $n  ${DETAIL[$n]:-}"
     done
 fi
-n_pass=$((${#passed[@]} + ${#known_passed[@]}))
-n_fail=$((${#failed[@]} + ${#not_run[@]}))
-echo "$n_pass passed, $n_fail failed"
+n_pass=${#passed[@]}
+n_fail=$((${#failed[@]} + ${#not_run[@]} + ${#stale[@]}))
+echo "${n_pass} passed, ${n_fail} failed, ${#skipped[@]} skipped"
 if ((n_fail > 0)); then
     exit 1
 fi

@@ -5,7 +5,9 @@
 # Needs root for the real-apply tests (they are skipped otherwise). The only
 # live settings it changes are net.core.somaxconn and
 # net.ipv4.tcp_slow_start_after_idle, and it puts both back on exit.
-# Ends with exactly one line "N passed, N failed"; exit status 1 on failure.
+# Ends with exactly one line "N passed, N failed, N skipped"; exit status 1
+# on failure. On CI (CI=true) a missing tool (shellcheck) is a failure, not a
+# skip.
 # The bash -c '...' snippets below take their input as "$1".. on purpose.
 # shellcheck disable=SC2016
 set -euo pipefail
@@ -17,13 +19,15 @@ APPLY="$ROOT/tuning/apply.sh"
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/tuning_test.XXXXXX")
 cd "$ROOT"
 
-PASSED=0 FAILED=0
+PASSED=0 FAILED=0 SKIPPED=0
 pass() { PASSED=$((PASSED + 1)); printf 'ok     %s\n' "$1"; }
 fail() {
     FAILED=$((FAILED + 1)); printf 'FAIL   %s\n' "$1"
     if [[ -n ${2-} ]]; then printf '%s\n' "$2" | head -n 40 | sed 's/^/       | /'; fi
 }
-skip() { printf 'skip   %s\n' "$1"; }
+skip() { SKIPPED=$((SKIPPED + 1)); printf 'skip   %s\n' "$1"; }
+# missing_tool DESCRIPTION: a test that needs a tool that is not installed.
+missing_tool() { if [[ ${CI:-} == true ]]; then fail "$1 (required on CI)"; else skip "$1"; fi; }
 # expect DESCRIPTION COMMAND...: pass when the command succeeds.
 expect() { local d=$1; shift; if "$@"; then pass "$d"; else fail "$d"; fi; }
 # run_cmd: run a command, capture stdout+stderr in OUT and status in RC.
@@ -105,7 +109,7 @@ if command -v shellcheck >/dev/null 2>&1; then
     run_cmd shellcheck -x tuning/lib.sh tuning/check.sh tuning/apply.sh tests/tuning_test.sh
     if [[ $RC -eq 0 ]]; then pass "shellcheck clean"; else fail "shellcheck clean" "$OUT"; fi
 else
-    skip "shellcheck not installed"
+    missing_tool "shellcheck not installed"
 fi
 run_cmd grep -L 'set -euo pipefail' tuning/check.sh tuning/apply.sh
 expect "check.sh and apply.sh use set -euo pipefail" test -z "$OUT"
@@ -408,5 +412,5 @@ run_cmd fake "$CHECK" --json --only irq.affinity --broker-cpus 0-3
 expect "broker on every CPU: irq.affinity n/a" test "$(json_field <(printf '%s' "$OUT") irq.affinity status)" = "n/a"
 
 # ---------------------------------------------------------------------------
-printf '%d passed, %d failed\n' "$PASSED" "$FAILED"
+printf '%d passed, %d failed, %d skipped\n' "$PASSED" "$FAILED" "$SKIPPED"
 (( FAILED == 0 ))

@@ -82,3 +82,22 @@ apt_ensure() {
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
 }
+
+# on_ci: true on CI (CI=true), where a missing tool is an error, not a skip.
+on_ci() {
+    [[ ${CI:-} == true ]]
+}
+
+# need_tool TOOL: true when TOOL is on PATH; otherwise a warning (an error
+# on CI) and false. The caller counts a skip, or a failure on CI.
+need_tool() {
+    if command -v "$1" >/dev/null 2>&1; then
+        return 0
+    fi
+    if on_ci; then
+        printf 'ERROR: %s is not installed; on CI a missing tool fails the run\n' "$1" >&2
+    else
+        warn "$1 is not installed: what needs it is skipped"
+    fi
+    return 1
+}

@@ -13,24 +13,12 @@ import pytest
 from confluent_kafka import Producer
 
 from kafkahelpers import consume_all, create_topic, msg_headers, msg_key, msg_value, verify_numbered
-
-API_PRODUCE = 0
-API_METADATA = 3
-API_VERSIONS = 18
+from rawkafka import API_METADATA, API_PRODUCE, API_VERSIONS, frame, read_response, request_header_v1
 UNSUPPORTED_VERSION = 35
 
 # How long a misbehaving connection may stay open before we call it leaked.
 # A safety net only: a healthy broker closes these at once.
 CLOSE_WAIT_S = 20.0
-
-
-def request_header_v1(api_key: int, api_version: int, correlation_id: int, client_id: str = "ringlog-test") -> bytes:
-    cid = client_id.encode()
-    return struct.pack(">hhih", api_key, api_version, correlation_id, len(cid)) + cid
-
-
-def frame(payload: bytes) -> bytes:
-    return struct.pack(">i", len(payload)) + payload
 
 
 def api_versions_request(version: int, correlation_id: int) -> bytes:
@@ -69,22 +57,6 @@ def wait_closed(s: socket.socket) -> tuple[bool, bytes]:
         return True, got
     finally:
         s.close()
-
-
-def recv_exact(s: socket.socket, n: int) -> bytes:
-    buf = b""
-    while len(buf) < n:
-        chunk = s.recv(n - len(buf))
-        if not chunk:
-            raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
-        buf += chunk
-    return buf
-
-
-def read_response(s: socket.socket) -> bytes:
-    (size,) = struct.unpack(">i", recv_exact(s, 4))
-    assert 0 < size < 10_000_000, size
-    return recv_exact(s, size)
 
 
 def parse_api_versions_v0(resp: bytes) -> tuple[int, int, dict[int, tuple[int, int]]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections import defaultdict
 
@@ -12,9 +11,16 @@ from kafkahelpers import CODECS, create_topic, msg_key, msg_value, watermarks
 
 N_MESSAGES = 100_000
 PARTITIONS = 4
-KCAT = shutil.which("kcat") or shutil.which("kafkacat")
+from tools import require_tool
 
-pytestmark = pytest.mark.skipif(KCAT is None, reason="kcat is not installed (scripts/test.sh installs it)")
+KCAT = "kcat"
+
+
+@pytest.fixture(autouse=True)
+def _kcat():
+    """kcat, or a skip (a failure on CI) when it is missing."""
+    global KCAT
+    KCAT = require_tool("kcat", "kafkacat", why="scripts/test.sh installs it")
 
 STATIC_HEADERS = [("source", "kcat"), ("h2", "second header")]
 
