@@ -117,6 +117,8 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         "starting ringlog"
     );
 
+    let stall_ms = config.prop_i64("ringlog.stall.detector.ms", 0);
+    crate::io::executor::set_stall_detection((stall_ms > 0).then(|| std::time::Duration::from_millis(stall_ms as u64)));
     let stop = Flag::new();
     stop.set_on_termination_signals()?;
     let ready = Countdown::new(config.shards);

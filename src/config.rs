@@ -139,6 +139,7 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("group.consumer.assignors", "uniform,range", ConfigType::List),
     ("ringlog.io.mode", "direct", ConfigType::String),
     ("ringlog.cache.bytes.per.shard", "67108864", ConfigType::Long),
+    ("ringlog.stall.detector.ms", "0", ConfigType::Long),
     ("ringlog.metrics.listen", "", ConfigType::String),
 ];
 
@@ -281,6 +282,15 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// A numeric broker property from the config file, or `default` when it
+    /// is absent or not a number.
+    pub fn prop_i64(&self, name: &str, default: i64) -> i64 {
+        self.properties
+            .get(name)
+            .and_then(|v| v.trim().parse::<i64>().ok())
+            .unwrap_or(default)
+    }
+
     /// The broker default for a topic-level property (Kafka: the matching
     /// `log.*` broker property, else the built-in default).
     pub fn topic_default(&self, topic_name: &str) -> String {

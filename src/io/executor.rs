@@ -110,6 +110,34 @@ pub struct ExecutorSpec {
     pub spin_before_park: Option<Duration>,
 }
 
+/// Threshold (ms past the 10 ms preemption slice) above which a task that
+/// keeps its shard busy without yielding is reported; 0 = off.
+static STALL_THRESHOLD_MS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Report tasks that hold their shard longer than the preemption slice plus
+/// `threshold` (glommio's stall detector: a timer signal samples the
+/// shard's stack). For diagnosis: it costs a timer syscall per task-queue
+/// run. Applies to executors started afterwards.
+pub fn set_stall_detection(threshold: Option<Duration>) {
+    let ms = threshold
+        .map(|d| d.as_millis().clamp(1, u64::MAX as u128) as u64)
+        .unwrap_or(0);
+    STALL_THRESHOLD_MS.store(ms, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Reports a stall: glommio's default handler logs a warning with the
+/// shard's stack ("stall-detector … went over-budget").
+#[derive(Debug)]
+struct StallReporter {
+    threshold: Duration,
+}
+
+impl glommio::StallDetectionHandler for StallReporter {
+    fn threshold(&self, _q: glommio::TaskQueueHandle, _max: Duration) -> Option<Duration> {
+        Some(self.threshold)
+    }
+}
+
 /// Start an executor on its own thread, pinned when `spec.cpu` is set.
 pub fn start_executor<G, F, T>(spec: ExecutorSpec, fut_gen: G) -> anyhow::Result<ShardThread<T>>
 where
@@ -127,6 +155,12 @@ where
         .preempt_timer(Duration::from_millis(10));
     if let Some(spin) = spec.spin_before_park {
         builder = builder.spin_before_park(spin);
+    }
+    let stall_ms = STALL_THRESHOLD_MS.load(std::sync::atomic::Ordering::Relaxed);
+    if stall_ms > 0 {
+        builder = builder.detect_stalls(Some(Box::new(StallReporter {
+            threshold: Duration::from_millis(stall_ms),
+        })));
     }
     let inner = builder
         .spawn(move || {

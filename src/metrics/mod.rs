@@ -211,6 +211,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_invariant_violations_total Broken internal invariants (bugs).\n# TYPE ringlog_invariant_violations_total counter\n");
     let inv: u64 = snaps.iter().map(|s| s.metrics.invariant_violations).sum();
     let _ = writeln!(out, "ringlog_invariant_violations_total {inv}");
+
     out.push_str("# HELP ringlog_topic_bytes_in_total Record batch bytes appended, by topic.\n# TYPE ringlog_topic_bytes_in_total counter\n");
     for (t, v) in &topics {
         let _ = writeln!(out, "ringlog_topic_bytes_in_total{{topic=\"{t}\"}} {}", v.bytes_in);
