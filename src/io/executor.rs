@@ -74,13 +74,70 @@ pub async fn yield_if_needed() {
     }
 }
 
+thread_local! {
+    /// Blocking-pool calls of this executor whose result has not yet come
+    /// back, and a signal for when the count drops to zero.
+    static BLOCKING_IN_FLIGHT: (Cell<usize>, super::notify::Notify) =
+        (const { Cell::new(0) }, super::notify::Notify::new());
+}
+
+/// Counts one blocking-pool call as in flight until dropped.
+struct InFlight;
+
+impl InFlight {
+    fn new() -> Self {
+        BLOCKING_IN_FLIGHT.with(|(n, _)| n.set(n.get() + 1));
+        InFlight
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        BLOCKING_IN_FLIGHT.with(|(n, done)| {
+            n.set(n.get().saturating_sub(1));
+            if n.get() == 0 {
+                done.notify_all();
+            }
+        });
+    }
+}
+
+/// Wait until every blocking-pool call of this executor has returned its
+/// result. glommio 0.9's pool threads panic ("failed to send response") when
+/// they finish a call after their executor is gone, so an executor must not
+/// end while a call (even one whose caller was cancelled) is in flight.
+async fn drain_blocking() {
+    loop {
+        let (pending, listener) = BLOCKING_IN_FLIGHT.with(|(n, done)| (n.get(), done.listen()));
+        if pending == 0 {
+            return;
+        }
+        listener.await;
+    }
+}
+
 /// Run a blocking function off the shard thread (glommio's blocking pool),
 /// or inline where no executor runs (start-up on the main thread).
+///
+/// The call runs in a detached task that owns it to the end, so cancelling
+/// the caller never leaves a pool call the executor does not wait for.
 pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) -> R {
-    if in_glommio() {
-        glommio::executor().spawn_blocking(f).await
-    } else {
-        f()
+    if !in_glommio() {
+        return f();
+    }
+    let (tx, rx) = futures::channel::oneshot::channel();
+    let guard = InFlight::new();
+    glommio::spawn_local(async move {
+        let _guard = guard;
+        let r = glommio::executor().spawn_blocking(f).await;
+        let _ = tx.send(r);
+    })
+    .detach();
+    match rx.await {
+        Ok(r) => r,
+        // The detached task is only dropped with its executor, which then
+        // drops this caller too: it cannot observe the cancellation.
+        Err(_) => std::future::pending().await,
     }
 }
 
@@ -165,7 +222,12 @@ where
     let inner = builder
         .spawn(move || {
             IN_EXECUTOR.with(|c| c.set(true));
-            fut_gen()
+            let fut = fut_gen();
+            async move {
+                let out = fut.await;
+                drain_blocking().await;
+                out
+            }
         })
         .map_err(|e| anyhow::anyhow!("cannot start executor {}: {e}", spec.name))?;
     Ok(ShardThread { inner })
