@@ -281,3 +281,80 @@ def test_idle_connection_is_closed_busy_one_is_not(broker_factory):
     finally:
         idle.close()
         busy.close()
+
+
+def test_acks0_flood_keeps_memory_bounded_and_acked_producer_served(broker_factory, report):
+    """acks=0 producers flood the broker (no responses to wait for): each
+    request's memory stays reserved until its data is durable, so memory
+    is bounded by the request and staged budgets (and the read cache), and
+    a producer with acks=all on its own connection gets all its acks."""
+    from confluent_kafka import Producer
+
+    from kafkahelpers import create_topic, produce_numbered
+
+    shards = 2
+    b = broker_factory(
+        config={
+            "queued.max.request.bytes": 8 * MiB,
+            "ringlog.cache.bytes.per.shard": 4 * MiB,
+            "num.partitions": 4,
+        },
+        shards=shards,
+    )
+    pid = b.proc.pid
+    create_topic(b.bootstrap, "flood", 4)
+    create_topic(b.bootstrap, "probe", 2)
+    round_trip(b, 1)
+    baseline_kib = proc_status_kib(pid, "VmRSS")
+    stop = threading.Event()
+    flooded = [0]
+    flood_errors: list = []
+
+    def flood() -> None:
+        p = Producer(
+            {
+                "bootstrap.servers": b.bootstrap,
+                "acks": "0",
+                "linger.ms": 5,
+                "batch.size": 1 * MiB,
+                "message.max.bytes": 2 * MiB,
+                "queue.buffering.max.kbytes": 64 * 1024,
+                "error_cb": lambda err: flood_errors.append(err),
+            }
+        )
+        value = b"\x05" * (64 * 1024)
+        while not stop.is_set():
+            try:
+                p.produce("flood", value=value)
+                flooded[0] += len(value)
+            except BufferError:
+                p.poll(0.01)
+            p.poll(0)
+        p.flush(60)
+
+    floods = [threading.Thread(target=flood, daemon=True) for _ in range(3)]
+    for t in floods:
+        t.start()
+    try:
+        time.sleep(2)
+        delivered = produce_numbered(b.bootstrap, "probe", 2000, "probe")
+        time.sleep(2)
+    finally:
+        stop.set()
+        for t in floods:
+            t.join(timeout=90)
+    b.check_alive()
+    hwm_kib = proc_status_kib(pid, "VmHWM")
+    # Request budget + staged budget + read cache per shard, with slack for
+    # the frames being read (a frame grows to at most twice what arrived),
+    # the write path's buffers and the client connections.
+    per_shard = 2 * 4 * MiB + 4 * MiB + 4 * MiB + 16 * MiB
+    bound_kib = baseline_kib + (shards * per_shard + 64 * MiB) // 1024
+    report("acks=0 bytes handed to the producers", flooded[0])
+    report("VmRSS at start KiB", baseline_kib)
+    report("VmHWM KiB", hwm_kib)
+    report("bound KiB", bound_kib)
+    assert not delivered.errors, delivered.errors[:5]
+    assert len(delivered.acked) == 2000
+    assert flooded[0] > 100 * MiB, "the flood sent too little to load the broker"
+    assert hwm_kib <= bound_kib, f"peak RSS {hwm_kib} KiB over the bound {bound_kib} KiB"
