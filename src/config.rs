@@ -672,6 +672,41 @@ mod tests {
     }
 
     #[test]
+    fn memory_and_connection_limits_split_per_shard() {
+        let load = |text: &str, shards: usize| -> BrokerConfig {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).unwrap();
+            BrokerConfig::load(&Overrides {
+                config_file: Some(p),
+                shards: Some(shards),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        // Kafka's unbounded default becomes one socket.request.max.bytes per shard.
+        let c = load("\"socket.request.max.bytes\" = 1048576\n", 3);
+        assert_eq!(c.queued_max_request_bytes, 3 << 20);
+        assert_eq!(c.request_budget_per_shard(), 1 << 20);
+        assert_eq!((c.max_connections, c.max_connections_per_ip), (usize::MAX, usize::MAX));
+        assert_eq!(c.connections_max_idle_ms, 600_000);
+        assert_eq!(c.max_inflight_per_connection, 64);
+        // Given values, split as ceil(limit / shards); a tiny budget keeps 64 KiB per shard.
+        let c = load(
+            "\"queued.max.request.bytes\" = 1000\n\"max.connections\" = 10\n\"max.connections.per.ip\" = 0\n\
+             \"max.connections.per.ip.overrides\" = \"10.1.2.3:7, [::1]:2\"\n",
+            3,
+        );
+        assert_eq!(c.request_budget_per_shard(), 64 << 10);
+        assert_eq!(c.per_shard(c.max_connections), 4);
+        assert_eq!(c.max_connections_per_ip, 1, "below 1 counts as 1");
+        assert_eq!(c.max_connections_for("10.1.2.3".parse().unwrap()), 7);
+        assert_eq!(c.max_connections_for("::1".parse().unwrap()), 2);
+        assert_eq!(c.max_connections_for("10.9.9.9".parse().unwrap()), 1);
+        assert!(cfg("\"max.connections.per.ip.overrides\" = \"host:3\"\n").is_err());
+    }
+
+    #[test]
     fn bad_values_are_rejected() {
         assert!(cfg("\"num.partitions\" = \"many\"\n").is_err());
         assert!(validate_value(ConfigType::String, "cleanup.policy", "shred").is_err());
