@@ -118,6 +118,17 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("auto.create.topics.enable", "true", ConfigType::Bool),
     ("delete.topic.enable", "true", ConfigType::Bool),
     ("socket.request.max.bytes", "104857600", ConfigType::Int),
+    // Memory and connection limits (docs/design/memory.md). Kafka's
+    // queued.max.request.bytes defaults to -1 (unbounded); ringlog reads -1
+    // (and any value <= 0) as its bounded default, socket.request.max.bytes
+    // per shard. Broker-wide limits are split per shard as ceil(limit/shards).
+    ("queued.max.request.bytes", "-1", ConfigType::Long),
+    ("max.connections", "2147483647", ConfigType::Int),
+    ("max.connections.per.ip", "2147483647", ConfigType::Int),
+    ("max.connections.per.ip.overrides", "", ConfigType::String),
+    ("connections.max.idle.ms", "600000", ConfigType::Long),
+    ("ringlog.max.inflight.requests.per.connection", "64", ConfigType::Int),
+    ("ringlog.request.receive.timeout.ms", "30000", ConfigType::Long),
     ("log.dirs", "./data", ConfigType::String),
     ("offsets.topic.num.partitions", "50", ConfigType::Int),
     ("offsets.retention.minutes", "10080", ConfigType::Int),
@@ -274,6 +285,28 @@ pub struct BrokerConfig {
     pub auto_create_topics: bool,
     pub socket_request_max_bytes: usize,
     pub offsets_topic_partitions: i32,
+    /// `queued.max.request.bytes`, broker-wide: request bytes being read and
+    /// queued (and, for produce, staged until written). Each shard gets
+    /// [`BrokerConfig::request_budget_per_shard`].
+    pub queued_max_request_bytes: usize,
+    /// `max.connections` (broker-wide; each shard accepts its share).
+    pub max_connections: usize,
+    /// `max.connections.per.ip` (broker-wide; each shard allows its share).
+    pub max_connections_per_ip: usize,
+    /// `max.connections.per.ip.overrides`: per-address limits (IP addresses).
+    pub max_connections_per_ip_overrides: BTreeMap<std::net::IpAddr, usize>,
+    /// `connections.max.idle.ms`: close a connection with nothing in progress
+    /// that has received and sent nothing for this long.
+    pub connections_max_idle_ms: u64,
+    /// `ringlog.max.inflight.requests.per.connection`: requests of one
+    /// connection being worked on or waiting to be written before its reader
+    /// stops reading.
+    pub max_inflight_per_connection: usize,
+    /// `ringlog.request.receive.timeout.ms`: a request must arrive whole
+    /// (including any wait for request memory) within this long of its size
+    /// prefix, or the connection is closed (slow senders cannot hold request
+    /// memory).
+    pub request_receive_timeout_ms: u64,
     /// Where to serve Prometheus metrics (HTTP), if anywhere.
     pub metrics_listen: Option<SocketAddr>,
     /// Properties given in the config file (Kafka names → value), kept for
@@ -359,6 +392,7 @@ impl BrokerConfig {
             "num.partitions" => return Some((self.num_partitions.to_string(), false)),
             "auto.create.topics.enable" => return Some((self.auto_create_topics.to_string(), false)),
             "socket.request.max.bytes" => return Some((self.socket_request_max_bytes.to_string(), false)),
+            "queued.max.request.bytes" => return Some((self.queued_max_request_bytes.to_string(), false)),
             _ => {}
         }
         if let Some((_, d, _)) = BROKER_CONFIGS.iter().find(|(n, _, _)| *n == name) {
@@ -517,6 +551,7 @@ impl BrokerConfig {
                 )
             }
         };
+        let queued_max_request_bytes = int("queued.max.request.bytes", -1);
         Ok(BrokerConfig {
             metrics_listen,
             node_id,
@@ -532,9 +567,86 @@ impl BrokerConfig {
             auto_create_topics: get("auto.create.topics.enable").map(|v| v == "true").unwrap_or(true),
             socket_request_max_bytes: int("socket.request.max.bytes", 104_857_600).max(1024) as usize,
             offsets_topic_partitions: int("offsets.topic.num.partitions", 50).clamp(1, 1000) as i32,
+            queued_max_request_bytes: 0,
+            max_connections: limit(int("max.connections", i32::MAX as i64)),
+            max_connections_per_ip: limit(int("max.connections.per.ip", i32::MAX as i64)),
+            max_connections_per_ip_overrides: parse_ip_overrides(
+                &get("max.connections.per.ip.overrides").unwrap_or_default(),
+            )?,
+            connections_max_idle_ms: int("connections.max.idle.ms", 600_000).max(1) as u64,
+            max_inflight_per_connection: int("ringlog.max.inflight.requests.per.connection", 64).clamp(1, 1 << 16)
+                as usize,
+            request_receive_timeout_ms: int("ringlog.request.receive.timeout.ms", 30_000).max(1) as u64,
             properties: props,
-        })
+        }
+        .with_request_budget(queued_max_request_bytes))
     }
+
+    /// Resolve `queued.max.request.bytes`: a positive value as given, else
+    /// (Kafka's -1, unbounded) ringlog's bounded default of one
+    /// `socket.request.max.bytes` per shard. Never below 64 KiB per shard.
+    fn with_request_budget(mut self, configured: i64) -> Self {
+        let shards = self.shards.max(1);
+        let total = if configured > 0 {
+            configured as usize
+        } else {
+            self.socket_request_max_bytes.saturating_mul(shards)
+        };
+        self.queued_max_request_bytes = total.max(shards * (64 << 10));
+        self
+    }
+
+    /// Each shard's share of a broker-wide limit: ceil(limit / shards), as
+    /// shards read and accept independently.
+    pub fn per_shard(&self, limit: usize) -> usize {
+        limit.div_ceil(self.shards.max(1))
+    }
+
+    /// Bytes of requests a shard may have read and queued at once
+    /// (`queued.max.request.bytes` split per shard).
+    pub fn request_budget_per_shard(&self) -> usize {
+        self.per_shard(self.queued_max_request_bytes)
+    }
+
+    /// The `max.connections.per.ip` limit (broker-wide) for `ip`.
+    pub fn max_connections_for(&self, ip: std::net::IpAddr) -> usize {
+        self.max_connections_per_ip_overrides
+            .get(&ip)
+            .copied()
+            .unwrap_or(self.max_connections_per_ip)
+    }
+}
+
+/// A connection limit from its property value: Kafka's default
+/// (2147483647) means no limit; values below 1 count as 1, so a typo cannot
+/// lock every client out.
+fn limit(v: i64) -> usize {
+    if v >= i32::MAX as i64 {
+        usize::MAX
+    } else {
+        v.max(1) as usize
+    }
+}
+
+/// `max.connections.per.ip.overrides`: `ip:count` pairs separated by commas
+/// (Kafka also accepts host names; ringlog takes addresses only).
+fn parse_ip_overrides(s: &str) -> anyhow::Result<BTreeMap<std::net::IpAddr, usize>> {
+    let mut out = BTreeMap::new();
+    for item in s.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        let (host, count) = item
+            .rsplit_once(':')
+            .with_context(|| format!("max.connections.per.ip.overrides: expected IP:COUNT, got {item:?}"))?;
+        let host = host.trim().trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = host
+            .parse()
+            .with_context(|| format!("max.connections.per.ip.overrides: {host:?} is not an IP address"))?;
+        let count: i64 = count
+            .trim()
+            .parse()
+            .with_context(|| format!("max.connections.per.ip.overrides: bad count in {item:?}"))?;
+        out.insert(ip, limit(count));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -567,6 +679,41 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("segment.bytes".to_string(), "2048".to_string());
         assert_eq!(TopicConfig::resolve(&o, &c).segment_bytes, 2048);
+    }
+
+    #[test]
+    fn memory_and_connection_limits_split_per_shard() {
+        let load = |text: &str, shards: usize| -> BrokerConfig {
+            let dir = tempfile::tempdir().unwrap();
+            let p = dir.path().join("c.toml");
+            std::fs::write(&p, text).unwrap();
+            BrokerConfig::load(&Overrides {
+                config_file: Some(p),
+                shards: Some(shards),
+                ..Default::default()
+            })
+            .unwrap()
+        };
+        // Kafka's unbounded default becomes one socket.request.max.bytes per shard.
+        let c = load("\"socket.request.max.bytes\" = 1048576\n", 3);
+        assert_eq!(c.queued_max_request_bytes, 3 << 20);
+        assert_eq!(c.request_budget_per_shard(), 1 << 20);
+        assert_eq!((c.max_connections, c.max_connections_per_ip), (usize::MAX, usize::MAX));
+        assert_eq!(c.connections_max_idle_ms, 600_000);
+        assert_eq!(c.max_inflight_per_connection, 64);
+        // Given values, split as ceil(limit / shards); a tiny budget keeps 64 KiB per shard.
+        let c = load(
+            "\"queued.max.request.bytes\" = 1000\n\"max.connections\" = 10\n\"max.connections.per.ip\" = 0\n\
+             \"max.connections.per.ip.overrides\" = \"10.1.2.3:7, [::1]:2\"\n",
+            3,
+        );
+        assert_eq!(c.request_budget_per_shard(), 64 << 10);
+        assert_eq!(c.per_shard(c.max_connections), 4);
+        assert_eq!(c.max_connections_per_ip, 1, "below 1 counts as 1");
+        assert_eq!(c.max_connections_for("10.1.2.3".parse().unwrap()), 7);
+        assert_eq!(c.max_connections_for("::1".parse().unwrap()), 2);
+        assert_eq!(c.max_connections_for("10.9.9.9".parse().unwrap()), 1);
+        assert!(cfg("\"max.connections.per.ip.overrides\" = \"host:3\"\n").is_err());
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct RequestContext {
     pub correlation_id: i32,
     pub client_id: Option<String>,
     pub client_host: String,
+    /// Size of the request frame (header and body), which every zero-copy
+    /// slice of the request (a produce's record batches) keeps alive.
+    pub frame_len: usize,
 }
 
 /// A response being produced: resolves to the encoded frame, or None when

@@ -11,12 +11,14 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse};
 
 use super::{Api, Handler, MaybeResponse, Order, Reply, RequestContext};
+use crate::config::TopicConfig;
 use crate::metadata::controller::CreateTopic;
 use crate::metadata::TopicMeta;
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 use crate::routing::{ControllerOp, ProducePart, ProducePartResult, ShardRequest, ShardResponse};
-use crate::shard::Shard;
+use crate::record;
+use crate::shard::{ops, Shard};
 
 /// The Produce handler: versions 3-12, routed in request order.
 pub struct Produce;
@@ -100,8 +102,26 @@ fn error_result(code: i16) -> ProducePartResult {
 /// the index and the result once known.
 type TopicSlots = (String, Vec<(i32, Option<ProducePartResult>)>);
 
+/// The most a produce request's compressed batches may decompress to, all
+/// together: the per-batch policy of [`record::decompression_limit`]
+/// (64 x the compressed size, at least 16 MiB) applied to the whole request,
+/// so a request cannot multiply the 16 MiB floor by sending many tiny
+/// batches (a 100-byte batch of zeros may not expand to 16 MiB a thousand
+/// times over). Beyond it the batch fails with CORRUPT_MESSAGE.
+pub fn decompression_allowance(frame_len: usize) -> usize {
+    frame_len
+        .saturating_mul(record::MAX_DECOMPRESSION_RATIO)
+        .max(record::MIN_DECOMPRESSION_LIMIT)
+}
+
 /// Route the request's partitions to their shards (in order), returning a
 /// future for the response (none for acks=0).
+///
+/// The record batches are validated here, on the connection's shard, before
+/// routing: the connection reads its next request only once this returns,
+/// so validation keeps the connection's order, and it yields to other tasks
+/// as it goes ([`record::validate_payload_pausing`]), so a large or highly
+/// compressed request does not hold the shard.
 pub async fn route(
     ctx: &RequestContext,
     req: ProduceRequest,
@@ -111,6 +131,8 @@ pub async fn route(
     // results[topic][partition], filled either now (errors) or from shards
     let mut layout: Vec<TopicSlots> = Vec::with_capacity(req.topic_data.len());
     let mut per_shard: Vec<Vec<ProducePart>> = (0..shard.shards()).map(|_| Vec::new()).collect();
+    let frame_len = ctx.frame_len;
+    let mut allowance = decompression_allowance(frame_len);
     let mut slots: Vec<Vec<(usize, usize)>> = (0..shard.shards()).map(|_| Vec::new()).collect();
     for topic in req.topic_data {
         let name = topic.name.0.as_str().to_string();
@@ -145,6 +167,7 @@ pub async fn route(
                 topic_error = Some(ec::UNKNOWN_TOPIC_OR_PARTITION);
             }
         }
+        let mut topic_config: Option<TopicConfig> = None;
         for p in topic.partition_data {
             let pi = parts.len();
             if let Some(code) = topic_error {
@@ -163,13 +186,32 @@ pub async fn route(
             match owner {
                 None => parts.push((p.index, Some(error_result(ec::UNKNOWN_TOPIC_OR_PARTITION)))),
                 Some(s) => {
-                    parts.push((p.index, None));
-                    per_shard[s].push(ProducePart {
-                        topic: name.clone(),
-                        partition: p.index,
-                        records: p.records.unwrap_or_default(),
+                    let records = p.records.unwrap_or_default();
+                    let cfg = topic_config.get_or_insert_with(|| {
+                        let overrides = shard.meta.borrow().topic(&name).map(|t| t.configs.clone());
+                        TopicConfig::resolve(&overrides.unwrap_or_default(), &shard.config)
                     });
-                    slots[s].push((ti, pi));
+                    let opts = record::ValidateOptions {
+                        // Compacted topics need a key on every record (Kafka: INVALID_RECORD).
+                        require_keys: cfg.compact,
+                        max_total_decompressed_bytes: allowance,
+                        ..record::ValidateOptions::new(cfg.max_message_bytes)
+                    };
+                    match record::validate_payload_pausing(&records, &opts, crate::io::yield_if_needed).await {
+                        Ok(validated) => {
+                            allowance = allowance.saturating_sub(validated.decompressed_bytes as usize);
+                            parts.push((p.index, None));
+                            per_shard[s].push(ProducePart {
+                                topic: name.clone(),
+                                partition: p.index,
+                                records,
+                                frame_len,
+                                validated: Some(validated),
+                            });
+                            slots[s].push((ti, pi));
+                        }
+                        Err(e) => parts.push((p.index, Some(ops::validation_error(&e)))),
+                    }
                 }
             }
         }

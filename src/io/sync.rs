@@ -119,6 +119,34 @@ impl Semaphore {
         }
     }
 
+    /// Take a place in the queue for `n` units now, not at the first poll
+    /// as [`Semaphore::acquire`] does: callers that queue several requests
+    /// one after the other get them granted in exactly that order, even if
+    /// the returned futures are first polled later (by spawned tasks).
+    pub fn enqueue(&self, n: usize) -> Acquire {
+        let want = n.min(self.capacity());
+        let (id, wake) = {
+            let mut s = self.inner.borrow_mut();
+            let id = s.next_id;
+            s.next_id += 1;
+            s.waiters.push_back(Waiter {
+                id,
+                want,
+                waker: None,
+                granted: false,
+            });
+            (id, s.grant())
+        };
+        for w in wake {
+            w.wake();
+        }
+        Acquire {
+            sem: self.clone(),
+            want,
+            id: Some(id),
+        }
+    }
+
     fn release(&self, n: usize) {
         let wake = {
             let mut s = self.inner.borrow_mut();
@@ -347,6 +375,38 @@ mod tests {
         drop(huge); // granted but cancelled before it saw it: nothing leaks
         assert_eq!(s.waiting(), 0);
         assert_eq!(s.available(), 10);
+    }
+
+    #[test]
+    fn enqueue_keeps_call_order_before_the_first_poll() {
+        let s = Semaphore::new(10);
+        let hold = s.try_acquire(8).expect("free");
+        // `a` cannot be granted now; `b` would fit but must not overtake it,
+        // although neither has been polled yet.
+        let mut a = s.enqueue(5);
+        let mut b = s.enqueue(2);
+        assert!(s.try_acquire(1).is_none(), "nobody overtakes queued waiters");
+        assert!(poll(&mut b).is_pending());
+        drop(hold);
+        let pa = match poll(&mut a) {
+            Poll::Ready(p) => p,
+            Poll::Pending => panic!("a is first"),
+        };
+        let pb = match poll(&mut b) {
+            Poll::Ready(p) => p,
+            Poll::Pending => panic!("b fits after a"),
+        };
+        assert_eq!((pa.units(), pb.units()), (5, 2));
+        drop((pa, pb));
+        // Granted at once when nothing waits; a dropped queued waiter leaves
+        // nothing behind.
+        let mut c = s.enqueue(10);
+        assert!(matches!(poll(&mut c), Poll::Ready(_)));
+        let hold = s.try_acquire(10).expect("free again");
+        let d = s.enqueue(3);
+        drop(d);
+        drop(hold);
+        assert_eq!((s.available(), s.waiting()), (10, 0));
     }
 
     #[test]

@@ -144,6 +144,26 @@ struct CachedBatch {
     base: i64,
     last: i64,
     data: BatchBytes,
+    /// What the entry keeps alive, counted against the cache limit: its
+    /// own bytes, or the whole request frame its body is a slice of.
+    charge: usize,
+}
+
+/// What caching `data`, whose body is a zero-copy slice of a request frame
+/// of `frame_len` bytes, costs: a body that is less than half of its frame
+/// is copied out (so a small batch never pins a large frame) and charged its
+/// own size; otherwise it stays a slice, charged the whole frame.
+fn cache_entry(data: &BatchBytes, frame_len: usize) -> (BatchBytes, usize) {
+    let len = data.len();
+    if frame_len > 2 * len {
+        let owned = BatchBytes {
+            head: data.head.clone(),
+            body: Bytes::copy_from_slice(&data.body),
+        };
+        (owned, len)
+    } else {
+        (data.clone(), frame_len.max(len))
+    }
 }
 
 pub struct PartitionLog {
@@ -238,6 +258,19 @@ impl PartitionLog {
     /// offsets starting at the log end; nothing is visible to consumers or
     /// acknowledged until a flush job completes.
     pub fn append(&mut self, payload: &Bytes, batches: &ValidatedBatches, now_ms: i64) -> Result<AppendInfo, LogError> {
+        self.append_from_frame(payload, batches, now_ms, payload.len())
+    }
+
+    /// [`PartitionLog::append`] of a payload that is a zero-copy slice of a
+    /// request frame of `frame_len` bytes: the cache charges (or copies) its
+    /// batches for what they keep alive.
+    pub fn append_from_frame(
+        &mut self,
+        payload: &Bytes,
+        batches: &ValidatedBatches,
+        now_ms: i64,
+        frame_len: usize,
+    ) -> Result<AppendInfo, LogError> {
         if self.failed {
             return Err(LogError::Storage);
         }
@@ -315,8 +348,14 @@ impl PartitionLog {
                 data: data.clone(),
             });
             self.staged_bytes += data.len();
-            self.cache.push_back(CachedBatch { base, last, data });
-            self.cache_bytes += len as usize;
+            let (cached, charge) = cache_entry(&data, frame_len);
+            self.cache.push_back(CachedBatch {
+                base,
+                last,
+                data: cached,
+                charge,
+            });
+            self.cache_bytes += charge;
             self.next_offset = last + 1;
         }
         self.trim_cache();
@@ -339,7 +378,7 @@ impl PartitionLog {
     fn trim_cache(&mut self) {
         while self.cache_bytes > self.cache_limit {
             match self.cache.pop_front() {
-                Some(b) => self.cache_bytes -= b.data.len(),
+                Some(b) => self.cache_bytes -= b.charge,
                 None => break,
             }
         }
@@ -664,7 +703,7 @@ impl PartitionLog {
             if b.last >= self.log_start_offset {
                 break;
             }
-            self.cache_bytes -= b.data.len();
+            self.cache_bytes -= b.charge;
             self.cache.pop_front();
         }
         out.segments = n;

@@ -46,6 +46,22 @@ pub struct ShardMetrics {
     pub cache_misses: u64,
     pub connections_opened: u64,
     pub connections_active: i64,
+    /// Connections closed at once: their address held its share of
+    /// max.connections.per.ip.
+    pub connections_refused_per_ip: u64,
+    /// Times the shard held its share of max.connections and stopped accepting.
+    pub connections_limit_waits: u64,
+    /// Connections closed by connections.max.idle.ms.
+    pub connections_closed_idle: u64,
+    /// Connections closed because a request did not arrive whole within
+    /// ringlog.request.receive.timeout.ms.
+    pub requests_receive_timeouts: u64,
+    /// Requests dropped because their client went away.
+    pub requests_cancelled: u64,
+    /// Frames that waited for request memory (queued.max.request.bytes).
+    pub request_budget_waits: u64,
+    /// Client produce requests that waited for staged-data room.
+    pub staged_budget_waits: u64,
     /// Segments deleted by retention.ms / retention.bytes.
     pub retention_segments_deleted: u64,
     /// Bytes of those segments.
@@ -69,6 +85,13 @@ impl Default for ShardMetrics {
             cache_misses: 0,
             connections_opened: 0,
             connections_active: 0,
+            connections_refused_per_ip: 0,
+            connections_limit_waits: 0,
+            connections_closed_idle: 0,
+            requests_receive_timeouts: 0,
+            requests_cancelled: 0,
+            request_budget_waits: 0,
+            staged_budget_waits: 0,
             retention_segments_deleted: 0,
             retention_bytes_deleted: 0,
             invariant_violations: 0,
@@ -148,6 +171,12 @@ pub struct Snapshot {
     pub segments: usize,
     pub staged_bytes: usize,
     pub busy: Duration,
+    /// Request budget (queued.max.request.bytes per shard) handed out now.
+    pub request_budget_used: usize,
+    /// Frames waiting for request budget now.
+    pub request_budget_waiting: usize,
+    /// Staged-data budget handed out now.
+    pub staged_budget_used: usize,
 }
 
 /// Render merged snapshots in the Prometheus text format (0.0.4).
@@ -231,7 +260,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
     summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
     type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> f64);
-    let per_shard: [PerShard; 12] = [
+    let per_shard: [PerShard; 22] = [
         (
             "ringlog_shard_flush_rounds_total",
             "counter",
@@ -288,6 +317,66 @@ pub fn render(snaps: &[Snapshot]) -> String {
             "gauge",
             "Client connections open.",
             |s| s.metrics.connections_active as f64,
+        ),
+        (
+            "ringlog_shard_connections_refused_per_ip_total",
+            "counter",
+            "Connections closed at once because their address held its share of max.connections.per.ip.",
+            |s| s.metrics.connections_refused_per_ip as f64,
+        ),
+        (
+            "ringlog_shard_connections_limit_waits_total",
+            "counter",
+            "Times the shard held its share of max.connections and stopped accepting.",
+            |s| s.metrics.connections_limit_waits as f64,
+        ),
+        (
+            "ringlog_shard_connections_closed_idle_total",
+            "counter",
+            "Connections closed by connections.max.idle.ms.",
+            |s| s.metrics.connections_closed_idle as f64,
+        ),
+        (
+            "ringlog_shard_request_receive_timeouts_total",
+            "counter",
+            "Connections closed because a request did not arrive whole within ringlog.request.receive.timeout.ms.",
+            |s| s.metrics.requests_receive_timeouts as f64,
+        ),
+        (
+            "ringlog_shard_requests_cancelled_total",
+            "counter",
+            "Requests dropped because their client went away.",
+            |s| s.metrics.requests_cancelled as f64,
+        ),
+        (
+            "ringlog_shard_request_budget_waits_total",
+            "counter",
+            "Frames that waited for request memory (queued.max.request.bytes).",
+            |s| s.metrics.request_budget_waits as f64,
+        ),
+        (
+            "ringlog_shard_request_budget_used_bytes",
+            "gauge",
+            "Request memory reserved now (queued.max.request.bytes per shard).",
+            |s| s.request_budget_used as f64,
+        ),
+        (
+            "ringlog_shard_request_budget_waiting",
+            "gauge",
+            "Frames waiting for request memory now.",
+            |s| s.request_budget_waiting as f64,
+        ),
+        (
+            "ringlog_shard_staged_budget_used_bytes",
+            "gauge",
+            "Staged-data room reserved now by produce requests not yet on disk.",
+            |s| s.staged_budget_used as f64,
+        ),
+        (
+            "ringlog_shard_staged_budget_waits_total",
+            "counter",
+            "Produce requests that waited for staged-data room.",
+            |s| s.metrics.staged_budget_waits as f64,
         ),
         (
             "ringlog_shard_retention_deleted_segments_total",
@@ -358,6 +447,9 @@ mod tests {
             segments: 3,
             staged_bytes: 0,
             busy: Duration::from_millis(5),
+            request_budget_used: 0,
+            request_budget_waiting: 0,
+            staged_budget_used: 0,
         };
         let mut b = a.clone();
         b.shard = 1;

@@ -1,8 +1,27 @@
 //! Length-prefixed request frames, with the size checked before any
-//! allocation.
+//! allocation and memory that grows only with the bytes that arrive.
+//!
+//! A frame is read in two steps so that the connection can reserve memory
+//! in between: [`FrameReader::header`] returns the announced size (checked
+//! against `socket.request.max.bytes`), [`FrameReader::body`] reads the rest.
+//! Neither step allocates for bytes that have not arrived: the buffer grows
+//! in steps of at most twice what has been received (at least one 64 KiB
+//! read chunk), never to the announced size up front, so a client that
+//! announces 100 MB and sends slowly pins about what it sent.
+//!
+//! Memory is exact rather than amortized: growth reserves exactly the new
+//! size (no hidden doubling of the capacity), a frame of 64 KiB or more
+//! keeps the buffer it was received into (no copy; the frame pins at most a
+//! read chunk beyond itself), smaller frames are copied out so they pin
+//! only their own bytes, and a connection with nothing buffered holds no
+//! buffer at all while it waits for its next request.
 
-use bytes::{Bytes, BytesMut};
-use futures_lite::{AsyncRead, AsyncReadExt};
+use std::future::poll_fn;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures_lite::AsyncRead;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {
@@ -16,77 +35,207 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Reads frames off a connection, reusing one buffer.
+/// Reads frames off a connection.
 ///
-/// `buf[..filled]` holds received bytes; `buf[filled..]` is initialized
-/// spare room that reads go into, so memory is zeroed once when the buffer
-/// grows rather than on every read.
+/// `buf[start..filled]` holds received bytes not yet handed out;
+/// `buf[filled..]` is zeroed spare room that reads go into (zeroed once when
+/// the buffer grows, not on every read).
 pub struct FrameReader<R> {
     inner: R,
-    buf: BytesMut,
+    buf: Vec<u8>,
+    start: usize,
     filled: usize,
     max: usize,
+    received: u64,
 }
 
-const READ_CHUNK: usize = 64 * 1024;
+/// Reads ask for at least this much room (and read ahead this far).
+pub const READ_CHUNK: usize = 64 * 1024;
+
+/// Frames smaller than this are copied out of the read buffer; larger ones
+/// take the buffer with them.
+const COPY_BELOW: usize = READ_CHUNK;
+
+/// Size prefix of a frame.
+const PREFIX: usize = 4;
 
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         FrameReader {
             inner,
-            buf: BytesMut::new(),
+            buf: Vec::new(),
+            start: 0,
             filled: 0,
             max,
+            received: 0,
         }
     }
 
-    async fn fill(&mut self, need: usize) -> Result<(), FrameError> {
-        while self.filled < need {
-            if self.buf.len() == self.filled {
-                // Grow with the bytes that arrive, not to the size a frame
-                // announces: a client announcing 100 MB and sending slowly
-                // pins about twice what it sent. Doubling keeps the copies
-                // of a large frame amortized.
-                let grow = self.filled.max(READ_CHUNK);
-                let target = (self.filled + grow).min(need.max(self.filled + READ_CHUNK));
-                self.buf.resize(target, 0);
-            }
-            let n = self.inner.read(&mut self.buf[self.filled..]).await?;
-            if n == 0 {
-                return Err(FrameError::Closed);
-            }
-            self.filled += n;
-        }
-        Ok(())
+    /// Bytes received so far (all frames).
+    pub fn received(&self) -> u64 {
+        self.received
     }
 
-    /// The next frame's payload (without the size prefix).
-    pub async fn next(&mut self) -> Result<Bytes, FrameError> {
-        self.fill(4).await?;
-        let size = i32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]);
+    /// Received bytes not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.filled - self.start
+    }
+
+    /// Memory the read buffer holds now.
+    pub fn buffer_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Wait for the next frame's size prefix and return the announced size
+    /// of its payload. Nothing is consumed: calling it again (or after it
+    /// was cancelled) returns the same size.
+    pub async fn header(&mut self) -> Result<usize, FrameError> {
+        self.fill(PREFIX).await?;
+        let b = &self.buf[self.start..self.start + PREFIX];
+        let size = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         if size < 8 {
             return Err(FrameError::Invalid(size));
         }
         if size as usize > self.max {
             return Err(FrameError::TooLarge(size as i64));
         }
-        let total = 4 + size as usize;
+        Ok(size as usize)
+    }
+
+    /// Read the payload of the frame whose header [`Self::header`] returned
+    /// (cancel-safe: bytes read so far stay buffered).
+    pub async fn body(&mut self) -> Result<Bytes, FrameError> {
+        let size = self.header().await?;
+        let total = PREFIX + size;
         self.fill(total).await?;
-        let mut frame = self.buf.split_to(total);
-        self.filled -= total;
-        let _ = frame.split_to(4);
-        Ok(frame.freeze())
+        Ok(self.take(total))
+    }
+
+    /// The next frame's payload (without the size prefix).
+    pub async fn next(&mut self) -> Result<Bytes, FrameError> {
+        self.header().await?;
+        self.body().await
+    }
+
+    /// Hand out `buf[start..start+total]` (complete) minus its prefix.
+    fn take(&mut self, total: usize) -> Bytes {
+        let end = self.start + total;
+        if total < COPY_BELOW {
+            let frame = Bytes::copy_from_slice(&self.buf[self.start + PREFIX..end]);
+            self.start = end;
+            if self.start == self.filled {
+                self.start = 0;
+                self.filled = 0;
+            }
+            return frame;
+        }
+        // A large frame keeps the buffer; bytes after it (the start of the
+        // next frame, at most a read chunk) move to a new one.
+        let rest = self.filled - end;
+        let mut next = Vec::new();
+        if rest > 0 {
+            next = vec![0u8; rest.max(READ_CHUNK)];
+            next[..rest].copy_from_slice(&self.buf[end..self.filled]);
+        }
+        let mut whole = std::mem::replace(&mut self.buf, next);
+        whole.truncate(end);
+        let frame = Bytes::from(whole).slice(self.start + PREFIX..end);
+        self.start = 0;
+        self.filled = rest;
+        frame
+    }
+
+    async fn fill(&mut self, need: usize) -> Result<(), FrameError> {
+        poll_fn(|cx| self.poll_fill(cx, need)).await
+    }
+
+    /// Read until `need` bytes are buffered.
+    fn poll_fill(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<Result<(), FrameError>> {
+        while self.buffered() < need {
+            self.make_room(need);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut self.buf[self.filled..]) {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(FrameError::Closed)),
+                Poll::Ready(Ok(n)) => {
+                    self.filled += n;
+                    self.received += n as u64;
+                }
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
+                Poll::Pending => {
+                    if self.buffered() == 0 {
+                        // Nothing buffered and nothing to read: an idle
+                        // connection keeps no buffer while it waits.
+                        self.buf = Vec::new();
+                        self.start = 0;
+                        self.filled = 0;
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Make sure there is spare room after `filled`, growing towards `need`
+    /// buffered bytes by at most a doubling of what was received.
+    fn make_room(&mut self, need: usize) {
+        if self.filled < self.buf.len() {
+            return;
+        }
+        if self.start > 0 {
+            // Move the unconsumed bytes (the start of one frame) to the front.
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.start = 0;
+            if self.filled < self.buf.len() {
+                return;
+            }
+        }
+        let have = self.filled;
+        let target = need.max(have + READ_CHUNK).min((2 * have).max(have + READ_CHUNK));
+        // Exactly `target`: Vec::resize alone would round the capacity up to
+        // a doubling of the old one.
+        self.buf.reserve_exact(target - self.buf.len());
+        self.buf.resize(target, 0);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
 
     fn frame(body: &[u8]) -> Vec<u8> {
         let mut v = (body.len() as i32).to_be_bytes().to_vec();
         v.extend_from_slice(body);
         v
+    }
+
+    /// Hands out its input in pieces of at most `step` bytes, then Pending
+    /// (or EOF when `eof`), recording the largest buffer it was asked to
+    /// fill and the reader's buffer capacity at each read.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+        eof: bool,
+    }
+
+    impl AsyncRead for Trickle {
+        fn poll_read(mut self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<std::io::Result<usize>> {
+            let left = self.data.len() - self.pos;
+            if left == 0 {
+                return if self.eof { Poll::Ready(Ok(0)) } else { Poll::Pending };
+            }
+            let n = left.min(self.step).min(buf.len());
+            let pos = self.pos;
+            buf[..n].copy_from_slice(&self.data[pos..pos + n]);
+            self.pos += n;
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    fn noop_cx() -> Context<'static> {
+        Context::from_waker(std::task::Waker::noop())
     }
 
     #[test]
@@ -112,10 +261,104 @@ mod tests {
             announced.extend_from_slice(b"0123456789");
             let mut r = FrameReader::new(&announced[..], 200 << 20);
             assert!(matches!(r.next().await, Err(FrameError::Closed)));
-            assert!(r.buf.len() <= 2 * READ_CHUNK, "buffer grew to {} bytes", r.buf.len());
+            assert!(
+                r.buffer_capacity() <= 2 * READ_CHUNK,
+                "buffer grew to {} bytes",
+                r.buffer_capacity()
+            );
             let torn = frame(b"0123456789");
             let mut r = FrameReader::new(&torn[..9], 1 << 20);
             assert!(matches!(r.next().await, Err(FrameError::Closed)));
         });
+    }
+
+    #[test]
+    fn buffer_grows_with_arrivals_never_to_the_announced_size() {
+        // 100 MB announced; bytes arrive 10 KiB per read. After each read the
+        // buffer holds at most max(2 x received, received + one chunk).
+        let announced = 100_000_000usize;
+        let mut data = (announced as i32).to_be_bytes().to_vec();
+        data.extend(std::iter::repeat_n(3u8, 3 << 20));
+        let mut t = Trickle {
+            data,
+            pos: 0,
+            step: 10 << 10,
+            eof: false,
+        };
+        let mut r = FrameReader::new(&mut t, 200 << 20);
+        let mut cx = noop_cx();
+        let mut body = Box::pin(r.body());
+        assert!(body.as_mut().poll(&mut cx).is_pending(), "only 3 MiB of 100 MB arrived");
+        drop(body);
+        let got = r.received() as usize;
+        assert_eq!(got, 4 + (3 << 20));
+        let cap = r.buffer_capacity();
+        assert!(
+            cap <= (2 * got).max(got + READ_CHUNK),
+            "capacity {cap} for {got} received bytes"
+        );
+        assert!(cap >= got);
+        // Cancel-safe: the header is still there and the bytes stay buffered.
+        assert_eq!(r.buffered(), got);
+        let mut h = Box::pin(r.header());
+        match h.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(n)) => assert_eq!(n, announced),
+            other => panic!("header: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn growth_is_exact_and_the_frame_keeps_its_buffer() {
+        futures_lite::future::block_on(async {
+            // One 1 MiB frame followed by a small one, read 100 KiB at a time.
+            let big: Vec<u8> = (0..(1u32 << 20)).map(|i| i as u8).collect();
+            let mut data = frame(&big);
+            data.extend(frame(b"next-frame"));
+            let mut t = Trickle {
+                data,
+                pos: 0,
+                step: 100 << 10,
+                eof: true,
+            };
+            let mut r = FrameReader::new(&mut t, 8 << 20);
+            let f = r.next().await.unwrap();
+            assert_eq!(&f[..], &big[..]);
+            // The frame took the buffer; at most a chunk of the next frame
+            // was read ahead into a fresh one.
+            assert!(r.buffered() <= READ_CHUNK);
+            assert_eq!(&r.next().await.unwrap()[..], b"next-frame");
+            assert!(matches!(r.next().await, Err(FrameError::Closed)));
+        });
+    }
+
+    #[test]
+    fn small_frames_are_copied_and_an_idle_reader_holds_no_buffer() {
+        // Many small frames in one read: each comes out on its own
+        // allocation (a cached slice of one cannot pin the read buffer).
+        let mut data = Vec::new();
+        for i in 0..100u8 {
+            data.extend(frame(&[i; 20]));
+        }
+        let mut t = Trickle {
+            data,
+            pos: 0,
+            step: usize::MAX,
+            eof: false,
+        };
+        let mut r = FrameReader::new(&mut t, 1 << 20);
+        let mut cx = noop_cx();
+        for i in 0..100u8 {
+            let mut f = Box::pin(r.next());
+            match f.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(b)) => assert_eq!(&b[..], &[i; 20]),
+                other => panic!("frame {i}: {other:?}"),
+            }
+        }
+        // Nothing left to read: pending, and the buffer is gone.
+        let mut f = Box::pin(r.next());
+        assert!(f.as_mut().poll(&mut cx).is_pending());
+        drop(f);
+        assert_eq!(r.buffer_capacity(), 0);
+        assert_eq!(r.buffered(), 0);
     }
 }

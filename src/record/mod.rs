@@ -51,7 +51,10 @@ pub use batch::{
 };
 pub use compression::{decompression_limit, MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO, MIN_DECOMPRESSION_LIMIT};
 pub use records::{build_batch, build_batch_with, decode_records, BatchOptions, OwnedRecord, Record};
-pub use validate::{validate_payload, validate_produce_payload, BatchSpan, ValidateOptions, ValidatedBatches};
+pub use validate::{
+    validate_payload, validate_payload_pausing, validate_produce_payload, BatchSpan, ValidateOptions, ValidatedBatches,
+    PAUSE_EVERY,
+};
 
 /// Size of the v2 batch header, up to and including `record_count`.
 pub const BATCH_HEADER_LEN: usize = 61;

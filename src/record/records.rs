@@ -218,72 +218,106 @@ pub(crate) struct WalkRules {
     pub require_keys: bool,
 }
 
-/// Walk `count` records from `src`, checking that each record's length matches
-/// its contents, and that exactly `count` records fill the data.
-pub(crate) fn walk_records<S: Source>(src: &mut S, count: i32, rules: WalkRules) -> Result<(), RecordError> {
-    // Keyless records on a compacted topic: all of them are reported (Kafka's
-    // per-record errors, KIP-467), after the whole batch is known well formed.
-    let mut keyless = Vec::new();
-    for i in 0..count {
-        let len = src.varint()?;
-        if len < 0 {
-            return Err(corrupt(format!("record {i} has a negative length {len}")));
+/// Walks `count` records from a source in steps (so that a caller can yield
+/// between them), checking that each record's length matches its contents
+/// and that exactly `count` records fill the data.
+pub(crate) struct RecordWalk {
+    next: i32,
+    count: i32,
+    rules: WalkRules,
+    /// Keyless records on a compacted topic: all of them are reported
+    /// (Kafka's per-record errors, KIP-467), after the whole batch is known
+    /// well formed.
+    keyless: Vec<i32>,
+}
+
+impl RecordWalk {
+    pub(crate) fn new(count: i32, rules: WalkRules) -> Self {
+        RecordWalk {
+            next: 0,
+            count,
+            rules,
+            keyless: Vec::new(),
         }
-        let start = src.pos();
-        let end = start.saturating_add(len as u64);
-        src.u8()?; // attributes
-        src.varlong()?; // timestamp delta
-        let offset_delta = src.varint()?;
-        if rules.sequential_offsets && offset_delta != i {
-            return Err(invalid(format!(
-                "record {i} has offset delta {offset_delta}, expected {i}"
-            )));
+    }
+
+    /// Walk records until all are done (`Ok(true)`, the end of the data
+    /// checked too) or `src` has advanced by at least `budget` bytes with
+    /// records left (`Ok(false)`: call again).
+    pub(crate) fn step<S: Source>(&mut self, src: &mut S, budget: u64) -> Result<bool, RecordError> {
+        let stop_at = src.pos().saturating_add(budget);
+        while self.next < self.count {
+            walk_record(src, self.next, self.rules, &mut self.keyless)?;
+            self.next += 1;
+            if self.next < self.count && src.pos() >= stop_at {
+                return Ok(false);
+            }
         }
+        if !src.at_end()? {
+            return Err(corrupt(format!("batch has data after its {} records", self.count)));
+        }
+        if !self.keyless.is_empty() {
+            return Err(RecordError::MissingKeys(std::mem::take(&mut self.keyless)));
+        }
+        Ok(true)
+    }
+}
+
+/// Check record `i` at the current position of `src`.
+#[inline]
+fn walk_record<S: Source>(src: &mut S, i: i32, rules: WalkRules, keyless: &mut Vec<i32>) -> Result<(), RecordError> {
+    let len = src.varint()?;
+    if len < 0 {
+        return Err(corrupt(format!("record {i} has a negative length {len}")));
+    }
+    let start = src.pos();
+    let end = start.saturating_add(len as u64);
+    src.u8()?; // attributes
+    src.varlong()?; // timestamp delta
+    let offset_delta = src.varint()?;
+    if rules.sequential_offsets && offset_delta != i {
+        return Err(invalid(format!(
+            "record {i} has offset delta {offset_delta}, expected {i}"
+        )));
+    }
+    let key_len = src.varint()?;
+    if key_len >= 0 {
+        skip_within(src, key_len as u64, end, i)?;
+    } else if rules.require_keys {
+        keyless.push(i);
+    }
+    let value_len = src.varint()?;
+    if value_len >= 0 {
+        skip_within(src, value_len as u64, end, i)?;
+    }
+    let header_count = src.varint()?;
+    if header_count < 0 {
+        return Err(invalid(format!(
+            "record {i} has an invalid header count {header_count}"
+        )));
+    }
+    // Each header takes at least 2 bytes.
+    if (header_count as u64).saturating_mul(2) > end.saturating_sub(src.pos()) {
+        return Err(corrupt(format!(
+            "record {i} has more headers ({header_count}) than bytes"
+        )));
+    }
+    for _ in 0..header_count {
         let key_len = src.varint()?;
-        if key_len >= 0 {
-            skip_within(src, key_len as u64, end, i)?;
-        } else if rules.require_keys {
-            keyless.push(i);
+        if key_len < 0 {
+            return Err(invalid(format!("record {i} has a null header key")));
         }
+        skip_within(src, key_len as u64, end, i)?;
         let value_len = src.varint()?;
         if value_len >= 0 {
             skip_within(src, value_len as u64, end, i)?;
         }
-        let header_count = src.varint()?;
-        if header_count < 0 {
-            return Err(invalid(format!(
-                "record {i} has an invalid header count {header_count}"
-            )));
-        }
-        // Each header takes at least 2 bytes.
-        if (header_count as u64).saturating_mul(2) > end.saturating_sub(src.pos()) {
-            return Err(corrupt(format!(
-                "record {i} has more headers ({header_count}) than bytes"
-            )));
-        }
-        for _ in 0..header_count {
-            let key_len = src.varint()?;
-            if key_len < 0 {
-                return Err(invalid(format!("record {i} has a null header key")));
-            }
-            skip_within(src, key_len as u64, end, i)?;
-            let value_len = src.varint()?;
-            if value_len >= 0 {
-                skip_within(src, value_len as u64, end, i)?;
-            }
-        }
-        if src.pos() != end {
-            return Err(corrupt(format!(
-                "record {i}: length says {len} bytes, contents take {}",
-                src.pos().saturating_sub(start)
-            )));
-        }
     }
-    if !src.at_end()? {
-        return Err(corrupt(format!("batch has data after its {count} records")));
-    }
-    if !keyless.is_empty() {
-        return Err(RecordError::MissingKeys(keyless));
+    if src.pos() != end {
+        return Err(corrupt(format!(
+            "record {i}: length says {len} bytes, contents take {}",
+            src.pos().saturating_sub(start)
+        )));
     }
     Ok(())
 }

@@ -2,11 +2,19 @@
 //! `UnifiedLog.analyzeAndValidateRecords` and `LogValidator` checks for
 //! magic v2 batches written by clients.
 
+use std::future::Future;
+
+use futures::FutureExt;
+
 use super::batch::{BatchHeader, Compression, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK};
 use super::compression::{decompression_limit, Decoder, MAX_DECOMPRESSED_BYTES};
-use super::records::{check_frame, walk_records, WalkRules, MIN_RECORD_LEN};
+use super::records::{check_frame, RecordWalk, WalkRules, MIN_RECORD_LEN};
 use super::varint::{corrupt, invalid, SliceSource, StreamSource};
 use super::{RecordError, BATCH_HEADER_LEN};
+
+/// [`validate_payload_pausing`] pauses after about this many bytes of work
+/// (checksummed, walked or decompressed).
+pub const PAUSE_EVERY: usize = 64 * 1024;
 
 /// Summary of one validated produce payload (all batches in a
 /// `PartitionProduceData.records`).
@@ -21,6 +29,9 @@ pub struct ValidatedBatches {
     /// of the (first) batch holding `max_timestamp`: Kafka's "shallow offset of
     /// max timestamp" for v2. Add the assigned base offset to get the offset.
     pub offset_of_max_timestamp_delta: i64,
+    /// Bytes the compressed batches decompressed to (counted against
+    /// [`ValidateOptions::max_total_decompressed_bytes`]).
+    pub decompressed_bytes: u64,
 }
 
 /// One batch of a validated payload.
@@ -72,6 +83,12 @@ pub struct ValidateOptions {
     /// Upper bound on the decompressed size of one compressed batch, on top of
     /// [`decompression_limit`] (default [`MAX_DECOMPRESSED_BYTES`]).
     pub max_decompressed_bytes: usize,
+    /// Upper bound on the decompressed size of all compressed batches of the
+    /// payload together (default: no bound beyond the per-batch ones). The
+    /// broker gives each produce request one allowance for all its
+    /// partitions, so many small batches cannot each claim the per-batch
+    /// minimum of [`decompression_limit`].
+    pub max_total_decompressed_bytes: usize,
 }
 
 impl ValidateOptions {
@@ -84,6 +101,7 @@ impl ValidateOptions {
             allow_nonzero_base_offset: false,
             require_keys: false,
             max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
+            max_total_decompressed_bytes: usize::MAX,
         }
     }
 }
@@ -117,12 +135,45 @@ pub fn validate_produce_payload(payload: &[u8], max_batch_bytes: usize) -> Resul
 /// An empty payload, or more than `opts.max_batches` batches, is `InvalidRecord`.
 /// Never panics, whatever the input.
 pub fn validate_payload(payload: &[u8], opts: &ValidateOptions) -> Result<ValidatedBatches, RecordError> {
+    // Pausing never waits here, so the future completes in its first poll.
+    validate_with(payload, opts, || std::future::ready(()))
+        .now_or_never()
+        .unwrap_or_else(|| Err(invalid("validation did not complete")))
+}
+
+/// [`validate_payload`] that awaits `pause()` after every [`PAUSE_EVERY`]
+/// bytes of work (checksums, record walks, decompression), so that a caller
+/// on a shared thread can let other tasks run (the broker passes
+/// `io::yield_if_needed`): one large or highly compressed batch does not
+/// hold the thread for the whole validation.
+pub async fn validate_payload_pausing<P, F>(
+    payload: &[u8],
+    opts: &ValidateOptions,
+    pause: P,
+) -> Result<ValidatedBatches, RecordError>
+where
+    P: FnMut() -> F,
+    F: Future<Output = ()>,
+{
+    validate_with(payload, opts, pause).await
+}
+
+async fn validate_with<P, F>(
+    payload: &[u8],
+    opts: &ValidateOptions,
+    mut pause: P,
+) -> Result<ValidatedBatches, RecordError>
+where
+    P: FnMut() -> F,
+    F: Future<Output = ()>,
+{
     if payload.is_empty() {
         return Err(invalid("produce payload has no record batch"));
     }
     let mut batches = Vec::with_capacity(1);
     let mut total_records: u64 = 0;
     let mut max_ts: Option<(i64, i64)> = None;
+    let mut allowance = opts.max_total_decompressed_bytes as u64;
     let mut pos = 0usize;
     while pos < payload.len() {
         if batches.len() >= opts.max_batches {
@@ -134,7 +185,7 @@ pub fn validate_payload(payload: &[u8], opts: &ValidateOptions) -> Result<Valida
         let rest = payload.get(pos..).unwrap_or(&[]);
         let (h, total) = check_frame(rest, pos)?;
         let batch = rest.get(..total).unwrap_or(&[]);
-        let span = validate_batch(batch, &h, total, pos, opts)?;
+        let span = validate_batch(batch, &h, total, pos, opts, &mut allowance, &mut pause).await?;
 
         let last_delta = (total_records as i64).saturating_add(i64::from(h.last_offset_delta));
         if max_ts.is_none_or(|(ts, _)| h.max_timestamp > ts) {
@@ -150,22 +201,36 @@ pub fn validate_payload(payload: &[u8], opts: &ValidateOptions) -> Result<Valida
         total_records,
         max_timestamp,
         offset_of_max_timestamp_delta,
+        decompressed_bytes: (opts.max_total_decompressed_bytes as u64).saturating_sub(allowance),
     })
 }
 
-/// Steps 2.. of [`validate_payload`] for one framed batch.
-fn validate_batch(
+/// Steps 2.. of [`validate_payload`] for one framed batch; `allowance` is
+/// what compressed batches may still decompress to.
+async fn validate_batch<P, F>(
     batch: &[u8],
     h: &BatchHeader,
     total: usize,
     pos: usize,
     opts: &ValidateOptions,
-) -> Result<BatchSpan, RecordError> {
+    allowance: &mut u64,
+    pause: &mut P,
+) -> Result<BatchSpan, RecordError>
+where
+    P: FnMut() -> F,
+    F: Future<Output = ()>,
+{
     if total > opts.max_batch_bytes {
         return Err(RecordError::MessageTooLarge(total));
     }
     let covered = batch.get(ATTRIBUTES_OFFSET..).unwrap_or(&[]);
-    let crc = crc32c::crc32c(covered);
+    let mut crc = 0u32;
+    for chunk in covered.chunks(16 * PAUSE_EVERY) {
+        crc = crc32c::crc32c_append(crc, chunk);
+        if chunk.len() == 16 * PAUSE_EVERY {
+            pause().await;
+        }
+    }
     if crc != h.crc {
         return Err(corrupt(format!(
             "batch at byte {pos}: CRC mismatch, stored {:#010x}, computed {crc:#010x}",
@@ -218,10 +283,16 @@ fn validate_batch(
                     body.len()
                 )));
             }
-            walk_records(&mut SliceSource::new(body), h.record_count, rules)?;
+            let mut src = SliceSource::new(body);
+            let mut walk = RecordWalk::new(h.record_count, rules);
+            while !walk.step(&mut src, PAUSE_EVERY as u64)? {
+                pause().await;
+            }
         }
         c => {
-            let limit = decompression_limit(body.len()).min(opts.max_decompressed_bytes);
+            let limit = decompression_limit(body.len())
+                .min(opts.max_decompressed_bytes)
+                .min(usize::try_from(*allowance).unwrap_or(usize::MAX));
             if min_len > limit as u64 {
                 return Err(corrupt(format!(
                     "batch at byte {pos}: {} records exceed the decompression limit",
@@ -230,7 +301,11 @@ fn validate_batch(
             }
             if let Some(decoder) = Decoder::new(c, body, limit)? {
                 let mut src = StreamSource::new(decoder, limit);
-                walk_records(&mut src, h.record_count, rules)?;
+                let mut walk = RecordWalk::new(h.record_count, rules);
+                while !walk.step(&mut src, PAUSE_EVERY as u64)? {
+                    pause().await;
+                }
+                *allowance = allowance.saturating_sub(src.produced());
             }
         }
     }

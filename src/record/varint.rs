@@ -224,6 +224,11 @@ impl<R: Read> StreamSource<R> {
         }
     }
 
+    /// Decompressed bytes produced so far (consumed or buffered).
+    pub(crate) fn produced(&self) -> u64 {
+        self.produced
+    }
+
     /// Refill the (empty) buffer. `Ok(false)` at end of stream.
     #[inline(never)]
     fn fill(&mut self) -> Result<bool, RecordError> {

@@ -11,6 +11,12 @@ pub struct ProducePart {
     pub topic: String,
     pub partition: i32,
     pub records: Bytes,
+    /// Size of the request frame `records` is a zero-copy slice of (what a
+    /// cached batch keeps alive), or `records.len()` when it owns its bytes.
+    pub frame_len: usize,
+    /// The records as the connection's shard validated them (yielding as it
+    /// went); None: validate at the append.
+    pub validated: Option<crate::record::ValidatedBatches>,
 }
 
 #[derive(Clone, Debug, Default)]

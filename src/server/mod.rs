@@ -2,26 +2,59 @@
 
 pub mod capture;
 pub mod connection;
+pub mod limits;
 
 use std::rc::Rc;
 
 use crate::io::net::Listener;
 use crate::shard::Shard;
 
+use limits::ConnectionLimits;
+
 /// Accept connections until shutdown; each gets its own task.
+///
+/// `max.connections` and `max.connections.per.ip` apply per shard as
+/// ceil(limit / shards): at its share of `max.connections` the shard stops
+/// accepting until one of its connections closes; a connection from an
+/// address over its share of `max.connections.per.ip` is closed at once.
 pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
+    let limits = ConnectionLimits::new();
+    let max = shard.config.per_shard(shard.config.max_connections);
     loop {
         let stop = shard.until_shutdown();
-        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-            stop.await;
-            None
-        })
+        let accepted = futures_lite::future::or(
+            async {
+                if limits.active() >= max {
+                    crate::metrics::with(|m| m.connections_limit_waits += 1);
+                    limits.below(max).await;
+                }
+                Some(listener.accept().await)
+            },
+            async {
+                stop.await;
+                None
+            },
+        )
         .await;
         match accepted {
             None => return,
             Some(Ok(conn)) => {
-                let s = shard.clone();
-                crate::io::executor::spawn_detached(connection::serve(s, conn));
+                let ip = conn.peer_addr().map(|a| a.ip());
+                let per_ip = ip.map_or(usize::MAX, |ip| {
+                    shard.config.per_shard(shard.config.max_connections_for(ip))
+                });
+                match limits.admit(ip, per_ip) {
+                    Some(slot) => {
+                        let s = shard.clone();
+                        crate::io::executor::spawn_detached(connection::serve(s, conn, slot));
+                    }
+                    None => {
+                        // Kafka closes it at once (TooManyConnectionsException).
+                        tracing::debug!(peer = ?conn.peer_addr(), "closing connection: max.connections.per.ip reached");
+                        crate::metrics::with(|m| m.connections_refused_per_ip += 1);
+                        drop(conn);
+                    }
+                }
             }
             Some(Err(e)) => {
                 tracing::warn!("accept failed: {e}");

@@ -534,10 +534,13 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
         if !chunk.is_empty() {
             payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
         }
+        let frame_len = payload.len();
         parts.push(ProducePart {
             topic: OFFSETS_TOPIC.to_string(),
             partition: p,
             records: Bytes::from(payload),
+            frame_len,
+            validated: None,
         });
     }
     Ok(parts)

@@ -18,7 +18,7 @@ use futures::FutureExt;
 
 use crate::config::{BrokerConfig, TopicConfig};
 use crate::io::notify::Notify;
-use crate::io::sync::LocalMutex;
+use crate::io::sync::{LocalMutex, Semaphore};
 use crate::log::PartitionLog;
 use crate::metadata::{partition_dir_name, ClusterMeta, MetaUpdate};
 use crate::routing::{Router, ShardRequest, ShardResponse};
@@ -57,11 +57,23 @@ pub struct Shard {
     pub filesystem: Option<crate::io::file::Filesystem>,
     /// Coordinator of the consumer groups whose offsets partitions this shard owns.
     pub groups: groups::Groups,
+    /// Memory for requests read by this shard's connections
+    /// (`queued.max.request.bytes` / shards): a connection reserves a
+    /// frame's announced size before reading its body and gives it back
+    /// when the request is done (response written; for produce, data
+    /// written to disk). See docs/design/memory.md.
+    pub request_budget: Semaphore,
+    /// Bytes appended to this shard's partitions and not yet written and
+    /// synced (same size as the request budget): client produce requests
+    /// wait here, in arrival order, before appending, and hold their share
+    /// until the data is on disk.
+    pub staged_budget: Semaphore,
 }
 
 impl Shard {
     pub fn new(id: usize, config: Rc<BrokerConfig>, meta: ClusterMeta, router: Router, clean_start: bool) -> Rc<Self> {
         let groups = groups::Groups::new(&config);
+        let budget = config.request_budget_per_shard();
         let filesystem = crate::io::file::Filesystem::open(&config.data_dir).ok();
         Rc::new(Shard {
             id,
@@ -78,6 +90,8 @@ impl Shard {
             next_producer_id: Cell::new(-1),
             filesystem,
             groups,
+            request_budget: Semaphore::new(budget),
+            staged_budget: Semaphore::new(budget),
         })
     }
 
@@ -269,10 +283,9 @@ impl Shard {
                 parts,
                 acks,
                 timeout_ms,
-            } => {
-                let fut = ops::produce(&shard, parts, acks, timeout_ms);
-                fut.map(ShardResponse::Produce).boxed_local()
-            }
+            } => ops::produce_request(&shard, parts, acks, timeout_ms)
+                .map(ShardResponse::Produce)
+                .boxed_local(),
             ShardRequest::Fetch {
                 parts,
                 max_bytes,
@@ -334,6 +347,9 @@ impl Shard {
             segments,
             staged_bytes,
             busy: crate::io::executor::executor_busy_time(),
+            request_budget_used: self.request_budget.capacity() - self.request_budget.available(),
+            request_budget_waiting: self.request_budget.waiting(),
+            staged_budget_used: self.staged_budget.capacity() - self.staged_budget.available(),
         }
     }
 

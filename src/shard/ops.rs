@@ -6,8 +6,10 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
+use crate::io::sync::{oneshot, OneshotSender, Permit};
 use crate::io::time::{now_ms, timeout};
 use crate::log::partition::{select_batches, Selection};
 use crate::log::ReadPlan;
@@ -30,15 +32,27 @@ fn produce_error(code: i16, message: impl Into<String>) -> ProducePartResult {
     }
 }
 
-/// Validate and append every part now (in call order), then return a
-/// future that resolves once the appends are acknowledged per `acks`.
-pub fn produce(
-    shard: &Rc<Shard>,
-    parts: Vec<ProducePart>,
-    acks: i16,
-    timeout_ms: i32,
-) -> impl Future<Output = Vec<ProducePartResult>> + 'static {
-    let now = now_ms();
+/// The result of a part that failed validation (per-record errors for
+/// keyless records on compacted topics, KIP-467).
+pub fn validation_error(e: &record::RecordError) -> ProducePartResult {
+    crate::metrics::partition_error("Produce", e.kafka_code());
+    let mut result = produce_error(e.kafka_code(), e.to_string());
+    if let record::RecordError::MissingKeys(indexes) = e {
+        result.record_errors = indexes.iter().map(|i| (*i, Some(e.to_string()))).collect();
+    }
+    result
+}
+
+/// The appends of one produce request, and per part what to wait for: the
+/// partition and the last offset appended.
+struct Appended {
+    results: Vec<ProducePartResult>,
+    waits: Vec<Option<(PartitionRef, i64)>>,
+}
+
+/// Validate (unless the connection's shard did) and append every part now,
+/// in call order.
+fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appended {
     let mut results = Vec::with_capacity(parts.len());
     let mut waits: Vec<Option<(PartitionRef, i64)>> = Vec::with_capacity(parts.len());
     for part in parts {
@@ -52,28 +66,31 @@ pub fn produce(
             waits.push(None);
             continue;
         };
-        let opts = {
-            let cfg = &p.log.borrow().config;
-            // Compacted topics need a key on every record (Kafka: INVALID_RECORD).
-            record::ValidateOptions {
-                require_keys: cfg.compact,
-                ..record::ValidateOptions::new(cfg.max_message_bytes)
-            }
-        };
-        let validated = match record::validate_payload(&part.records, &opts) {
-            Ok(v) => v,
-            Err(e) => {
-                crate::metrics::partition_error("Produce", e.kafka_code());
-                let mut result = produce_error(e.kafka_code(), e.to_string());
-                if let record::RecordError::MissingKeys(indexes) = &e {
-                    result.record_errors = indexes.iter().map(|i| (*i, Some(e.to_string()))).collect();
+        let validated = match part.validated {
+            Some(v) => v,
+            None => {
+                let opts = {
+                    let cfg = &p.log.borrow().config;
+                    // Compacted topics need a key on every record (Kafka: INVALID_RECORD).
+                    record::ValidateOptions {
+                        require_keys: cfg.compact,
+                        ..record::ValidateOptions::new(cfg.max_message_bytes)
+                    }
+                };
+                match record::validate_payload(&part.records, &opts) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        results.push(validation_error(&e));
+                        waits.push(None);
+                        continue;
+                    }
                 }
-                results.push(result);
-                waits.push(None);
-                continue;
             }
         };
-        let appended = p.log.borrow_mut().append(&part.records, &validated, now);
+        let appended = p
+            .log
+            .borrow_mut()
+            .append_from_frame(&part.records, &validated, now, part.frame_len);
         match appended {
             Ok(info) => {
                 crate::metrics::bytes_in(&part.topic, part.records.len(), validated.total_records);
@@ -94,24 +111,118 @@ pub fn produce(
             }
         }
     }
-    let wait = acks != 0;
-    let limit = Duration::from_millis(timeout_ms.max(0) as u64).max(Duration::from_millis(1));
-    async move {
-        if !wait {
-            return results;
-        }
-        for (r, w) in results.iter_mut().zip(waits) {
-            let Some((p, last)) = w else { continue };
-            match timeout(limit, wait_high_watermark(&p, last + 1)).await {
-                Some(Ok(())) => {}
-                Some(Err(code)) => {
-                    *r = produce_error(code, "The log could not be written.");
-                }
-                None => *r = produce_error(ec::REQUEST_TIMED_OUT, "Timed out waiting for the append to be durable."),
-            }
-        }
-        results
+    Appended { results, waits }
+}
+
+/// The results once the appends are acknowledged per `acks`: acks=1/all
+/// wait (at most `timeout_ms`) for the data to be durable; acks=0 (no
+/// response) waits for that too, without a timeout, so the request's
+/// memory stays reserved until its staged data is written (backpressure for
+/// producers faster than the disk).
+async fn respond(shard: Rc<Shard>, appended: Appended, acks: i16, timeout_ms: i32) -> Vec<ProducePartResult> {
+    let Appended { mut results, waits } = appended;
+    if acks == 0 {
+        wait_durable(&shard, &waits).await;
+        return results;
     }
+    let limit = Duration::from_millis(timeout_ms.max(0) as u64).max(Duration::from_millis(1));
+    for (r, w) in results.iter_mut().zip(waits) {
+        let Some((p, last)) = w else { continue };
+        match timeout(limit, wait_high_watermark(&p, last + 1)).await {
+            Some(Ok(())) => {}
+            Some(Err(code)) => {
+                *r = produce_error(code, "The log could not be written.");
+            }
+            None => *r = produce_error(ec::REQUEST_TIMED_OUT, "Timed out waiting for the append to be durable."),
+        }
+    }
+    results
+}
+
+/// Wait until every append is durable (or its partition failed or went
+/// away), or the shard shuts down.
+async fn wait_durable(shard: &Shard, waits: &[Option<(PartitionRef, i64)>]) {
+    let all = async {
+        for (p, last) in waits.iter().flatten() {
+            let _ = wait_high_watermark(p, last + 1).await;
+        }
+    };
+    futures_lite::future::or(all, shard.until_shutdown()).await;
+}
+
+/// Validate and append every part now (in call order), then return a
+/// future that resolves once the appends are acknowledged per `acks`.
+/// Internal writers (the group coordinator) use this directly; client
+/// requests go through [`produce_request`].
+pub fn produce(
+    shard: &Rc<Shard>,
+    parts: Vec<ProducePart>,
+    acks: i16,
+    timeout_ms: i32,
+) -> impl Future<Output = Vec<ProducePartResult>> + 'static {
+    let appended = append_parts(shard, parts, now_ms());
+    respond(shard.clone(), appended, acks, timeout_ms)
+}
+
+/// A client's produce request on the owning shard: [`produce`] once the
+/// shard's staged-data budget has room for the records. Requests take their
+/// place in that (FIFO) queue in arrival order, so appends keep the order
+/// in which requests arrived; when there is room at once (the usual case)
+/// the appends happen before this returns. The room is held until the data
+/// is durable, also when the response went out earlier (acks=1/all that
+/// timed out), so staged data never exceeds the budget.
+pub fn produce_request(
+    shard: &Rc<Shard>,
+    parts: Vec<ProducePart>,
+    acks: i16,
+    timeout_ms: i32,
+) -> LocalBoxFuture<'static, Vec<ProducePartResult>> {
+    let need: usize = parts.iter().map(|p| p.records.len()).sum();
+    let mut room = shard.staged_budget.enqueue(need);
+    let (tx, rx) = oneshot();
+    let shard = shard.clone();
+    match (&mut room).now_or_never() {
+        Some(permit) => {
+            let appended = append_parts(&shard, parts, now_ms());
+            crate::io::executor::spawn_detached(finish_produce(shard, appended, acks, timeout_ms, permit, tx));
+        }
+        None => {
+            crate::metrics::with(|m| m.staged_budget_waits += 1);
+            crate::io::executor::spawn_detached(async move {
+                let stop = shard.until_shutdown();
+                let permit = futures_lite::future::or(room.map(Some), stop.map(|_| None)).await;
+                let Some(permit) = permit else {
+                    // Not appended: a retriable error, as a broker in
+                    // controlled shutdown answers.
+                    tx.send(
+                        parts
+                            .iter()
+                            .map(|_| produce_error(ec::NOT_LEADER_OR_FOLLOWER, "The broker is shutting down."))
+                            .collect(),
+                    );
+                    return;
+                };
+                let appended = append_parts(&shard, parts, now_ms());
+                finish_produce(shard, appended, acks, timeout_ms, permit, tx).await;
+            });
+        }
+    }
+    async move { rx.await.unwrap_or_default() }.boxed_local()
+}
+
+async fn finish_produce(
+    shard: Rc<Shard>,
+    appended: Appended,
+    acks: i16,
+    timeout_ms: i32,
+    room: Permit,
+    tx: OneshotSender<Vec<ProducePartResult>>,
+) {
+    let waits = appended.waits.clone();
+    let results = respond(shard.clone(), appended, acks, timeout_ms).await;
+    tx.send(results);
+    wait_durable(&shard, &waits).await;
+    drop(room);
 }
 
 /// Wait until the partition's high watermark reaches `target`.
