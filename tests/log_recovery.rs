@@ -802,7 +802,8 @@ fn restart_checks_only_what_lies_past_the_recovery_point() {
         let log = reopen(&path, cfg, None).await;
         let full = log.recovery_stats().clone();
         assert_eq!(full.segments_checked, full.segments, "{full:?}");
-        assert!(full.bytes_checked >= total - 64, "{full:?}, total {total}");
+        // (the active segment's file ends in O_DIRECT zero padding)
+        assert!(full.bytes_checked + 4096 >= total, "{full:?}, total {total}");
         assert_eq!(read_by_offset(&log).await.0, acked);
     });
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import time
 
 from kafkahelpers import create_topic, produce_numbered
 from rawkafka import fetch_request_v4, read_response
@@ -17,9 +18,17 @@ def fetch_batches(bootstrap: str, topic: str, offset: int) -> tuple[int, int, li
     """Fetch v4 at `offset`: (error, high watermark, [(base offset, last
     offset)] of the whole batches returned)."""
     host, port = bootstrap.split(":")
-    with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(fetch_request_v4(1, {topic: [(0, offset)]}, max_wait_ms=0, min_bytes=0))
-        resp = read_response(s)
+    for attempt in range(50):
+        try:
+            with socket.create_connection((host, int(port)), timeout=30) as s:
+                s.sendall(fetch_request_v4(1, {topic: [(0, offset)]}, max_wait_ms=0, min_bytes=0))
+                resp = read_response(s)
+            break
+        except ConnectionError:
+            # right after a start, before every shard serves
+            if attempt == 49:
+                raise
+            time.sleep(0.1)
     pos = 4 + 4  # correlation id, throttle time
     (ntopics,) = struct.unpack_from(">i", resp, pos)
     pos += 4
