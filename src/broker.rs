@@ -1,6 +1,7 @@
 //! Process start-up and shutdown: one pinned executor per shard, the mesh
 //! between them, metadata loading and the clean-shutdown marker.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ use crate::io::executor::{start_executor, ExecutorSpec};
 use crate::io::mesh::MeshBuilder;
 use crate::io::net::Listener;
 use crate::io::signal::{Countdown, Flag};
+use crate::log::checkpoint::TopicPartition;
 use crate::metadata::{store, ClusterMeta};
 use crate::routing::{Envelope, Router};
 use crate::shard::Shard;
@@ -70,6 +72,9 @@ pub struct Prepared {
     pub meta: ClusterMeta,
     /// The previous run shut down cleanly (its marker file was there).
     pub clean_start: bool,
+    /// Recovery points from the checkpoint files (see
+    /// [`crate::shard::checkpoint::load_recovery_points`]).
+    pub recovery_points: BTreeMap<TopicPartition, i64>,
 }
 
 /// Prepare the data directory: create it durably, consume the clean-shutdown
@@ -94,7 +99,16 @@ pub async fn prepare(config: &mut BrokerConfig) -> anyhow::Result<Prepared> {
     meta.fit_to_shards(config.shards);
     store::save(&dir, &meta).await?;
     config.cluster_id = meta.cluster_id.clone();
-    Ok(Prepared { meta, clean_start })
+    // Partition directories of deleted topics whose removal a stop cut short.
+    crate::log::dirs::remove_set_aside(crate::log::dirs::list_set_aside(&dir).await).await;
+    let recovery_points = crate::shard::checkpoint::load_recovery_points(&dir, &meta, config.shards)
+        .await
+        .with_context(|| format!("recovery point checkpoints in {}", dir.display()))?;
+    Ok(Prepared {
+        meta,
+        clean_start,
+        recovery_points,
+    })
 }
 
 /// Leave the marker that tells the next start the logs were closed cleanly.
@@ -107,7 +121,11 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     raise_memlock();
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
-    let Prepared { meta, clean_start } = futures::executor::block_on(prepare(&mut config))?;
+    let Prepared {
+        meta,
+        clean_start,
+        recovery_points,
+    } = futures::executor::block_on(prepare(&mut config))?;
     tracing::info!(
         data_dir = %config.data_dir.display(),
         listen = %config.listen,
@@ -148,6 +166,7 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
             ready: ready.clone(),
             failed: failed.clone(),
             clean_start,
+            recovery_points: recovery_points.clone(),
         };
         threads.push(start_executor(spec, move || run_shard(start))?);
     }
@@ -177,6 +196,8 @@ pub struct ShardStart {
     /// Set when a shard fails.
     pub failed: Flag,
     pub clean_start: bool,
+    /// Recovery points of every partition (each shard takes its own).
+    pub recovery_points: BTreeMap<TopicPartition, i64>,
 }
 
 /// Run one shard until the broker stops; true if it stopped cleanly.
@@ -201,12 +222,20 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
         ready,
         failed,
         clean_start,
+        recovery_points,
     } = start;
     let listen = config.listen;
     tracing::debug!(shard = id, "joining the shard mesh");
     let (sender, receivers) = mesh.join(id).await?;
     tracing::debug!(shard = id, "joined the shard mesh");
-    let shard = Shard::new(id, Rc::new(config), meta, Router::new(sender), clean_start);
+    let shard = Shard::with_recovery_points(
+        id,
+        Rc::new(config),
+        meta,
+        Router::new(sender),
+        clean_start,
+        recovery_points,
+    );
     for (_peer, rx) in receivers {
         crate::io::executor::spawn_detached(shard.clone().serve_peer(rx));
     }
@@ -222,6 +251,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     shard.open_owned_partitions().await?;
     tracing::debug!(shard = id, "partitions open");
     let flusher = crate::io::spawn(crate::shard::flusher::run(shard.clone()));
+    let checkpointer = crate::io::spawn(crate::shard::checkpoint::run(shard.clone()));
     ready.count_down();
     futures_lite::future::or(ready.wait(), async {
         failed.wait().await;
@@ -259,7 +289,9 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     drop(metrics);
     acceptor.await;
     flusher.await;
+    checkpointer.await;
     crate::shard::flusher::close_logs(&shard).await;
+    crate::shard::checkpoint::at_shutdown(&shard).await;
     shard.router.close();
     Ok(())
 }

@@ -135,6 +135,8 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("offsets.retention.check.interval.ms", "600000", ConfigType::Long),
     ("offset.metadata.max.bytes", "4096", ConfigType::Int),
     ("log.retention.check.interval.ms", "300000", ConfigType::Long),
+    ("log.flush.offset.checkpoint.interval.ms", "60000", ConfigType::Int),
+    ("producer.id.expiration.ms", "86400000", ConfigType::Int),
     ("group.initial.rebalance.delay.ms", "3000", ConfigType::Int),
     ("group.min.session.timeout.ms", "6000", ConfigType::Int),
     ("group.max.session.timeout.ms", "1800000", ConfigType::Int),

@@ -566,3 +566,280 @@ fn recovery_removes_deleted_and_orphaned_files() {
         assert!(!path.join("00000000000000000000.timeindex").exists());
     });
 }
+
+// ---- Recovery point, corruption in old segments ----
+
+/// Carry out one recovery-point checkpoint of `log` as the shard's task
+/// does (files written and synced); returns the new recovery point.
+async fn checkpoint(log: &mut PartitionLog) -> i64 {
+    if let Some(plan) = log.plan_checkpoint() {
+        plan.write().await.unwrap();
+        plan.sync_each().await.unwrap();
+        log.checkpoint_done(&plan);
+    }
+    log.recovery_point()
+}
+
+async fn reopen(dir: &Path, cfg: TopicConfig, recovery_point: Option<i64>) -> PartitionLog {
+    let recovery = partition::Recovery {
+        clean_shutdown: false,
+        recovery_point,
+        topic_id: None,
+    };
+    partition::open_with(dir, "t", 0, cfg, IoMode::Direct, recovery, 0)
+        .await
+        .unwrap()
+}
+
+/// Every record value by offset, reading around corrupt regions: offsets a
+/// read reports as corrupt are listed in the second result.
+async fn read_by_offset(log: &PartitionLog) -> (BTreeMap<i64, String>, Vec<i64>) {
+    read_from(log, log.log_start_offset()).await
+}
+
+async fn read_from(log: &PartitionLog, mut offset: i64) -> (BTreeMap<i64, String>, Vec<i64>) {
+    let mut out = BTreeMap::new();
+    let mut corrupt = Vec::new();
+    while offset < log.high_watermark() {
+        let data: Bytes = match log.plan_read(offset, 64 << 10) {
+            Err(LogError::Corrupt) => {
+                corrupt.push(offset);
+                offset += 1;
+                continue;
+            }
+            Err(e) => panic!("read at {offset}: {e}"),
+            Ok(ReadPlan::Empty) => panic!("nothing to read at {offset} below {}", log.high_watermark()),
+            Ok(ReadPlan::Cached(parts)) => Bytes::from(parts.concat()),
+            Ok(ReadPlan::File {
+                file,
+                position,
+                len,
+                file_end,
+            }) => file
+                .read_at(position, len.max((file_end - position) as usize))
+                .await
+                .unwrap(),
+        };
+        let before = offset;
+        for (at, h) in record::BatchIter::new(&data, true) {
+            if h.last_offset() < offset {
+                continue;
+            }
+            let b = data.slice(at..at + h.total_size());
+            for r in record::decode_records(&b).unwrap() {
+                let off = h.base_offset + i64::from(r.offset_delta);
+                if off >= offset {
+                    out.insert(off, String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+                }
+            }
+            offset = h.last_offset() + 1;
+        }
+        assert!(offset > before, "no progress reading at {offset}");
+    }
+    (out, corrupt)
+}
+
+/// Positions of the batches of a segment file.
+fn batch_positions(path: &Path) -> Vec<(usize, i64)> {
+    let data = std::fs::read(path).unwrap();
+    record::BatchIter::new(&data, true)
+        .map(|(at, h)| (at, h.base_offset))
+        .collect()
+}
+
+fn segment_logs(dir: &Path) -> Vec<String> {
+    let mut v = files_ending(dir, ".log");
+    v.sort();
+    v
+}
+
+/// 60 batches of 8 records in several segments.
+async fn fill(log: &mut PartitionLog) -> BTreeMap<i64, String> {
+    for i in 0..60 {
+        append_and_commit(log, &batch(8, &format!("b{i}"))).await;
+    }
+    read_by_offset(log).await.0
+}
+
+fn small_segments() -> TopicConfig {
+    topic_config(&[("segment.bytes", "20000"), ("index.interval.bytes", "1000")])
+}
+
+#[test]
+fn corrupt_batch_in_an_old_segment_keeps_later_segments_and_offsets() {
+    for with_checkpoint in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t-0");
+        run(move || async move {
+            let cfg = small_segments();
+            let mut log = open(&path, cfg.clone(), false).await;
+            let acked = fill(&mut log).await;
+            let rp = if with_checkpoint {
+                Some(checkpoint(&mut log).await)
+            } else {
+                None
+            };
+            let end = log.log_end_offset();
+            assert_eq!(end, 480);
+            drop(log);
+            let logs = segment_logs(&path);
+            assert!(logs.len() >= 3, "{logs:?}");
+            // Garbage over the header of the third batch of the first
+            // segment (a CRC-unchecked walk notices it too).
+            let first = path.join(&logs[0]);
+            let (pos, bad_base) = batch_positions(&first)[2];
+            let mut data = std::fs::read(&first).unwrap();
+            for b in &mut data[pos + 8..pos + 40] {
+                *b ^= 0x5a;
+            }
+            std::fs::write(&first, &data).unwrap();
+            // And a flipped byte in the records of a batch of the second
+            // segment (only a CRC check notices it).
+            let second = path.join(&logs[1]);
+            let (pos2, bad_base2) = batch_positions(&second)[1];
+            let mut data = std::fs::read(&second).unwrap();
+            data[pos2 + 90] ^= 0xff;
+            std::fs::write(&second, &data).unwrap();
+            let third_base: i64 = logs[2].trim_end_matches(".log").parse().unwrap();
+
+            let mut log = reopen(&path, cfg.clone(), rp).await;
+            assert_eq!(log.log_end_offset(), end, "the log end never moves back");
+            assert_eq!(segment_logs(&path)[..logs.len()], logs[..], "no segment is deleted");
+            let read = if with_checkpoint {
+                // Below the recovery point nothing is checked (as in Kafka):
+                // the damage stays unnoticed, and nothing is lost.
+                assert_eq!(log.recovery_stats().corrupt_regions, 0);
+                let (read, corrupt) = read_from(&log, third_base).await;
+                assert!(corrupt.is_empty());
+                assert_eq!(read, acked.range(third_base..).map(|(k, v)| (*k, v.clone())).collect());
+                read
+            } else {
+                let (read, corrupt) = read_by_offset(&log).await;
+                // Every acknowledged offset is readable or reported corrupt.
+                for (off, value) in &acked {
+                    match read.get(off) {
+                        Some(v) => assert_eq!(v, value, "offset {off}"),
+                        None => assert!(corrupt.contains(off), "offset {off} neither readable nor reported"),
+                    }
+                }
+                let expected: Vec<i64> = (bad_base..bad_base + 8).chain(bad_base2..bad_base2 + 8).collect();
+                assert_eq!(corrupt, expected, "exactly the damaged batches are reported");
+                assert_eq!(log.recovery_stats().corrupt_regions, 2);
+                read
+            };
+            // New appends never reuse an offset.
+            let base = append_and_commit(&mut log, &batch(2, "new")).await;
+            assert_eq!(base, end);
+            drop(log);
+            // And a second restart agrees.
+            let log = reopen(&path, cfg, None).await;
+            assert_eq!(log.log_end_offset(), end + 2);
+            let (read2, _) = read_from(&log, *read.keys().next().unwrap()).await;
+            assert_eq!(read2.len(), read.len() + 2);
+        });
+    }
+}
+
+#[test]
+fn corruption_followed_by_valid_data_in_the_last_segment_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let cfg = topic_config(&[]);
+        let mut log = open(&path, cfg.clone(), false).await;
+        for i in 0..6 {
+            append_and_commit(&mut log, &batch(5, &format!("b{i}"))).await;
+        }
+        drop(log);
+        let seg = path.join("00000000000000000000.log");
+        let (pos, _) = batch_positions(&seg)[2];
+        let mut data = std::fs::read(&seg).unwrap();
+        data[pos + 80] ^= 0xff;
+        std::fs::write(&seg, &data).unwrap();
+        let mut log = reopen(&path, cfg, None).await;
+        assert_eq!(log.log_end_offset(), 30);
+        let (read, corrupt) = read_by_offset(&log).await;
+        assert_eq!(corrupt, (10..15).collect::<Vec<_>>());
+        assert_eq!(read.len(), 25);
+        assert!(read[&29].starts_with("b5-4-"));
+        assert_eq!(append_and_commit(&mut log, &batch(1, "new")).await, 30);
+    });
+}
+
+#[test]
+fn restart_checks_only_what_lies_past_the_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let cfg = small_segments();
+        let mut log = open(&path, cfg.clone(), false).await;
+        fill(&mut log).await;
+        let rp = checkpoint(&mut log).await;
+        assert_eq!(rp, 480);
+        let n = log.segment_count();
+        for i in 0..3 {
+            append_and_commit(&mut log, &batch(8, &format!("c{i}"))).await;
+        }
+        let acked = read_by_offset(&log).await.0;
+        drop(log);
+        let total: u64 = segment_logs(&path)
+            .iter()
+            .map(|f| std::fs::metadata(path.join(f)).unwrap().len())
+            .sum();
+        // With the checkpoint: only the segment holding the recovery point
+        // is checked; the older ones are trusted.
+        let log = reopen(&path, cfg.clone(), Some(rp)).await;
+        let stats = log.recovery_stats().clone();
+        assert_eq!(log.log_end_offset(), 504);
+        assert_eq!(stats.segments, log.segment_count());
+        assert_eq!(stats.segments_checked, 1, "{stats:?}");
+        assert_eq!(stats.segments_trusted, stats.segments - 1, "{stats:?}");
+        assert!(stats.bytes_checked < total / 2, "{stats:?}, total {total}");
+        assert_eq!(read_by_offset(&log).await.0, acked);
+        assert!(log.segment_count() >= n);
+        drop(log);
+        // Without one: every segment is checked (what main always did).
+        let log = reopen(&path, cfg, None).await;
+        let full = log.recovery_stats().clone();
+        assert_eq!(full.segments_checked, full.segments, "{full:?}");
+        // (the active segment's file ends in O_DIRECT zero padding)
+        assert!(full.bytes_checked + 4096 >= total, "{full:?}, total {total}");
+        assert_eq!(read_by_offset(&log).await.0, acked);
+    });
+}
+
+#[test]
+fn torn_tail_past_the_recovery_point_is_cut_and_the_log_end_never_goes_below_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t-0");
+    run(move || async move {
+        let cfg = topic_config(&[]);
+        let mut log = open(&path, cfg.clone(), false).await;
+        for i in 0..4 {
+            append_and_commit(&mut log, &batch(5, &format!("b{i}"))).await;
+        }
+        let rp = checkpoint(&mut log).await;
+        assert_eq!(rp, 20);
+        append_and_commit(&mut log, &batch(5, "b4")).await;
+        drop(log);
+        let seg = path.join("00000000000000000000.log");
+        let positions = batch_positions(&seg);
+        let (last, _) = positions[4];
+        // A torn fifth batch (past the recovery point): cut off.
+        let mut data = std::fs::read(&seg).unwrap();
+        data[last + 80] ^= 0xff;
+        std::fs::write(&seg, &data).unwrap();
+        let log = reopen(&path, cfg.clone(), Some(rp)).await;
+        assert_eq!(log.log_end_offset(), 20);
+        assert_eq!(log.recovery_stats().corrupt_regions, 0);
+        drop(log);
+        // Synced data below the recovery point gone (the file cut short):
+        // the log end stays at the recovery point, offsets are not reused.
+        let f = std::fs::OpenOptions::new().write(true).open(&seg).unwrap();
+        f.set_len(positions[2].0 as u64).unwrap();
+        drop(f);
+        let mut log = reopen(&path, cfg, Some(rp)).await;
+        assert_eq!(log.log_end_offset(), 20);
+        assert_eq!(append_and_commit(&mut log, &batch(1, "new")).await, 20);
+    });
+}

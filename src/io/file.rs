@@ -388,6 +388,33 @@ pub async fn write_file(path: &Path, data: Vec<u8>) -> io::Result<()> {
     write_whole(path, &data, false).await
 }
 
+/// Write a whole small file and fdatasync it. Not atomic: after a crash the
+/// file may hold a prefix of the data (or of an older content), so callers
+/// validate what they read back (index files, producer state snapshots).
+pub async fn write_file_synced(path: &Path, data: Vec<u8>) -> io::Result<()> {
+    write_whole(path, &data, true).await
+}
+
+/// fdatasync an existing file by path (e.g. index files written earlier
+/// without syncing). Its directory entry is not synced (see
+/// [`super::fs::sync_dir`]).
+pub async fn sync_file(path: &Path) -> io::Result<()> {
+    if sim::active() {
+        sim_latency(LatencyKind::Sync).await;
+        let w = sim::world();
+        let ino = w.disk.open(path, false, false, false, w.now_ms())?;
+        return w.disk.sync(ino, path);
+    }
+    if !super::executor::in_glommio() {
+        return std::fs::File::open(path)?.sync_data();
+    }
+    let f = filtered(OpenOptions::new().read(true).buffered_open(path))
+        .await
+        .map_err(gerr)?;
+    filtered(f.fdatasync()).await.map_err(gerr)?;
+    filtered(f.close()).await.map_err(gerr)
+}
+
 /// Read a whole file; `None` if it does not exist.
 pub async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     if sim::active() {

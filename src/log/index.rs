@@ -47,6 +47,33 @@ impl OffsetIndex {
         }
     }
 
+    /// The last entry (relative offset, position).
+    pub fn last(&self) -> Option<(u32, u32)> {
+        self.entries.last().copied()
+    }
+
+    /// Keep only the entries for batches starting below `relative_offset`.
+    pub fn truncate_to_relative_offset(&mut self, relative_offset: u32) {
+        let i = self.entries.partition_point(|&(o, _)| o < relative_offset);
+        self.entries.truncate(i);
+    }
+
+    /// Number of entries for batches starting below `relative_offset`.
+    pub fn count_below(&self, relative_offset: u32) -> usize {
+        self.entries.partition_point(|&(o, _)| o < relative_offset)
+    }
+
+    /// The first `n` entries in the file format.
+    pub fn encode_prefix(&self, n: usize) -> Vec<u8> {
+        let n = n.min(self.entries.len());
+        let mut out = Vec::with_capacity(n * Self::ENTRY);
+        for &(o, p) in &self.entries[..n] {
+            out.extend_from_slice(&o.to_be_bytes());
+            out.extend_from_slice(&p.to_be_bytes());
+        }
+        out
+    }
+
     /// Drop entries at or past `position` (after truncating the log).
     pub fn truncate_to_position(&mut self, position: u32) {
         let i = self.entries.partition_point(|&(_, p)| p < position);
@@ -142,6 +169,17 @@ impl TimeIndex {
         self.entries.truncate(i);
     }
 
+    /// The entries pointing below `relative_offset`, in the file format.
+    pub fn encode_below(&self, relative_offset: u32) -> Vec<u8> {
+        let n = self.entries.partition_point(|&(_, o)| o < relative_offset);
+        let mut out = Vec::with_capacity(n * Self::ENTRY);
+        for &(t, o) in &self.entries[..n] {
+            out.extend_from_slice(&t.to_be_bytes());
+            out.extend_from_slice(&o.to_be_bytes());
+        }
+        out
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.entries.len() * Self::ENTRY);
         for &(t, o) in &self.entries {
@@ -187,6 +225,16 @@ mod tests {
         assert_eq!(i.lookup(10), 4096);
         assert_eq!(i.lookup(19), 4096);
         assert_eq!(i.lookup(25), 8192);
+        assert_eq!(i.last(), Some((20, 8192)));
+        assert_eq!(i.count_below(20), 1);
+        assert_eq!(i.count_below(21), 2);
+        assert_eq!(
+            OffsetIndex::decode(&i.encode_prefix(1), 10_000).map(|d| d.len()),
+            Some(1)
+        );
+        let mut j = i.clone();
+        j.truncate_to_relative_offset(20);
+        assert_eq!(j.last(), Some((10, 4096)));
         i.truncate_to_position(8192);
         assert_eq!(i.lookup(25), 4096);
     }
@@ -218,6 +266,7 @@ mod tests {
         assert_eq!(t.lookup(2500), 10);
         assert_eq!(t.lookup(9999), 30);
         assert_eq!(TimeIndex::decode(&t.encode()), Some(t.clone()));
+        assert_eq!(TimeIndex::decode(&t.encode_below(30)).map(|d| d.len()), Some(2));
         t.truncate_to_relative_offset(10);
         assert_eq!(t.len(), 1);
     }

@@ -1,6 +1,8 @@
 //! A partition's append-only log: segments (`.log`, sparse `.index` and
 //! `.timeindex`), recovery, staging for group commit and reads.
 
+pub mod checkpoint;
+pub mod dirs;
 pub mod index;
 pub mod partition;
 pub mod producer_state;

@@ -19,12 +19,19 @@ use crate::io::notify::Notify;
 use crate::protocol::error::{self as ec, ApiError};
 use crate::record::{self, BatchHeader, ValidatedBatches, LOG_OVERHEAD};
 
-use super::producer_state::{last_sequence, BatchMeta, ProducerStates, SeqCheck};
+use super::producer_state::{last_sequence, BatchMeta, ProducerBatch, ProducerStates, SeqCheck};
 use super::retention::{segments_to_delete, RetentionLimits, SegmentSummary};
 use super::segment::{Segment, DELETED_SUFFIX};
 
-/// File holding the producer state snapshot written at clean shutdown.
-pub const PRODUCER_SNAPSHOT: &str = "producer-state.json";
+mod durable;
+mod recovery;
+
+pub use durable::{CheckpointPlan, PartialIndex, SealedFiles};
+pub use recovery::{open, open_with, Recovery, RecoveryStats, PARTITION_METADATA};
+
+/// Most producer state snapshots taken at segment rolls kept in memory
+/// until the recovery-point checkpoint writes them.
+const PENDING_SNAPSHOTS: usize = 3;
 
 /// Why the log refused a request; [`LogError::kafka_code`] gives its code
 /// in the broker's error table, and it converts into [`ApiError`].
@@ -34,6 +41,9 @@ pub enum LogError {
     OffsetOutOfRange,
     #[error("storage error")]
     Storage,
+    /// The offset lies in a region of the log that recovery found corrupt.
+    #[error("the log is corrupt at this offset (found by recovery); later offsets are readable")]
+    Corrupt,
     /// Refused by the idempotent-producer checks (the Kafka code).
     #[error("producer state check failed with error {0}")]
     Producer(i16),
@@ -44,6 +54,7 @@ impl LogError {
         match self {
             LogError::OffsetOutOfRange => ec::OFFSET_OUT_OF_RANGE,
             LogError::Storage => ec::KAFKA_STORAGE_ERROR,
+            LogError::Corrupt => ec::CORRUPT_MESSAGE,
             LogError::Producer(code) => code,
         }
     }
@@ -188,6 +199,25 @@ pub struct PartitionLog {
     last_sync_ms: i64,
     failed: bool,
     producers: ProducerStates,
+    /// Offsets below this are synced to disk (fdatasync done).
+    synced_offset: i64,
+    /// The recovery point last made durable by a checkpoint: everything below
+    /// it is synced, and so are the index files of the segments below it.
+    recovery_point: i64,
+    /// Idempotent batches appended since `durable_producers_offset`, in
+    /// offset order.
+    producer_log: VecDeque<ProducerBatch>,
+    /// The producer state as of `durable_producers_offset` (every batch
+    /// below it applied): what a snapshot at the recovery point holds.
+    durable_producers: ProducerStates,
+    durable_producers_offset: i64,
+    /// Producer state snapshots taken at segment rolls (offset, encoded),
+    /// written by the next checkpoint that covers them.
+    pending_snapshots: VecDeque<(i64, Vec<u8>)>,
+    /// Offsets of the snapshot files in the directory, ascending.
+    snapshot_offsets: Vec<i64>,
+    /// What recovery did when the log was opened.
+    recovery_stats: RecoveryStats,
     /// Files of segments deleted by retention (renamed to `*.deleted`) and
     /// when to remove them (`file.delete.delay.ms`).
     pending_removal: Vec<(i64, PathBuf)>,
@@ -281,29 +311,33 @@ impl PartitionLog {
         };
         let mut first: Option<(i64, i64)> = None;
         let start_offset = self.next_offset;
+        self.fold_durable_producers(self.synced_offset);
         for span in &batches.batches {
             if span.len < record::BATCH_HEADER_LEN || span.start + span.len > payload.len() {
                 return Err(LogError::Storage);
             }
             let base = self.next_offset;
             let last = base + i64::from(span.last_offset_delta);
+            let mut idempotent = None;
             if span.producer_id >= 0 {
                 let last_seq = last_sequence(span.base_sequence, span.last_offset_delta);
                 match self
                     .producers
                     .check(span.producer_id, span.producer_epoch, span.base_sequence, last_seq)
                 {
-                    SeqCheck::Append => self.producers.record(
-                        span.producer_id,
-                        span.producer_epoch,
-                        BatchMeta {
-                            first_seq: span.base_sequence,
-                            last_seq,
-                            first_offset: base,
-                            last_offset: last,
-                        },
-                        now_ms,
-                    ),
+                    SeqCheck::Append => {
+                        idempotent = Some(ProducerBatch {
+                            producer_id: span.producer_id,
+                            epoch: span.producer_epoch,
+                            meta: BatchMeta {
+                                first_seq: span.base_sequence,
+                                last_seq,
+                                first_offset: base,
+                                last_offset: last,
+                            },
+                            timestamp: now_ms,
+                        })
+                    }
                     SeqCheck::Duplicate {
                         first_offset,
                         last_offset,
@@ -334,9 +368,21 @@ impl PartitionLog {
                         || last - seg.base_offset > i64::from(u32::MAX) - 1)
             };
             if must_roll {
+                // The producer state as of the new segment's base (this
+                // batch not yet recorded), for a snapshot file (Kafka's
+                // `<offset>.snapshot` at roll).
+                if self.pending_snapshots.len() == PENDING_SNAPSHOTS {
+                    self.pending_snapshots.pop_front();
+                }
+                self.pending_snapshots
+                    .push_back((base, self.producers.encode_snapshot(base)));
                 let seg = Segment::new(&self.dir, base, now_ms);
                 self.segments.push(seg);
                 self.check_segments();
+            }
+            if let Some(b) = idempotent {
+                self.producers.apply(&b);
+                self.producer_log.push_back(b);
             }
             let interval = self.config.index_interval_bytes;
             let seg = self.active();
@@ -515,6 +561,7 @@ impl PartitionLog {
         if job.sync {
             self.unsynced_messages = 0;
             self.last_sync_ms = now_ms;
+            self.synced_offset = self.synced_offset.max(job.upto_offset);
         } else {
             self.unsynced_messages += newly.max(0);
         }
@@ -580,6 +627,9 @@ impl PartitionLog {
     pub fn synced(&mut self, now_ms: i64) {
         self.unsynced_messages = 0;
         self.last_sync_ms = now_ms;
+        // No flush job runs between `due_time_sync` and this call (both in
+        // the flusher loop): everything written is synced now.
+        self.synced_offset = self.synced_offset.max(self.written_offset);
     }
 
     /// Plan a read of whole batches starting with the one containing
@@ -622,11 +672,14 @@ impl PartitionLog {
         } else {
             seg
         };
+        if seg.corrupt_at(offset).is_some() {
+            return Err(LogError::Corrupt);
+        }
         let Some(file) = seg.file.clone() else {
             return Ok(ReadPlan::Empty);
         };
         let position = u64::from(seg.index.lookup(seg.relative(offset)));
-        let file_end = seg.written;
+        let file_end = seg.readable_end(position);
         if position >= file_end {
             return Ok(ReadPlan::Empty);
         }
@@ -788,7 +841,7 @@ impl PartitionLog {
         let seg = self.segments.iter().find(|s| s.max_timestamp >= ts)?;
         let rel = seg.time_index.lookup(ts);
         let position = u64::from(seg.index.lookup(rel));
-        Some((seg.file.clone()?, position, seg.written))
+        Some((seg.file.clone()?, position, seg.readable_end(position)))
     }
 
     /// Every segment's file, position 0 and end, for a max-timestamp scan.
@@ -798,12 +851,7 @@ impl PartitionLog {
             .iter()
             .filter(|s| s.max_timestamp >= 0)
             .max_by_key(|s| s.max_timestamp)?;
-        Some((seg.file.clone()?, 0, seg.written, seg.max_timestamp))
-    }
-
-    /// The producer state to persist at clean shutdown.
-    pub fn producer_snapshot(&self) -> Option<(PathBuf, Vec<u8>)> {
-        (!self.producers.is_empty()).then(|| (self.dir.join(PRODUCER_SNAPSHOT), self.producers.encode()))
+        Some((seg.file.clone()?, 0, seg.readable_end(0), seg.max_timestamp))
     }
 
     /// Files to close and index data to persist at shutdown.
@@ -992,272 +1040,4 @@ pub fn select_batches(data: &Bytes, offset: i64, hwm: i64, max_bytes: usize) -> 
     } else {
         Selection::End
     }
-}
-
-/// Open a partition directory, recovering it: segments are listed, the
-/// last one (all of them after an unclean shutdown) is scanned and CRC
-/// checked, a torn tail is truncated, indexes are rebuilt when missing or
-/// inconsistent with the log.
-pub async fn open(
-    dir: &Path,
-    topic: &str,
-    partition: i32,
-    config: TopicConfig,
-    io_mode: IoMode,
-    clean_shutdown: bool,
-    now_ms: i64,
-) -> std::io::Result<PartitionLog> {
-    crate::io::fs::create_dir_durable(dir).await?;
-    let mut bases: Vec<i64> = crate::io::fs::read_dir(dir)
-        .await?
-        .iter()
-        .filter_map(|e| super::segment::parse_segment_file_name(&e.name))
-        .collect();
-    bases.sort_unstable();
-    let mut segments: Vec<Segment> = Vec::new();
-    let mut corrupt_from: Option<usize> = None;
-    // Producer state: the snapshot from a clean shutdown, then whatever the
-    // scanned segments add. (After a crash, producers last seen in older
-    // segments are forgotten; they get UNKNOWN_PRODUCER_ID and reset.)
-    let snapshot_path = dir.join(PRODUCER_SNAPSHOT);
-    let mut producers = if clean_shutdown {
-        crate::io::file::read_file(&snapshot_path)
-            .await?
-            .and_then(|d| ProducerStates::decode(&d))
-            .unwrap_or_default()
-    } else {
-        ProducerStates::new()
-    };
-    let _ = crate::io::fs::remove_file(&snapshot_path).await;
-    for (i, &base) in bases.iter().enumerate() {
-        let mut seg = Segment::new(dir, base, now_ms);
-        seg.modified_ms = crate::io::fs::metadata(&seg.log_path())
-            .await
-            .map(|m| m.modified_ms)
-            .unwrap_or(-1);
-        let file = LogFile::open(&seg.log_path(), io_mode).await?;
-        let size = file.size().await?;
-        let last = i + 1 == bases.len();
-        let mut trusted = false;
-        if clean_shutdown && !last {
-            if let (Some(idx), Some(tidx)) = (
-                crate::io::file::read_file(&seg.index_path()).await?,
-                crate::io::file::read_file(&seg.time_index_path()).await?,
-            ) {
-                if let (Some(idx), Some(tidx)) = (
-                    super::index::OffsetIndex::decode(&idx, size),
-                    super::index::TimeIndex::decode(&tidx),
-                ) {
-                    // Trust the indexes; learn the segment's end offset and
-                    // max timestamp from its last indexed region.
-                    seg.index = idx;
-                    seg.time_index = tidx;
-                    trusted = true;
-                }
-            }
-        }
-        let valid = scan_segment(
-            &file,
-            &mut seg,
-            size,
-            !trusted,
-            config.index_interval_bytes,
-            trusted,
-            &mut producers,
-        )
-        .await?;
-        if valid < size {
-            let padding_only = is_zero_padding(&file, valid, size).await?;
-            if !padding_only {
-                tracing::warn!(dir = %dir.display(), base, valid, size, "truncating torn or corrupt segment tail");
-            }
-            file.truncate(valid).await?;
-            file.sync().await?;
-            if !last && !padding_only {
-                // Kafka's rule: nothing after a corrupt batch is trusted.
-                corrupt_from = Some(i + 1);
-            }
-        }
-        seg.sealed = !last;
-        seg.seal_done = !last;
-        seg.size = valid;
-        seg.written = valid;
-        if io_mode == IoMode::Direct && file.mode() == IoMode::Direct {
-            let start = valid - valid % ALIGN;
-            seg.tail = file.read_at(start, (valid - start) as usize).await?.to_vec();
-        }
-        seg.file = Some(file);
-        segments.push(seg);
-        if corrupt_from.is_some() {
-            break;
-        }
-    }
-    if let Some(from) = corrupt_from {
-        for &base in &bases[from..] {
-            for ext in ["log", "index", "timeindex"] {
-                let _ = crate::io::fs::remove_file(&dir.join(super::segment::segment_file_name(base, ext))).await;
-            }
-        }
-    }
-    remove_leftovers(dir, &segments).await;
-    if segments.is_empty() {
-        segments.push(Segment::new(dir, 0, now_ms));
-    }
-    let next_offset = segments.last().map(|s| s.next_offset).unwrap_or(0);
-    let log_start_offset = segments.first().map(|s| s.base_offset).unwrap_or(0);
-    let log = PartitionLog {
-        topic: topic.to_string(),
-        partition,
-        dir: dir.to_path_buf(),
-        config,
-        io_mode,
-        segments,
-        log_start_offset,
-        next_offset,
-        written_offset: next_offset,
-        high_watermark: next_offset,
-        leader_epoch: 0,
-        staged: Vec::new(),
-        staged_bytes: 0,
-        cache: VecDeque::new(),
-        cache_bytes: 0,
-        cache_limit: 4 << 20,
-        unsynced_messages: 0,
-        last_sync_ms: now_ms,
-        failed: false,
-        producers,
-        pending_removal: Vec::new(),
-        changed: Notify::new(),
-    };
-    log.check_segments();
-    Ok(log)
-}
-
-/// Remove what recovery does not use: files of segments deleted by retention
-/// (`*.deleted`, whose removal a restart cut short) and index files of
-/// segments whose log is gone (a crash between renaming a deleted segment's
-/// index files and its log).
-async fn remove_leftovers(dir: &Path, segments: &[Segment]) {
-    let Ok(entries) = crate::io::fs::read_dir(dir).await else {
-        return;
-    };
-    for e in entries {
-        let name = &e.name;
-        let stale = name.ends_with(DELETED_SUFFIX)
-            || super::segment::parse_index_file_name(name)
-                .is_some_and(|base| !segments.iter().any(|s| s.base_offset == base));
-        if stale {
-            let path = dir.join(name);
-            if let Err(err) = crate::io::fs::remove_file(&path).await {
-                tracing::warn!("removing {}: {err}", path.display());
-            }
-        }
-    }
-}
-
-/// A file's modification time in ms since the epoch.
-/// Whether the file holds only zeros from `from` to `to` (O_DIRECT padding
-/// of a segment that was not cut to size before a crash).
-async fn is_zero_padding(file: &LogFile, from: u64, to: u64) -> std::io::Result<bool> {
-    if to - from > 2 * ALIGN {
-        return Ok(false);
-    }
-    let data = file.read_at(from, (to - from) as usize).await?;
-    Ok(data.iter().all(|&b| b == 0))
-}
-
-/// Scan a segment file: returns the length of its valid prefix and fills in
-/// the segment's offsets, timestamps and indexes. When the indexes are
-/// trusted (clean shutdown) only the region after the last index entry is
-/// scanned.
-async fn scan_segment(
-    file: &LogFile,
-    seg: &mut Segment,
-    size: u64,
-    verify_crc: bool,
-    interval: u64,
-    trusted: bool,
-    producers: &mut ProducerStates,
-) -> std::io::Result<u64> {
-    let mut note = |seg: &mut Segment, h: &BatchHeader| {
-        seg.note_append(
-            h.base_offset,
-            h.last_offset(),
-            h.max_timestamp,
-            h.total_size() as u64,
-            interval,
-        );
-        if h.producer_id >= 0 && !h.is_control() {
-            let last_seq = last_sequence(h.base_sequence, h.last_offset_delta);
-            producers.record(
-                h.producer_id,
-                h.producer_epoch,
-                BatchMeta {
-                    first_seq: h.base_sequence,
-                    last_seq,
-                    first_offset: h.base_offset,
-                    last_offset: h.last_offset(),
-                },
-                h.max_timestamp,
-            );
-        }
-    };
-    const CHUNK: usize = 1 << 20;
-    let mut pos: u64 = 0;
-    if trusted {
-        pos = u64::from(seg.index.lookup(u32::MAX));
-        if let Some((ts, _)) = seg.time_index.last() {
-            seg.max_timestamp = ts;
-        }
-    } else {
-        seg.index = super::index::OffsetIndex::new();
-        seg.time_index = super::index::TimeIndex::new();
-    }
-    seg.size = pos;
-    seg.bytes_since_index = 0;
-    while pos < size {
-        let want = CHUNK.min((size - pos) as usize);
-        let buf = file.read_at(pos, want).await?;
-        if buf.is_empty() {
-            break;
-        }
-        let mut it = record::BatchIter::new(&buf, verify_crc);
-        for (_, h) in it.by_ref() {
-            if seg.size > 0 && h.base_offset < seg.next_offset {
-                return Ok(pos); // offsets must grow: the rest is garbage
-            }
-            note(seg, &h);
-            pos = seg.size;
-        }
-        let valid = it.valid_len();
-        if valid == buf.len() {
-            continue;
-        }
-        // The next batch is cut by the chunk end, or the data is torn.
-        let rest = &buf[valid..];
-        let spans_chunk = match BatchHeader::parse(rest) {
-            Some(h) => h.batch_length >= 49 && h.total_size() > rest.len() && pos + h.total_size() as u64 <= size,
-            None => rest.len() < record::BATCH_HEADER_LEN && pos + rest.len() as u64 <= size && want == CHUNK,
-        };
-        if !spans_chunk {
-            return Ok(pos);
-        }
-        if valid > 0 {
-            continue; // re-read starting at this batch
-        }
-        // A single batch larger than the chunk.
-        let Some(h) = BatchHeader::parse(rest) else {
-            return Ok(pos);
-        };
-        let big = file.read_at(pos, h.total_size()).await?;
-        let mut it2 = record::BatchIter::new(&big, verify_crc);
-        match it2.next() {
-            Some((_, h2)) if seg.size == 0 || h2.base_offset >= seg.next_offset => {
-                note(seg, &h2);
-                pos = seg.size;
-            }
-            _ => return Ok(pos),
-        }
-    }
-    Ok(pos.min(size))
 }

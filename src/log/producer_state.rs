@@ -29,6 +29,16 @@ pub struct ProducerEntry {
     pub last_timestamp: i64,
 }
 
+/// An idempotent batch as the producer state records it (appended, or
+/// replayed from the log at recovery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub epoch: i16,
+    pub meta: BatchMeta,
+    pub timestamp: i64,
+}
+
 /// What to do with an incoming batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SeqCheck {
@@ -138,19 +148,138 @@ impl ProducerStates {
         e.last_timestamp = e.last_timestamp.max(timestamp);
     }
 
+    /// [`ProducerStates::record`] for a [`ProducerBatch`].
+    pub fn apply(&mut self, b: &ProducerBatch) {
+        self.record(b.producer_id, b.epoch, b.meta, b.timestamp);
+    }
+
     /// Forget producers idle since before `cutoff_ms`
     /// (producer.id.expiration.ms).
     pub fn expire(&mut self, cutoff_ms: i64) {
         self.producers.retain(|_, e| e.last_timestamp >= cutoff_ms);
     }
 
-    pub fn encode(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-
-    pub fn decode(data: &[u8]) -> Option<Self> {
+    /// The JSON snapshot older versions wrote at clean shutdown
+    /// (`producer-state.json`); read once for compatibility.
+    pub fn decode_legacy_json(data: &[u8]) -> Option<Self> {
         serde_json::from_slice(data).ok()
     }
+
+    /// The state as a snapshot file for `offset` (the state after every
+    /// batch below it): see [`decode_snapshot`] for the layout.
+    pub fn encode_snapshot(&self, offset: i64) -> Vec<u8> {
+        let mut ids: Vec<&i64> = self.producers.keys().collect();
+        ids.sort_unstable();
+        let mut body = Vec::with_capacity(12 + ids.len() * (19 + CACHED_BATCHES * BATCH_META_LEN));
+        body.extend_from_slice(&offset.to_be_bytes());
+        body.extend_from_slice(&(ids.len() as u32).to_be_bytes());
+        for id in ids {
+            let e = &self.producers[id];
+            body.extend_from_slice(&id.to_be_bytes());
+            body.extend_from_slice(&e.epoch.to_be_bytes());
+            body.extend_from_slice(&e.last_timestamp.to_be_bytes());
+            let n = e.batches.len().min(usize::from(u8::MAX));
+            body.push(n as u8);
+            for b in e.batches.iter().skip(e.batches.len() - n) {
+                body.extend_from_slice(&b.first_seq.to_be_bytes());
+                body.extend_from_slice(&b.last_seq.to_be_bytes());
+                body.extend_from_slice(&b.first_offset.to_be_bytes());
+                body.extend_from_slice(&b.last_offset.to_be_bytes());
+            }
+        }
+        let mut out = Vec::with_capacity(SNAPSHOT_HEADER_LEN + body.len());
+        out.extend_from_slice(SNAPSHOT_MAGIC);
+        out.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+        out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+}
+
+/// Producer state snapshot files: `<offset, 20 digits>.snapshot` in the
+/// partition directory, as Kafka names them; the content is ringlog's own.
+/// Layout (big-endian): magic `RLPS`, version u16 (1), CRC-32C u32 of the
+/// rest, snapshot offset i64, producer count u32, then per producer: id
+/// i64, epoch i16, last timestamp i64, batch count u8 and per batch first
+/// sequence i32, last sequence i32, first offset i64, last offset i64.
+pub const SNAPSHOT_SUFFIX: &str = ".snapshot";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"RLPS";
+const SNAPSHOT_VERSION: u16 = 1;
+const SNAPSHOT_HEADER_LEN: usize = 10;
+const BATCH_META_LEN: usize = 24;
+
+/// File name of the snapshot at `offset`.
+pub fn snapshot_file_name(offset: i64) -> String {
+    format!("{offset:020}{SNAPSHOT_SUFFIX}")
+}
+
+/// The offset of a snapshot file name.
+pub fn parse_snapshot_file_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(SNAPSHOT_SUFFIX)?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+/// Decode a snapshot: its offset and state. `None` when the data is not a
+/// whole, intact snapshot (wrong magic or version, CRC mismatch, truncated,
+/// trailing bytes, a producer listed twice): the caller falls back to an
+/// older snapshot.
+pub fn decode_snapshot(data: &[u8]) -> Option<(i64, ProducerStates)> {
+    struct Reader<'a>(&'a [u8]);
+    impl Reader<'_> {
+        fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+            let (head, rest) = self.0.split_first_chunk::<N>()?;
+            self.0 = rest;
+            Some(*head)
+        }
+        fn i64(&mut self) -> Option<i64> {
+            self.take().map(i64::from_be_bytes)
+        }
+        fn i32(&mut self) -> Option<i32> {
+            self.take().map(i32::from_be_bytes)
+        }
+    }
+    let (magic, rest) = data.split_first_chunk::<4>()?;
+    if magic != SNAPSHOT_MAGIC {
+        return None;
+    }
+    let mut r = Reader(rest);
+    if u16::from_be_bytes(r.take()?) != SNAPSHOT_VERSION {
+        return None;
+    }
+    let crc = u32::from_be_bytes(r.take()?);
+    if crc32c::crc32c(r.0) != crc {
+        return None;
+    }
+    let offset = r.i64()?;
+    let count = u32::from_be_bytes(r.take()?);
+    let mut states = ProducerStates::new();
+    for _ in 0..count {
+        let id = r.i64()?;
+        let epoch = i16::from_be_bytes(r.take()?);
+        let last_timestamp = r.i64()?;
+        let n = r.take::<1>()?[0];
+        let mut batches = VecDeque::with_capacity(usize::from(n));
+        for _ in 0..n {
+            batches.push_back(BatchMeta {
+                first_seq: r.i32()?,
+                last_seq: r.i32()?,
+                first_offset: r.i64()?,
+                last_offset: r.i64()?,
+            });
+        }
+        let entry = ProducerEntry {
+            epoch,
+            batches,
+            last_timestamp,
+        };
+        if states.producers.insert(id, entry).is_some() {
+            return None;
+        }
+    }
+    r.0.is_empty().then_some((offset, states))
 }
 
 #[cfg(test)]
@@ -235,9 +364,46 @@ mod tests {
         let mut s = ProducerStates::new();
         s.record(1, 0, meta(0, 1, 0), 100);
         s.record(2, 0, meta(0, 1, 2), 500);
-        let back = ProducerStates::decode(&s.encode()).unwrap();
-        assert_eq!(back, s);
+        let (at, back) = decode_snapshot(&s.encode_snapshot(42)).unwrap();
+        assert_eq!((at, &back), (42, &s));
         s.expire(200);
         assert!(s.get(1).is_none() && s.get(2).is_some());
+    }
+
+    #[test]
+    fn snapshots_are_checked() {
+        let mut s = ProducerStates::new();
+        for id in 0..20 {
+            for i in 0..7 {
+                s.record(
+                    id,
+                    (id % 3) as i16,
+                    meta(i * 2, i * 2 + 1, id * 100 + i64::from(i) * 2),
+                    1000 + id,
+                );
+            }
+        }
+        let data = s.encode_snapshot(1234);
+        assert_eq!(decode_snapshot(&data), Some((1234, s.clone())));
+        assert_eq!(
+            decode_snapshot(&ProducerStates::new().encode_snapshot(0)),
+            Some((0, ProducerStates::new()))
+        );
+        // Any flipped byte, any truncation, any extra byte: refused.
+        for i in 0..data.len() {
+            let mut bad = data.clone();
+            bad[i] ^= 0x40;
+            assert_eq!(decode_snapshot(&bad), None, "flipped byte {i}");
+        }
+        for n in 0..data.len() {
+            assert_eq!(decode_snapshot(&data[..n]), None, "truncated to {n}");
+        }
+        let mut longer = data.clone();
+        longer.push(0);
+        assert_eq!(decode_snapshot(&longer), None);
+        assert_eq!(snapshot_file_name(1234), "00000000000000001234.snapshot");
+        assert_eq!(parse_snapshot_file_name("00000000000000001234.snapshot"), Some(1234));
+        assert_eq!(parse_snapshot_file_name("00000000000000001234.snapshot.tmp"), None);
+        assert_eq!(parse_snapshot_file_name("1234.snapshot"), None);
     }
 }

@@ -54,6 +54,26 @@ pub struct Segment {
     /// write of this segment is in flight or will come, so retention may
     /// delete it.
     pub seal_done: bool,
+    /// The segment is sealed and its index files and final size are synced:
+    /// the recovery point may pass it (recovery then trusts its index files).
+    pub index_synced: bool,
+    /// Index entries of this (active) segment written and synced by the
+    /// last recovery-point checkpoint.
+    pub index_checkpointed: usize,
+    /// Unreadable regions found by recovery (bad CRC, garbage), in file order.
+    /// Their offsets are never handed out again; reads get CORRUPT_MESSAGE.
+    pub corrupt: Vec<CorruptRange>,
+}
+
+/// A region of a segment file that recovery could not read: the offsets
+/// `[from_offset, to_offset)` were (or may have been) stored in the bytes
+/// `[position, end_position)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CorruptRange {
+    pub from_offset: i64,
+    pub to_offset: i64,
+    pub position: u64,
+    pub end_position: u64,
 }
 
 impl Segment {
@@ -74,7 +94,29 @@ impl Segment {
             modified_ms: now_ms,
             sealed: false,
             seal_done: false,
+            index_synced: false,
+            index_checkpointed: 0,
+            corrupt: Vec::new(),
         }
+    }
+
+    /// The corrupt region holding `offset`, if any.
+    pub fn corrupt_at(&self, offset: i64) -> Option<&CorruptRange> {
+        self.corrupt
+            .iter()
+            .find(|c| c.from_offset <= offset && offset < c.to_offset)
+    }
+
+    /// Where a read starting at `position` must stop: the file's written
+    /// end, or the start of the next corrupt region.
+    pub fn readable_end(&self, position: u64) -> u64 {
+        self.corrupt
+            .iter()
+            .filter(|c| c.position >= position)
+            .map(|c| c.position)
+            .min()
+            .unwrap_or(self.written)
+            .min(self.written)
     }
 
     pub fn log_path(&self) -> PathBuf {

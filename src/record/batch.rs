@@ -234,6 +234,19 @@ impl BatchHeader {
         self.attributes & ATTR_CONTROL != 0
     }
 
+    /// Whether the header could start a batch: magic 2, `batch_length >= 49`,
+    /// non-negative base offset, last offset delta and record count, a known
+    /// codec. (The CRC is not checked.)
+    #[inline]
+    pub fn is_plausible(&self) -> bool {
+        self.magic == MAGIC_V2
+            && self.batch_length >= MIN_BATCH_LENGTH
+            && self.base_offset >= 0
+            && self.last_offset_delta >= 0
+            && self.record_count >= 0
+            && self.compression().is_some()
+    }
+
     /// True for idempotent / transactional producers (`producer_id >= 0`).
     #[inline]
     pub fn has_producer_id(&self) -> bool {
@@ -396,13 +409,7 @@ impl<'a> BatchIter<'a> {
 
     fn check(&self, rest: &[u8]) -> Option<(BatchHeader, usize)> {
         let h = BatchHeader::parse(rest)?;
-        if h.magic != MAGIC_V2
-            || h.batch_length < MIN_BATCH_LENGTH
-            || h.base_offset < 0
-            || h.last_offset_delta < 0
-            || h.record_count < 0
-            || h.compression().is_none()
-        {
+        if !h.is_plausible() {
             return None;
         }
         let total = h.total_size();

@@ -117,12 +117,6 @@ async fn sync_relaxed(shard: &Rc<Shard>) {
 /// off the active segments and sync.
 pub async fn close_logs(shard: &Rc<Shard>) {
     for p in shard.all_partitions() {
-        let snapshot = p.log.borrow().producer_snapshot();
-        if let Some((path, data)) = snapshot {
-            if let Err(e) = crate::io::file::write_file_atomic(&path, &data).await {
-                tracing::warn!("writing producer state of {}-{}: {e}", p.topic, p.index);
-            }
-        }
         let files = p.log.borrow().shutdown_info();
         for (file, size, seal) in files {
             let r: std::io::Result<()> = async {

@@ -2,6 +2,7 @@
 //! a copy of the cluster metadata, its side of the mesh, and the
 //! group-commit loop that writes and syncs its partitions' logs.
 
+pub mod checkpoint;
 pub mod controller;
 pub mod flusher;
 pub mod groups;
@@ -9,7 +10,7 @@ pub mod ops;
 pub mod retention;
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -68,10 +69,25 @@ pub struct Shard {
     /// wait here, in arrival order, before appending, and hold their share
     /// until the data is on disk.
     pub staged_budget: Semaphore,
+    /// Recovery points from the checkpoint files, taken by the partitions
+    /// as they are opened.
+    recovery_points: RefCell<BTreeMap<crate::log::checkpoint::TopicPartition, i64>>,
 }
 
 impl Shard {
     pub fn new(id: usize, config: Rc<BrokerConfig>, meta: ClusterMeta, router: Router, clean_start: bool) -> Rc<Self> {
+        Self::with_recovery_points(id, config, meta, router, clean_start, BTreeMap::new())
+    }
+
+    /// A shard whose partitions recover from the given recovery points.
+    pub fn with_recovery_points(
+        id: usize,
+        config: Rc<BrokerConfig>,
+        meta: ClusterMeta,
+        router: Router,
+        clean_start: bool,
+        recovery_points: BTreeMap<crate::log::checkpoint::TopicPartition, i64>,
+    ) -> Rc<Self> {
         let groups = groups::Groups::new(&config);
         let budget = config.request_budget_per_shard();
         let filesystem = crate::io::file::Filesystem::open(&config.data_dir).ok();
@@ -92,6 +108,7 @@ impl Shard {
             groups,
             request_budget: Semaphore::new(budget),
             staged_budget: Semaphore::new(budget),
+            recovery_points: RefCell::new(recovery_points),
         })
     }
 
@@ -207,13 +224,21 @@ impl Shard {
             return Ok(());
         }
         let dir = self.partition_dir(topic, partition);
-        let log = crate::log::partition::open(
+        let recovery = crate::log::partition::Recovery {
+            clean_shutdown: self.clean_start,
+            recovery_point: self
+                .recovery_points
+                .borrow_mut()
+                .remove(&(topic.to_string(), partition)),
+            topic_id: self.meta.borrow().topics.get(topic).map(|t| t.id),
+        };
+        let log = crate::log::partition::open_with(
             &dir,
             topic,
             partition,
             cfg,
             self.config.io_mode,
-            self.clean_start,
+            recovery,
             crate::io::time::now_ms(),
         )
         .await
@@ -254,19 +279,33 @@ impl Shard {
                     }
                 }
             }
-            MetaUpdate::Delete { name, .. } => {
+            MetaUpdate::Delete { name, id } => {
                 let removed = self.partitions.borrow_mut().remove(&name).unwrap_or_default();
+                let mut aside = Vec::new();
                 for p in removed.into_iter().flatten() {
                     p.deleted.set(true);
                     p.log.borrow().changed.notify_all();
+                    // Renamed aside durably (Kafka's `-delete` directories),
+                    // removed in the background; leftovers go at the next
+                    // start. A recreated topic gets a fresh directory.
                     let dir = self.partition_dir(&p.topic, p.index);
-                    if let Err(e) = crate::io::fs::remove_dir_all(&dir).await {
-                        if e.kind() != std::io::ErrorKind::NotFound {
-                            tracing::warn!("removing {}: {e}", dir.display());
+                    match crate::log::dirs::set_aside(&self.config.data_dir, &dir, &p.topic, p.index, &id).await {
+                        Ok(Some(to)) => aside.push(to),
+                        Ok(None) => {}
+                        Err(e) => {
+                            tracing::warn!("setting {} aside: {e}; removing it now", dir.display());
+                            if let Err(e) = crate::io::fs::remove_dir_all(&dir).await {
+                                if e.kind() != std::io::ErrorKind::NotFound {
+                                    tracing::warn!("removing {}: {e}", dir.display());
+                                }
+                            }
+                            let _ = crate::io::fs::sync_dir(&self.config.data_dir).await;
                         }
                     }
                 }
-                let _ = crate::io::fs::sync_dir(&self.config.data_dir).await;
+                if !aside.is_empty() {
+                    crate::io::executor::spawn_detached(crate::log::dirs::remove_set_aside(aside));
+                }
                 groups::on_topics_deleted(self, std::slice::from_ref(&name));
             }
             MetaUpdate::GroupConfigs { group, configs } => groups::on_group_configs(self, &group, &configs),
