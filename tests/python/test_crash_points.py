@@ -393,6 +393,8 @@ def test_kill9_at_random_moments(broker_factory, seed, report):
                 checker.problems.append(f"{pr.topic}: fatal producer errors {pr.fatal[:3]}")
             if pr.failed:
                 checker.problems.append(f"{pr.topic}: {len(pr.failed)} messages failed, first {pr.failed[:3]}")
+    if not checker.verified:
+        checker.problems.append("no acknowledged message was found at its offset: the run checked nothing")
     assert not checker.problems, f"seed {seed}:\n" + "\n".join(checker.problems)
 
 
