@@ -8,6 +8,7 @@
 # 2. cargo fmt --check, cargo clippy --all-targets -- -D warnings,
 #    cargo build --release, cargo test --release;
 # 3. the end-to-end pytest suite (tests/python) against target/release/ringlog;
+#    then a 3-minute soak (scripts/soak.sh: restarts, invariants, resources);
 # 4. librdkafka's own test suite against the broker
 #    (scripts/compat-librdkafka.sh);
 # 5. prints a breakdown and one summary line "N passed, N failed, N skipped"
@@ -25,6 +26,7 @@
 #   RINGLOG_PYTEST_ARGS     extra pytest arguments (e.g. "-k kcat -x")
 #   RINGLOG_FUZZ_SECONDS    seconds per fuzz target (default 60)
 #   RINGLOG_SKIP_FUZZ=1     skip the fuzz step (CI always runs it)
+#   RINGLOG_SOAK_MINUTES    length of the soak step (scripts/soak.sh; default 3)
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -224,6 +226,26 @@ if ((py_xfail > 0)); then
     py_note="$py_xfail of them xfail: known broker bugs"
 fi
 record "pytest (e2e)" "$py_pass" "$py_fail" "$py_skip" "$py_note"
+
+# ---------------------------------------------------------------------------
+# 3a. A short soak: mixed load, kill -9 and SIGTERM restarts, every ack
+#     checked, RSS and open files watched (scripts/soak.sh)
+# ---------------------------------------------------------------------------
+soak_minutes="${RINGLOG_SOAK_MINUTES:-3}"
+log "scripts/soak.sh --minutes $soak_minutes"
+soak_log="$LOG_DIR/soak.log"
+soak_rc=0
+RINGLOG_BIN="$REPO_ROOT/target/release/ringlog" RINGLOG_VENV="$VENV" \
+    scripts/soak.sh --minutes "$soak_minutes" 2>&1 | tee "$soak_log" || soak_rc=$?
+s_pass=0 s_fail=0
+soak_counts="$(grep -E '^soak: [0-9]+ passed, [0-9]+ failed$' "$soak_log" | tail -n 1 || true)"
+if [[ $soak_counts =~ ^soak:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+    s_pass="${BASH_REMATCH[1]}" s_fail="${BASH_REMATCH[2]}"
+fi
+if ((soak_rc != 0 && s_fail == 0)); then
+    s_fail=1 # the driver crashed or the broker did not start
+fi
+record "soak ($soak_minutes min)" "$s_pass" "$s_fail"
 
 # ---------------------------------------------------------------------------
 # 3b. Host tuning scripts (check / apply / undo)
