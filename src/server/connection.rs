@@ -4,6 +4,13 @@
 //! request order, so appends from one connection keep their order) while
 //! earlier requests are still being worked on; the write side sends the
 //! responses strictly in request order (pipelining).
+//!
+//! When the client goes away (end of stream, a read error) or the
+//! connection is closed for a bad request, the requests still in progress
+//! are dropped with it, as Kafka drops them: a parked fetch releases its
+//! watches (on other shards too, see [`crate::routing`]). Only at shutdown
+//! are they finished (a parked fetch completes with what it has) and their
+//! responses written.
 
 use std::rc::Rc;
 
@@ -78,6 +85,7 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
         let _ = wr.close().await;
     });
     let mut frames = FrameReader::new(rd, shard.config.socket_request_max_bytes);
+    let mut shutting_down = false;
     loop {
         let stop = shard.until_shutdown();
         let next = futures_lite::future::or(async { Some(frames.next().await) }, async {
@@ -86,7 +94,10 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
         })
         .await;
         let mut frame = match next {
-            None => break, // shutting down
+            None => {
+                shutting_down = true;
+                break;
+            }
             Some(Ok(f)) => {
                 super::capture::frame(&f);
                 f
@@ -161,5 +172,10 @@ async fn serve_connection(shard: Rc<Shard>, conn: Connection) {
         }
     }
     drop(tx);
-    writer.await;
+    if shutting_down {
+        // Parked requests complete on the shutdown; write their responses.
+        writer.await;
+    }
+    // Otherwise the client is gone (or is being disconnected): dropping the
+    // writer drops every request still in progress.
 }

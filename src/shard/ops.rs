@@ -6,15 +6,15 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::FutureExt;
 
-use crate::io::time::{now_ms, timeout};
+use crate::io::time::{now_ms, sleep_until, timeout};
 use crate::log::partition::{select_batches, Selection};
 use crate::log::ReadPlan;
 use crate::protocol::error as ec;
 use crate::record;
 use crate::routing::{
     FetchPart, FetchPartResult, ListOffsetsPart, ListOffsetsPartResult, ProducePart, ProducePartResult, WatchPart,
+    WatchReport, WatchSpec,
 };
 
 use super::{PartitionRef, Shard};
@@ -144,6 +144,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, m
     let mut any = !min_one;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
+        crate::io::yield_if_needed().await;
         let Some(p) = shard.partition(&part.topic, part.partition) else {
             let code = if shard.meta.borrow().owner(&part.topic, part.partition).is_some() {
                 ec::NOT_LEADER_OR_FOLLOWER
@@ -154,6 +155,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, m
                 error: code,
                 high_watermark: -1,
                 log_start_offset: -1,
+                hw_bytes: 0,
                 batches: vec![],
             });
             continue;
@@ -169,6 +171,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, m
                 error: 0,
                 high_watermark: log.high_watermark(),
                 log_start_offset: log.log_start_offset(),
+                hw_bytes: log.hw_bytes(),
                 batches: vec![],
             }
         } else {
@@ -213,19 +216,40 @@ pub fn trim_to_budget(parts: &mut Vec<Bytes>, budget: usize, min_one: bool) {
     }
 }
 
+/// The offset after the last whole batch in `parts` (batches, or batches
+/// split into header and body pieces), or None when there is none.
+pub fn end_offset(parts: &[Bytes]) -> Option<i64> {
+    let mut end = None;
+    let mut i = 0usize;
+    while i < parts.len() {
+        let h = record::BatchHeader::parse(&parts[i])?;
+        end = Some(h.last_offset() + 1);
+        let mut covered = 0usize;
+        while i < parts.len() && covered < h.total_size() {
+            covered += parts[i].len();
+            i += 1;
+        }
+    }
+    end
+}
+
 async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
-    let (plan, hwm, lso) = {
+    // The plan, the high watermark and its byte counter are read together:
+    // a parked fetch counts what arrives past exactly this point.
+    let (plan, hwm, lso, hw_bytes) = {
         let log = p.log.borrow();
         (
             log.plan_read(offset, max_bytes),
             log.high_watermark(),
             log.log_start_offset(),
+            log.hw_bytes(),
         )
     };
     let mut r = FetchPartResult {
         error: 0,
         high_watermark: hwm,
         log_start_offset: lso,
+        hw_bytes,
         batches: vec![],
     };
     match plan {
@@ -244,6 +268,7 @@ async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> Fetc
             crate::metrics::with(|m| m.cache_misses += 1);
             let mut pos = position;
             while pos < file_end {
+                crate::io::yield_if_needed().await;
                 let want = (len as u64).min(file_end - pos) as usize;
                 let data = match file.read_at(pos, want).await {
                     Ok(d) => d,
@@ -278,28 +303,86 @@ async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> Fetc
     r
 }
 
-/// Complete when any listed partition's high watermark passes its offset,
-/// or after `max_wait_ms`.
-pub async fn watch(shard: &Rc<Shard>, parts: Vec<WatchPart>, max_wait_ms: u64) {
-    let mut listeners = Vec::with_capacity(parts.len());
-    for part in &parts {
-        let Some(p) = shard.partition(&part.topic, part.partition) else {
-            return; // gone or moved: let the fetch report it
-        };
-        let log = p.log.borrow();
-        if log.high_watermark() > part.offset || log.is_failed() {
-            return;
+/// The bytes a watched partition gained since the fetch read it, capped by
+/// what it may still add to the response.
+pub fn gained(part: &WatchPart, hw_bytes_now: u64) -> u64 {
+    hw_bytes_now.saturating_sub(part.hw_bytes).min(part.room)
+}
+
+/// Whether a watch answers now, given the bytes its partitions gained
+/// (`bytes`), whether one of them broke (failed, deleted, left the shard)
+/// and whether it must stop (deadline passed, shard shutting down). None:
+/// keep waiting, for a change that can satisfy the fetch.
+pub fn watch_decision(spec: &WatchSpec, bytes: u64, broken: bool, stopping: bool) -> Option<WatchReport> {
+    if broken || stopping {
+        return Some(WatchReport { bytes, stop: true });
+    }
+    if bytes >= spec.need || spec.report_above.is_some_and(|r| bytes > r) {
+        return Some(WatchReport { bytes, stop: false });
+    }
+    None
+}
+
+/// Park a fetch on this shard's partitions (Kafka's delayed fetch): answer
+/// once the bytes that became readable past what the fetch read (capped per
+/// partition) reach what it still needs, or exceed what was last reported
+/// (a fetch over several shards sums the reports), or a partition broke,
+/// the deadline passed or the shard shuts down. Costs a listener per
+/// partition while parked, no CPU: it looks again only when a partition's
+/// high watermark moved (or it failed or was deleted) and never reads data.
+pub async fn watch(shard: &Rc<Shard>, spec: WatchSpec) -> WatchReport {
+    let _parked = super::Parked::new(&shard.parked_watches);
+    let mut parts = Vec::with_capacity(spec.parts.len());
+    for wp in &spec.parts {
+        match shard.partition(&wp.topic, wp.partition) {
+            Some(p) => parts.push((p, wp)),
+            // Gone or moved since the read: let the fetch report it.
+            None => return WatchReport { bytes: 0, stop: true },
         }
-        listeners.push(log.changed.listen());
     }
-    if listeners.is_empty() {
-        return;
+    let mut ended = std::pin::pin!(futures_lite::future::or(
+        shard.until_shutdown(),
+        sleep_until(spec.deadline)
+    ));
+    let mut stopping = false;
+    loop {
+        let mut listeners = Vec::with_capacity(parts.len());
+        let mut bytes = 0u64;
+        let mut broken = false;
+        for (p, wp) in &parts {
+            let log = p.log.borrow();
+            broken |= log.is_failed() || p.deleted.get();
+            bytes = bytes.saturating_add(gained(wp, log.hw_bytes()));
+            listeners.push(log.changed.listen());
+        }
+        stopping |= shard.shutting_down.get() || spec.deadline.remaining().is_zero();
+        if let Some(report) = watch_decision(&spec, bytes, broken, stopping) {
+            return report;
+        }
+        // Wait for one of the partitions to change, or the end.
+        let changed = futures::future::poll_fn(|cx| {
+            for l in listeners.iter_mut() {
+                if std::pin::Pin::new(l).poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        });
+        let woke_by_end = futures_lite::future::or(
+            async {
+                changed.await;
+                false
+            },
+            async {
+                (&mut ended).await;
+                true
+            },
+        )
+        .await;
+        if woke_by_end {
+            stopping = true;
+        }
     }
-    let _ = timeout(
-        Duration::from_millis(max_wait_ms),
-        futures::future::select_all(listeners.into_iter().map(|l| l.boxed_local())),
-    )
-    .await;
 }
 
 /// Offset lookups: -1 latest, -2 earliest, -3 max timestamp, -4 earliest
@@ -308,6 +391,7 @@ pub async fn watch(shard: &Rc<Shard>, parts: Vec<WatchPart>, max_wait_ms: u64) {
 pub async fn list_offsets(shard: &Rc<Shard>, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsPartResult> {
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
+        crate::io::yield_if_needed().await;
         let Some(p) = shard.partition(&part.topic, part.partition) else {
             out.push(ListOffsetsPartResult {
                 error: ec::UNKNOWN_TOPIC_OR_PARTITION,
@@ -369,9 +453,11 @@ async fn find_by_timestamp(
 ) -> Option<(i64, i64)> {
     const CHUNK: usize = 1 << 20;
     while pos < end {
+        crate::io::yield_if_needed().await;
         let data: Bytes = file.read_at(pos, CHUNK.min((end - pos) as usize)).await.ok()?;
         let mut consumed = 0usize;
         for (at, h) in record::BatchIter::new(&data, false) {
+            crate::io::yield_if_needed().await;
             consumed = at + h.total_size();
             if h.base_offset >= hwm {
                 return None;
@@ -431,6 +517,91 @@ mod tests {
             })
             .collect();
         Bytes::from(build_batch(0, 0, Compression::None, &recs))
+    }
+
+    fn spec(need: u64, report_above: Option<u64>) -> WatchSpec {
+        WatchSpec {
+            parts: Vec::new(),
+            need,
+            report_above,
+            deadline: crate::io::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn gained_bytes_are_capped_by_the_partitions_room() {
+        let wp = WatchPart {
+            topic: "t".into(),
+            partition: 0,
+            hw_bytes: 1000,
+            room: 500,
+        };
+        assert_eq!(gained(&wp, 1000), 0);
+        assert_eq!(gained(&wp, 1200), 200);
+        assert_eq!(gained(&wp, 9000), 500);
+        // A counter below the baseline (a recreated log) gains nothing.
+        assert_eq!(gained(&wp, 10), 0);
+    }
+
+    #[test]
+    fn a_watch_answers_only_when_it_can_satisfy_or_must_stop() {
+        // One shard: only reaching `need` answers.
+        let one = spec(1000, None);
+        assert_eq!(watch_decision(&one, 0, false, false), None);
+        assert_eq!(watch_decision(&one, 999, false, false), None);
+        assert_eq!(
+            watch_decision(&one, 1000, false, false),
+            Some(WatchReport {
+                bytes: 1000,
+                stop: false
+            })
+        );
+        assert_eq!(
+            watch_decision(&one, 10, true, false),
+            Some(WatchReport { bytes: 10, stop: true })
+        );
+        assert_eq!(
+            watch_decision(&one, 10, false, true),
+            Some(WatchReport { bytes: 10, stop: true })
+        );
+        // Several shards: more than reported last answers too, the same
+        // amount does not (that would spin).
+        let several = spec(1000, Some(300));
+        assert_eq!(watch_decision(&several, 300, false, false), None);
+        assert_eq!(
+            watch_decision(&several, 301, false, false),
+            Some(WatchReport {
+                bytes: 301,
+                stop: false
+            })
+        );
+    }
+
+    #[test]
+    fn end_offset_of_whole_and_split_batches() {
+        let a = Bytes::from(build_batch(10, 0, Compression::None, &records(3)));
+        let b = Bytes::from(build_batch(13, 0, Compression::None, &records(5)));
+        assert_eq!(end_offset(&[]), None);
+        assert_eq!(end_offset(&[a.clone()]), Some(13));
+        assert_eq!(end_offset(&[a.clone(), b.clone()]), Some(18));
+        let split = [
+            a.slice(..BATCH_HEADER_LEN),
+            a.slice(BATCH_HEADER_LEN..),
+            b.slice(..BATCH_HEADER_LEN),
+            b.slice(BATCH_HEADER_LEN..),
+        ];
+        assert_eq!(end_offset(&split), Some(18));
+    }
+
+    fn records(n: usize) -> Vec<Record<'static>> {
+        (0..n)
+            .map(|i| Record {
+                key: None,
+                value: Some(b"value"),
+                headers: &[],
+                timestamp_delta: i as i64,
+            })
+            .collect()
     }
 
     #[test]

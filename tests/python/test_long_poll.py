@@ -183,7 +183,6 @@ PROBE_GAP_S = 0.25
 MIN_BYTES_CONSUMERS = 8
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: a fetch with unmet min_bytes spins on its shard for its whole wait, acks wait ~2 s")
 def test_min_bytes_consumer_does_not_delay_producer_on_same_partition(broker):
     """Caught-up consumers with fetch.min.bytes=1000000 and
     fetch.wait.max.ms=2000 (a common throughput setting) sit parked in 2 s
@@ -333,7 +332,6 @@ def served_within(broker, topic: str, partitions: int, tag: str, bound_s: float)
     return problems
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: a fetch with max_wait_ms = min_bytes = 2^31-1 freezes its shard")
 def test_huge_raw_fetch_parks_and_others_are_served(broker):
     """While Fetches with max_wait_ms = min_bytes = 2^31-1 are parked on
     partitions of both shards, other clients produce (acks=all) to the same
@@ -353,7 +351,6 @@ def test_huge_raw_fetch_parks_and_others_are_served(broker):
     assert not hung, f"SIGTERM did not stop the broker within {RAW_BOUND_S:.0f}s after the fetches' sockets closed"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: closing the socket does not release a parked huge fetch")
 def test_huge_raw_fetch_released_when_its_socket_closes(broker):
     """Closing the sockets of parked huge Fetches releases them: afterwards the
     broker is idle (its CPU time grows by less than half of the wall time:
@@ -381,7 +378,6 @@ def test_huge_raw_fetch_released_when_its_socket_closes(broker):
     assert not hung, f"SIGTERM did not stop the broker within {RAW_BOUND_S:.0f}s after the fetch's socket closed"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 8: SIGTERM does not stop a broker with a huge fetch parked")
 def test_sigterm_with_huge_raw_fetch_parked(broker, report):
     """SIGTERM stops the broker while huge Fetches are parked (hang bound
     RAW_BOUND_S)."""
