@@ -335,31 +335,43 @@ pub async fn watch(shard: &Rc<Shard>, spec: WatchSpec) -> WatchReport {
     let mut parts = Vec::with_capacity(spec.parts.len());
     for wp in &spec.parts {
         match shard.partition(&wp.topic, wp.partition) {
-            Some(p) => parts.push((p, wp)),
+            Some(p) => parts.push(p),
             // Gone or moved since the read: let the fetch report it.
             None => return WatchReport { bytes: 0, stop: true },
         }
     }
-    let mut ended = std::pin::pin!(futures_lite::future::or(
-        shard.until_shutdown(),
-        sleep_until(spec.deadline)
-    ));
+    watch_partitions(&parts, &spec, shard.until_shutdown()).await
+}
+
+/// The wait of [`watch`] over resolved partitions (`parts[i]` is
+/// `spec.parts[i]`): it looks at them again only when one of them changed
+/// (its `changed` Notify: a high watermark moved, it failed or was
+/// deleted), and stops at the deadline or when `stop` completes.
+pub async fn watch_partitions(
+    parts: &[PartitionRef],
+    spec: &WatchSpec,
+    stop: impl std::future::Future<Output = ()>,
+) -> WatchReport {
+    let mut ended = std::pin::pin!(futures_lite::future::or(stop, sleep_until(spec.deadline)));
     let mut stopping = false;
     loop {
         let mut listeners = Vec::with_capacity(parts.len());
         let mut bytes = 0u64;
         let mut broken = false;
-        for (p, wp) in &parts {
+        for (p, wp) in parts.iter().zip(&spec.parts) {
             let log = p.log.borrow();
             broken |= log.is_failed() || p.deleted.get();
             bytes = bytes.saturating_add(gained(wp, log.hw_bytes()));
             listeners.push(log.changed.listen());
         }
-        stopping |= shard.shutting_down.get() || spec.deadline.remaining().is_zero();
-        if let Some(report) = watch_decision(&spec, bytes, broken, stopping) {
+        broken |= parts.len() != spec.parts.len();
+        stopping |= spec.deadline.remaining().is_zero();
+        if let Some(report) = watch_decision(spec, bytes, broken, stopping) {
             return report;
         }
-        // Wait for one of the partitions to change, or the end.
+        // Wait for one of the partitions to change, or the end. Each
+        // listener completes once, after a notify_all that came after it
+        // was made: this await is pending until then.
         let changed = futures::future::poll_fn(|cx| {
             for l in listeners.iter_mut() {
                 if std::pin::Pin::new(l).poll(cx).is_ready() {
@@ -582,7 +594,7 @@ mod tests {
         let a = Bytes::from(build_batch(10, 0, Compression::None, &records(3)));
         let b = Bytes::from(build_batch(13, 0, Compression::None, &records(5)));
         assert_eq!(end_offset(&[]), None);
-        assert_eq!(end_offset(&[a.clone()]), Some(13));
+        assert_eq!(end_offset(std::slice::from_ref(&a)), Some(13));
         assert_eq!(end_offset(&[a.clone(), b.clone()]), Some(18));
         let split = [
             a.slice(..BATCH_HEADER_LEN),
@@ -602,6 +614,215 @@ mod tests {
                 timestamp_delta: i as i64,
             })
             .collect()
+    }
+
+    /// The parked watch on a real partition log, on a real executor: it
+    /// answers only when enough bytes arrived (capped by the partition's
+    /// room), when asked for progress, when a partition breaks, at its
+    /// deadline or when stopped. Hang bounds only.
+    mod parked {
+        use std::cell::{Cell, RefCell};
+        use std::collections::BTreeMap;
+        use std::future::Future;
+        use std::rc::Rc;
+        use std::time::Duration;
+
+        use super::super::{gained, watch_partitions};
+        use super::batch;
+        use crate::config::{BrokerConfig, Overrides, TopicConfig};
+        use crate::io::file::IoMode;
+        use crate::io::notify::Notify;
+        use crate::io::time::{sleep, timeout, Instant};
+        use crate::log::partition::{execute_sync, execute_writes};
+        use crate::record;
+        use crate::routing::{WatchPart, WatchReport, WatchSpec};
+        use crate::shard::{Partition, PartitionRef};
+
+        const HANG: Duration = Duration::from_secs(30);
+        /// Long enough for a woken watch to have answered.
+        const SETTLE: Duration = Duration::from_millis(30);
+
+        fn on_executor<F, Fut>(f: F)
+        where
+            F: FnOnce() -> Fut + Send + 'static,
+            Fut: Future<Output = ()> + 'static,
+        {
+            let spec = crate::io::executor::ExecutorSpec {
+                name: "watch-test".into(),
+                cpu: None,
+                io_memory: 1 << 20,
+                spin_before_park: None,
+            };
+            crate::io::executor::start_executor(spec, f).unwrap().join().unwrap()
+        }
+
+        async fn partition(dir: &std::path::Path) -> PartitionRef {
+            let broker = BrokerConfig::load(&Overrides::default()).unwrap();
+            let cfg = TopicConfig::resolve(&BTreeMap::new(), &broker);
+            let log = crate::log::partition::open(dir, "t", 0, cfg, IoMode::Direct, true, 0)
+                .await
+                .unwrap();
+            Rc::new(Partition {
+                topic: "t".into(),
+                index: 0,
+                log: RefCell::new(log),
+                dirty: Cell::new(false),
+                deleted: Cell::new(false),
+            })
+        }
+
+        /// Append one batch of `n` records and commit it (moves the high
+        /// watermark, notifies `changed`); its size.
+        async fn append(p: &PartitionRef, n: usize) -> u64 {
+            let payload = batch(n);
+            let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
+            let mut job = {
+                let mut log = p.log.borrow_mut();
+                log.append(&payload, &v, 0).unwrap();
+                log.take_flush_job(0).unwrap()
+            };
+            execute_writes(&mut job).await.unwrap();
+            execute_sync(&job).await.unwrap();
+            p.log.borrow_mut().complete_flush(job, true, 0);
+            payload.len() as u64
+        }
+
+        fn spec(p: &PartitionRef, room: u64, need: u64, report_above: Option<u64>, wait: Duration) -> WatchSpec {
+            WatchSpec {
+                parts: vec![WatchPart {
+                    topic: "t".into(),
+                    partition: 0,
+                    hw_bytes: p.log.borrow().hw_bytes(),
+                    room,
+                }],
+                need,
+                report_above,
+                deadline: Instant::now().add(wait),
+            }
+        }
+
+        type Answer = Rc<Cell<Option<WatchReport>>>;
+
+        /// Start a watch as its own task; its answer lands in the cell.
+        fn park(
+            p: &PartitionRef,
+            spec: WatchSpec,
+            stop: impl Future<Output = ()> + 'static,
+        ) -> (Answer, crate::io::executor::Task<()>) {
+            let answer: Answer = Rc::new(Cell::new(None));
+            let (p, a) = (p.clone(), answer.clone());
+            let task = crate::io::spawn(async move {
+                a.set(Some(watch_partitions(&[p], &spec, stop).await));
+            });
+            (answer, task)
+        }
+
+        /// Still parked: no answer, and listening on the partition again.
+        async fn assert_parked(p: &PartitionRef, answer: &Answer, what: &str) {
+            sleep(SETTLE).await;
+            assert_eq!(answer.get(), None, "{what}: the watch answered");
+            assert_eq!(
+                p.log.borrow().changed.waiting(),
+                1,
+                "{what}: the watch is not listening"
+            );
+        }
+
+        #[test]
+        fn wakes_only_when_the_missing_bytes_arrived() {
+            on_executor(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let p = partition(dir.path()).await;
+                let first = append(&p, 1).await;
+                assert_eq!(p.log.borrow().hw_bytes(), first, "the counter counts the batch bytes");
+                let one = batch(1).len() as u64;
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 3 * one, None, HANG), std::future::pending());
+                assert_parked(&p, &answer, "nothing new").await;
+                append(&p, 1).await;
+                assert_parked(&p, &answer, "a third of what it needs").await;
+                append(&p, 1).await;
+                assert_parked(&p, &answer, "two thirds of what it needs").await;
+                append(&p, 1).await;
+                assert!(timeout(HANG, task).await.is_some(), "the watch hangs");
+                assert_eq!(
+                    answer.get(),
+                    Some(WatchReport {
+                        bytes: 3 * one,
+                        stop: false
+                    })
+                );
+                assert_eq!(p.log.borrow().changed.waiting(), 0, "the watch left a listener behind");
+            });
+        }
+
+        #[test]
+        fn bytes_beyond_a_partitions_room_do_not_count() {
+            on_executor(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let p = partition(dir.path()).await;
+                append(&p, 1).await;
+                let one = batch(1).len() as u64;
+                // Room for one batch, but two missing: only the deadline ends it.
+                let (answer, task) = park(
+                    &p,
+                    spec(&p, one, 2 * one, None, Duration::from_millis(300)),
+                    std::future::pending(),
+                );
+                for _ in 0..3 {
+                    append(&p, 1).await;
+                }
+                assert_eq!(gained(&spec(&p, one, 0, None, HANG).parts[0], u64::MAX), one);
+                assert!(timeout(HANG, task).await.is_some(), "the watch ignored its deadline");
+                assert_eq!(answer.get(), Some(WatchReport { bytes: one, stop: true }));
+            });
+        }
+
+        #[test]
+        fn reports_progress_when_asked_and_stops_on_request_or_breakage() {
+            on_executor(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let p = partition(dir.path()).await;
+                append(&p, 1).await;
+                let one = batch(1).len() as u64;
+                // Part of a fetch over several shards: more than reported
+                // before answers; the same amount does not.
+                // (Its read was one batch ago, and it reported that batch.)
+                let mut s = spec(&p, 1 << 20, 10 * one, Some(one), HANG);
+                s.parts[0].hw_bytes -= one;
+                let (answer, task) = park(&p, s, std::future::pending());
+                assert_parked(&p, &answer, "only what it reported").await;
+                append(&p, 1).await;
+                assert!(timeout(HANG, task).await.is_some(), "the watch hangs");
+                assert_eq!(
+                    answer.get(),
+                    Some(WatchReport {
+                        bytes: 2 * one,
+                        stop: false
+                    })
+                );
+                // Stopped (shutdown): answers with what it has.
+                let stop = Rc::new(Notify::new());
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 10 * one, None, HANG), stop.listen());
+                assert_parked(&p, &answer, "before the stop").await;
+                stop.notify_all();
+                assert!(timeout(HANG, task).await.is_some(), "the watch ignored the stop");
+                assert_eq!(answer.get(), Some(WatchReport { bytes: 0, stop: true }));
+                // The partition is deleted: answers so that the fetch reports it.
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 10 * one, None, HANG), std::future::pending());
+                assert_parked(&p, &answer, "before the deletion").await;
+                p.deleted.set(true);
+                p.log.borrow().changed.notify_all();
+                assert!(timeout(HANG, task).await.is_some(), "the watch ignored the deletion");
+                assert_eq!(answer.get(), Some(WatchReport { bytes: 0, stop: true }));
+                // Dropping a parked watch (its fetch was cancelled) leaves no listener.
+                p.deleted.set(false);
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 10 * one, None, HANG), std::future::pending());
+                assert_parked(&p, &answer, "before the drop").await;
+                drop(task);
+                sleep(SETTLE).await;
+                assert_eq!(p.log.borrow().changed.waiting(), 0, "a dropped watch still listens");
+            });
+        }
     }
 
     #[test]
