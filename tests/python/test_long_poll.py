@@ -11,18 +11,20 @@ milliseconds.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import threading
 import time
+import urllib.request
 
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 from kafka import KafkaConsumer
 from kafka import TopicPartition as KTopicPartition
 
-from conftest import stop_bounded
+from conftest import DEFAULT_CONFIG, free_port, stop_bounded
 from kafkahelpers import consume_all, consumer_conf, create_topic
-from rawkafka import INT32_MAX, fetch_request_v4
+from rawkafka import INT32_MAX, fetch_request_v4, parse_fetch_response_v4, read_response
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -391,6 +393,83 @@ def test_sigterm_with_huge_raw_fetch_parked(broker, report):
     finally:
         for s in socks:
             s.close()
+
+
+def parked_counts(metrics_port: int) -> tuple[int, int]:
+    """(parked fetches, parked watches) summed over the shards."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+
+    def total(name: str) -> int:
+        values = re.findall(r"^" + name + r'\{shard="\d+"\} (\S+)$', text, re.M)
+        assert values, f"{name} missing from the metrics"
+        return int(sum(float(v) for v in values))
+
+    return total("ringlog_shard_fetches_parked"), total("ringlog_shard_fetch_watches_parked")
+
+
+def wait_for_counts(metrics_port: int, want: tuple[int, int], bound_s: float, what: str) -> None:
+    deadline = time.monotonic() + bound_s
+    while True:
+        got = parked_counts(metrics_port)
+        if got == want:
+            return
+        assert time.monotonic() < deadline, f"{what}: (parked fetches, watches) = {got}, expected {want}"
+        time.sleep(0.1)
+
+
+def test_parked_fetches_are_counted_and_released_when_their_sockets_close(broker_factory):
+    """Each parked huge Fetch shows as one parked fetch (on its connection's
+    shard) and one parked watch (on its partition's shard, the same or the
+    other one); closing the sockets releases all of them, on both shards."""
+    port = free_port()
+    broker = broker_factory({**DEFAULT_CONFIG, "ringlog.metrics.listen": f"127.0.0.1:{port}"})
+    topic = "huge-wait-count"
+    seeded_topic(broker, topic)
+    socks = park_huge_fetches(broker, topic, 2, offset=0)
+    try:
+        wait_for_counts(port, (RAW_CONNS, RAW_CONNS), SETUP_S, "while parked")
+    finally:
+        for s in socks:
+            s.close()
+    wait_for_counts(port, (0, 0), RAW_BOUND_S, "after the sockets closed")
+    _, hung = stop_bounded(broker, RAW_BOUND_S)
+    assert not hung
+
+
+# -- the broker's fetch.max.bytes caps every response -----------------------------
+
+FETCH_MAX = 4096
+
+
+def test_broker_fetch_max_bytes_caps_the_response(broker_factory):
+    """fetch.max.bytes = 4096: a Fetch asking for 50 MiB over partitions on
+    both shards gets at most 4096 bytes of records, yet at least one batch;
+    a single batch larger than the cap is returned whole (KIP-74)."""
+    broker = broker_factory({**DEFAULT_CONFIG, "fetch.max.bytes": FETCH_MAX})
+    topic = "capped"
+    create_topic(broker.bootstrap, topic, 2)
+    for part in range(2):
+        # Separate acked produces: separate batches of ~1 KB.
+        for i in range(12):
+            produce_acked(broker.bootstrap, topic, part, [b"%d" % i + b"x" * 1000])
+    with raw_connect(broker) as s:
+        s.sendall(fetch_request_v4(1, {topic: [(0, 0), (1, 0)]}, max_wait_ms=0, min_bytes=1))
+        corr, parts = parse_fetch_response_v4(read_response(s))
+    assert corr == 1
+    assert all(err == 0 for err, _, _ in parts.values()), parts
+    total = sum(n for _, _, n in parts.values())
+    assert 0 < total <= FETCH_MAX, f"{total} record bytes in a response capped at {FETCH_MAX}: {parts}"
+
+    big = "capped-big"
+    create_topic(broker.bootstrap, big, 1)
+    produce_acked(broker.bootstrap, big, 0, [b"y" * (3 * FETCH_MAX)])
+    with raw_connect(broker) as s:
+        s.sendall(fetch_request_v4(2, {big: [(0, 0)]}, max_wait_ms=0, min_bytes=1))
+        corr, parts = parse_fetch_response_v4(read_response(s))
+    assert corr == 2
+    err, _, n = parts[(big, 0)]
+    assert err == 0 and n > 3 * FETCH_MAX, f"the first batch must come whole: {parts}"
 
 
 def broker_cpu_seconds(broker) -> float:
