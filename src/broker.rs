@@ -239,6 +239,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     for (_peer, rx) in receivers {
         crate::io::executor::spawn_detached(shard.clone().serve_peer(rx));
     }
+    crate::io::executor::spawn_detached(shard.clone().forward_cancels());
     if id == 0 {
         let mode = crate::io::file::effective_mode(&shard.config.data_dir, shard.config.io_mode).await;
         tracing::info!(

@@ -129,6 +129,7 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("connections.max.idle.ms", "600000", ConfigType::Long),
     ("ringlog.max.inflight.requests.per.connection", "64", ConfigType::Int),
     ("ringlog.request.receive.timeout.ms", "30000", ConfigType::Long),
+    ("fetch.max.bytes", "57671680", ConfigType::Int),
     ("log.dirs", "./data", ConfigType::String),
     ("offsets.topic.num.partitions", "50", ConfigType::Int),
     ("offsets.retention.minutes", "10080", ConfigType::Int),
@@ -199,6 +200,12 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
             Ok(v) if v >= 14 => Ok(()),
             _ => Err(format!(
                 "Invalid value {value} for configuration segment.bytes: must be at least 14"
+            )),
+        },
+        "fetch.max.bytes" => match value.trim().parse::<i64>() {
+            Ok(v) if v >= 1024 => Ok(()),
+            _ => Err(format!(
+                "Invalid value {value} for configuration fetch.max.bytes: must be at least 1024"
             )),
         },
         "max.message.bytes" | "index.interval.bytes" | "segment.index.bytes" => match value.trim().parse::<i64>() {
@@ -286,6 +293,9 @@ pub struct BrokerConfig {
     pub num_partitions: i32,
     pub auto_create_topics: bool,
     pub socket_request_max_bytes: usize,
+    /// Kafka's `fetch.max.bytes`: the most a Fetch response carries, whatever
+    /// the request asks (the first batch is still returned whole, KIP-74).
+    pub fetch_max_bytes: usize,
     pub offsets_topic_partitions: i32,
     /// `queued.max.request.bytes`, broker-wide: request bytes being read and
     /// queued (and, for produce, staged until written). Each shard gets
@@ -395,6 +405,7 @@ impl BrokerConfig {
             "auto.create.topics.enable" => return Some((self.auto_create_topics.to_string(), false)),
             "socket.request.max.bytes" => return Some((self.socket_request_max_bytes.to_string(), false)),
             "queued.max.request.bytes" => return Some((self.queued_max_request_bytes.to_string(), false)),
+            "fetch.max.bytes" => return Some((self.fetch_max_bytes.to_string(), false)),
             _ => {}
         }
         if let Some((_, d, _)) = BROKER_CONFIGS.iter().find(|(n, _, _)| *n == name) {
@@ -568,6 +579,7 @@ impl BrokerConfig {
             num_partitions: int("num.partitions", 1).clamp(1, i32::MAX as i64) as i32,
             auto_create_topics: get("auto.create.topics.enable").map(|v| v == "true").unwrap_or(true),
             socket_request_max_bytes: int("socket.request.max.bytes", 104_857_600).max(1024) as usize,
+            fetch_max_bytes: int("fetch.max.bytes", 57_671_680).clamp(1024, i32::MAX as i64) as usize,
             offsets_topic_partitions: int("offsets.topic.num.partitions", 50).clamp(1, 1000) as i32,
             queued_max_request_bytes: 0,
             max_connections: limit(int("max.connections", i32::MAX as i64)),
@@ -716,6 +728,18 @@ mod tests {
         assert_eq!(c.max_connections_for("::1".parse().unwrap()), 2);
         assert_eq!(c.max_connections_for("10.9.9.9".parse().unwrap()), 1);
         assert!(cfg("\"max.connections.per.ip.overrides\" = \"host:3\"\n").is_err());
+    }
+
+    #[test]
+    fn fetch_max_bytes_is_a_broker_property() {
+        let c = BrokerConfig::load(&Overrides::default()).unwrap();
+        assert_eq!(c.fetch_max_bytes, 57_671_680);
+        assert_eq!(c.broker_value("fetch.max.bytes"), Some(("57671680".into(), false)));
+        assert!(BrokerConfig::broker_config_names().contains(&"fetch.max.bytes"));
+        let c = cfg("\"fetch.max.bytes\" = 1048576\n").unwrap();
+        assert_eq!(c.fetch_max_bytes, 1_048_576);
+        assert_eq!(c.broker_value("fetch.max.bytes"), Some(("1048576".into(), true)));
+        assert!(cfg("\"fetch.max.bytes\" = 1000\n").is_err(), "Kafka's minimum is 1024");
     }
 
     #[test]

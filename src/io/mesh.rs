@@ -151,6 +151,24 @@ impl<T: Send + 'static> MeshSender<T> {
         .await
     }
 
+    /// Send without waiting: the message comes back when the peer's queue
+    /// is full or the channel is closed (or `shard` is this shard).
+    pub fn try_send_to(&self, shard: usize, msg: T) -> Result<(), TrySendError<T>> {
+        let Some(ch) = self.mesh.channel(self.me, shard) else {
+            return Err(TrySendError::Closed(msg));
+        };
+        if ch.closed.load(Ordering::Acquire) {
+            return Err(TrySendError::Closed(msg));
+        }
+        match ch.queue.push(msg) {
+            Ok(()) => {
+                ch.receiver.wake();
+                Ok(())
+            }
+            Err(m) => Err(TrySendError::Full(m)),
+        }
+    }
+
     /// Close every outgoing channel (shutdown): receivers see the end once
     /// they drained what was queued.
     pub fn close(&self) {
@@ -162,6 +180,15 @@ impl<T: Send + 'static> MeshSender<T> {
             }
         }
     }
+}
+
+/// Why [`MeshSender::try_send_to`] gave the message back.
+#[derive(Debug)]
+pub enum TrySendError<T> {
+    /// The peer's queue is full.
+    Full(T),
+    /// The channel is closed (shutdown), or there is no such peer.
+    Closed(T),
 }
 
 /// The peer shard cannot receive any more (it shut down).

@@ -130,6 +130,8 @@ pub struct FlushJob {
     pub io_mode: IoMode,
     /// fdatasync before acknowledging.
     pub sync: bool,
+    /// The log's byte counter at `upto_offset` (see [`PartitionLog::hw_bytes`]).
+    pub upto_bytes: u64,
 }
 
 /// Where the bytes for a fetch come from.
@@ -188,6 +190,11 @@ pub struct PartitionLog {
     next_offset: i64,
     written_offset: i64,
     high_watermark: i64,
+    /// Bytes of batches appended since the log was opened (a monotonic
+    /// counter at the log end).
+    appended_bytes: u64,
+    /// The same counter at the high watermark: what consumers can read.
+    hw_bytes: u64,
     leader_epoch: i32,
     staged: Vec<Staged>,
     staged_bytes: usize,
@@ -255,6 +262,13 @@ impl PartitionLog {
     }
     pub fn high_watermark(&self) -> i64 {
         self.high_watermark
+    }
+    /// Bytes of record batches appended since the log was opened, counted up
+    /// to the high watermark. Monotonic: the difference between two readings
+    /// is exactly the bytes that became readable in between, so a parked
+    /// fetch can tell whether enough arrived without reading any data.
+    pub fn hw_bytes(&self) -> u64 {
+        self.hw_bytes
     }
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
@@ -402,6 +416,7 @@ impl PartitionLog {
                 charge,
             });
             self.cache_bytes += charge;
+            self.appended_bytes += len;
             self.next_offset = last + 1;
         }
         self.trim_cache();
@@ -518,6 +533,7 @@ impl PartitionLog {
             upto_offset: self.next_offset,
             io_mode: self.io_mode,
             sync,
+            upto_bytes: self.appended_bytes,
         })
     }
 
@@ -566,7 +582,18 @@ impl PartitionLog {
             self.unsynced_messages += newly.max(0);
         }
         if self.written_offset > self.high_watermark {
+            invariant!(
+                job.upto_bytes >= self.hw_bytes && job.upto_bytes <= self.appended_bytes,
+                "{}-{}: byte counter at the new high watermark {} is {} (was {}, log end {})",
+                self.topic,
+                self.partition,
+                self.written_offset,
+                job.upto_bytes,
+                self.hw_bytes,
+                self.appended_bytes
+            );
             self.high_watermark = self.written_offset;
+            self.hw_bytes = job.upto_bytes;
             self.changed.notify_all();
         }
         invariant!(

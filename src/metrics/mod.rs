@@ -170,6 +170,10 @@ pub struct Snapshot {
     pub partitions: usize,
     pub segments: usize,
     pub staged_bytes: usize,
+    /// Fetch requests of the shard's connections parked (long poll).
+    pub fetches_parked: usize,
+    /// Watches parked on the shard's partitions (for fetches of any shard).
+    pub fetch_watches_parked: usize,
     pub busy: Duration,
     /// Request budget (queued.max.request.bytes per shard) handed out now.
     pub request_budget_used: usize,
@@ -260,7 +264,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
     summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
     type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> f64);
-    let per_shard: [PerShard; 22] = [
+    let per_shard: [PerShard; 24] = [
         (
             "ringlog_shard_flush_rounds_total",
             "counter",
@@ -379,6 +383,18 @@ pub fn render(snaps: &[Snapshot]) -> String {
             |s| s.metrics.staged_budget_waits as f64,
         ),
         (
+            "ringlog_shard_fetches_parked",
+            "gauge",
+            "Fetch requests of the shard's connections waiting for min_bytes or max_wait_ms.",
+            |s| s.fetches_parked as f64,
+        ),
+        (
+            "ringlog_shard_fetch_watches_parked",
+            "gauge",
+            "Parked fetches watching the shard's partitions (from any shard).",
+            |s| s.fetch_watches_parked as f64,
+        ),
+        (
             "ringlog_shard_retention_deleted_segments_total",
             "counter",
             "Log segments deleted by retention.ms / retention.bytes.",
@@ -446,6 +462,8 @@ mod tests {
             partitions: 2,
             segments: 3,
             staged_bytes: 0,
+            fetches_parked: 1,
+            fetch_watches_parked: 0,
             busy: Duration::from_millis(5),
             request_budget_used: 0,
             request_budget_waiting: 0,
@@ -458,6 +476,8 @@ mod tests {
         assert!(text.contains("ringlog_topic_bytes_in_total{topic=\"orders\"} 2000"));
         assert!(text.contains("ringlog_request_errors_total{api=\"Produce\",code=\"3\"} 2"));
         assert!(text.contains("ringlog_shard_partitions{shard=\"1\"} 2"));
+        assert!(text.contains("ringlog_shard_fetches_parked{shard=\"1\"} 1"));
+        assert!(text.contains("ringlog_shard_fetch_watches_parked{shard=\"0\"} 0"));
         assert!(text.contains("ringlog_request_latency_seconds_count{api=\"Produce\"} 2"));
     }
 }

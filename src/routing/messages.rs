@@ -43,6 +43,10 @@ pub struct FetchPartResult {
     pub error: i16,
     pub high_watermark: i64,
     pub log_start_offset: i64,
+    /// The log's byte counter at that high watermark
+    /// ([`crate::log::PartitionLog::hw_bytes`]), read together with it: a
+    /// parked fetch counts the bytes that arrive past it.
+    pub hw_bytes: u64,
     /// Whole record batches, in order.
     pub batches: Vec<Bytes>,
 }
@@ -53,11 +57,40 @@ impl FetchPartResult {
     }
 }
 
-/// Wait until any listed partition's high watermark passes its offset.
+/// One partition of a parked fetch: the bytes that become readable past
+/// `hw_bytes` (the partition's byte counter when the fetch read it) count,
+/// up to `room` (what the partition may still add to the response).
+#[derive(Clone, Debug)]
 pub struct WatchPart {
     pub topic: String,
     pub partition: i32,
-    pub offset: i64,
+    pub hw_bytes: u64,
+    pub room: u64,
+}
+
+/// A parked fetch's watch on one shard, answered by [`WatchReport`].
+#[derive(Clone, Debug)]
+pub struct WatchSpec {
+    pub parts: Vec<WatchPart>,
+    /// Bytes the whole fetch still misses for its `min_bytes`: the watch
+    /// answers once its own partitions have that many.
+    pub need: u64,
+    /// When the fetch spans several shards: also answer as soon as this
+    /// shard's bytes exceed what it reported last (the handler sums the
+    /// shards' reports). None when this shard is the only one.
+    pub report_above: Option<u64>,
+    /// When the fetch stops waiting (the same clock on every shard).
+    pub deadline: crate::io::time::Instant,
+}
+
+/// What a watch found: the bytes its partitions gained (capped per
+/// partition), and whether the fetch must stop waiting now (a partition
+/// failed, was deleted or left the shard; the deadline passed; the shard is
+/// shutting down).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WatchReport {
+    pub bytes: u64,
+    pub stop: bool,
 }
 
 pub struct ListOffsetsPart {
@@ -106,10 +139,9 @@ pub enum ShardRequest {
         max_bytes: usize,
         min_one: bool,
     },
-    Watch {
-        parts: Vec<WatchPart>,
-        max_wait_ms: u64,
-    },
+    /// Park until the watched partitions gained enough bytes (see
+    /// [`WatchSpec`]). Long-running: cancelled when the asker drops it.
+    Watch(WatchSpec),
     ListOffsets {
         parts: Vec<ListOffsetsPart>,
     },
@@ -124,11 +156,20 @@ pub enum ShardRequest {
     AllocateProducerId,
 }
 
+impl ShardRequest {
+    /// Whether the request only waits once started, so that the shard
+    /// serving it may drop it when the asker is gone (its connection
+    /// closed): watches of parked fetches and the ack wait of a produce
+    /// (whose appends are done when it is started).
+    pub fn is_abortable(&self) -> bool {
+        matches!(self, ShardRequest::Watch(_) | ShardRequest::Produce { .. })
+    }
+}
+
 pub enum ShardResponse {
     Produce(Vec<ProducePartResult>),
     Fetch(Vec<FetchPartResult>),
-    /// Something changed, or the wait timed out.
-    Watch,
+    Watch(WatchReport),
     ListOffsets(Vec<ListOffsetsPartResult>),
     /// Per item of the controller op: Ok or an error, in request order.
     Controller(Vec<Result<Option<crate::metadata::TopicMeta>, ApiError>>),

@@ -72,6 +72,32 @@ pub struct Shard {
     /// Recovery points from the checkpoint files, taken by the partitions
     /// as they are opened.
     recovery_points: RefCell<BTreeMap<crate::log::checkpoint::TopicPartition, i64>>,
+    /// Fetch requests of this shard's connections that are parked (waiting
+    /// for min_bytes or their max_wait_ms).
+    pub parked_fetches: Cell<usize>,
+    /// Watches parked on this shard's partitions, for fetches of any shard.
+    pub parked_watches: Cell<usize>,
+    /// Long-running requests from other shards, by (shard, request id), so
+    /// that a [`crate::routing::Envelope::Cancel`] can drop them.
+    abortable: RefCell<HashMap<(usize, u64), futures::future::AbortHandle>>,
+}
+
+/// Counts something parked (a fetch, a watch) for as long as it lives.
+pub struct Parked<'a>(&'a Cell<usize>);
+
+impl<'a> Parked<'a> {
+    pub fn new(count: &'a Cell<usize>) -> Self {
+        count.set(count.get() + 1);
+        Parked(count)
+    }
+}
+
+impl Drop for Parked<'_> {
+    fn drop(&mut self) {
+        let n = self.0.get();
+        invariant!(n > 0, "a parked fetch or watch left, but none was counted");
+        self.0.set(n.saturating_sub(1));
+    }
 }
 
 impl Shard {
@@ -109,6 +135,9 @@ impl Shard {
             request_budget: Semaphore::new(budget),
             staged_budget: Semaphore::new(budget),
             recovery_points: RefCell::new(recovery_points),
+            parked_fetches: Cell::new(0),
+            parked_watches: Cell::new(0),
+            abortable: RefCell::new(HashMap::new()),
         })
     }
 
@@ -330,11 +359,9 @@ impl Shard {
                 max_bytes,
                 min_one,
             } => async move { ShardResponse::Fetch(ops::fetch(&shard, parts, max_bytes, min_one).await) }.boxed_local(),
-            ShardRequest::Watch { parts, max_wait_ms } => async move {
-                ops::watch(&shard, parts, max_wait_ms).await;
-                ShardResponse::Watch
+            ShardRequest::Watch(spec) => {
+                async move { ShardResponse::Watch(ops::watch(&shard, spec).await) }.boxed_local()
             }
-            .boxed_local(),
             ShardRequest::ListOffsets { parts } => {
                 async move { ShardResponse::ListOffsets(ops::list_offsets(&shard, parts).await) }.boxed_local()
             }
@@ -385,6 +412,8 @@ impl Shard {
             partitions: parts.len(),
             segments,
             staged_bytes,
+            fetches_parked: self.parked_fetches.get(),
+            fetch_watches_parked: self.parked_watches.get(),
             busy: crate::io::executor::executor_busy_time(),
             request_budget_used: self.request_budget.capacity() - self.request_budget.available(),
             request_budget_waiting: self.request_budget.waiting(),
@@ -412,16 +441,62 @@ impl Shard {
         use crate::routing::Envelope;
         while let Some(env) = rx.recv().await {
             match env {
-                Envelope::Request { from, id, req } => {
-                    let fut = self.handle(req);
-                    let shard = self.clone();
-                    crate::io::executor::spawn_detached(async move {
-                        let resp = fut.await;
-                        shard.router.respond(from, id, resp).await;
-                    });
-                }
+                Envelope::Request { from, id, req } => self.serve_remote(from, id, req),
                 Envelope::Response { id, resp } => self.router.complete(id, resp),
+                Envelope::Cancel { from, id } => self.cancel_remote(from, id),
             }
         }
+    }
+
+    /// Start a request from shard `from`; the answer goes back when done.
+    /// Long-running ones stay cancellable by (from, id) meanwhile.
+    fn serve_remote(self: &Rc<Self>, from: usize, id: u64, req: ShardRequest) {
+        let abortable = req.is_abortable();
+        let fut = self.handle(req);
+        let shard = self.clone();
+        if !abortable {
+            crate::io::executor::spawn_detached(async move {
+                let resp = fut.await;
+                shard.router.respond(from, id, resp).await;
+            });
+            return;
+        }
+        let (fut, handle) = futures::future::abortable(fut);
+        let replaced = self.abortable.borrow_mut().insert((from, id), handle);
+        invariant!(
+            replaced.is_none(),
+            "shard {}: request {id} from shard {from} started twice",
+            self.id
+        );
+        crate::io::executor::spawn_detached(async move {
+            let done = fut.await;
+            let registered = shard.abortable.borrow_mut().remove(&(from, id)).is_some();
+            if let Ok(resp) = done {
+                invariant!(
+                    registered,
+                    "shard {}: request {id} from shard {from} finished but was not registered",
+                    shard.id
+                );
+                shard.router.respond(from, id, resp).await;
+            }
+        });
+    }
+
+    /// The asker dropped its reply: drop the request if it is still running.
+    fn cancel_remote(&self, from: usize, id: u64) {
+        let handle = self.abortable.borrow_mut().remove(&(from, id));
+        if let Some(h) = handle {
+            h.abort();
+        }
+    }
+
+    /// Long-running requests from other shards in progress here.
+    pub fn remote_requests_running(&self) -> usize {
+        self.abortable.borrow().len()
+    }
+
+    /// Forward cancels that found a peer's queue full, until shutdown.
+    pub async fn forward_cancels(self: Rc<Self>) {
+        futures_lite::future::or(self.router.forward_cancels(), self.until_shutdown()).await;
     }
 }

@@ -10,13 +10,14 @@ use futures::future::LocalBoxFuture;
 use futures::FutureExt;
 
 use crate::io::sync::{oneshot, OneshotSender, Permit};
-use crate::io::time::{now_ms, timeout};
+use crate::io::time::{now_ms, sleep_until, timeout};
 use crate::log::partition::{select_batches, Selection};
 use crate::log::ReadPlan;
 use crate::protocol::error as ec;
 use crate::record;
 use crate::routing::{
     FetchPart, FetchPartResult, ListOffsetsPart, ListOffsetsPartResult, ProducePart, ProducePartResult, WatchPart,
+    WatchReport, WatchSpec,
 };
 
 use super::{PartitionRef, Shard};
@@ -255,6 +256,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, m
     let mut any = !min_one;
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
+        crate::io::yield_if_needed().await;
         let Some(p) = shard.partition(&part.topic, part.partition) else {
             let code = if shard.meta.borrow().owner(&part.topic, part.partition).is_some() {
                 ec::NOT_LEADER_OR_FOLLOWER
@@ -265,6 +267,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, m
                 error: code,
                 high_watermark: -1,
                 log_start_offset: -1,
+                hw_bytes: 0,
                 batches: vec![],
             });
             continue;
@@ -280,6 +283,7 @@ pub async fn fetch(shard: &Rc<Shard>, parts: Vec<FetchPart>, max_bytes: usize, m
                 error: 0,
                 high_watermark: log.high_watermark(),
                 log_start_offset: log.log_start_offset(),
+                hw_bytes: log.hw_bytes(),
                 batches: vec![],
             }
         } else {
@@ -324,19 +328,40 @@ pub fn trim_to_budget(parts: &mut Vec<Bytes>, budget: usize, min_one: bool) {
     }
 }
 
+/// The offset after the last whole batch in `parts` (batches, or batches
+/// split into header and body pieces), or None when there is none.
+pub fn end_offset(parts: &[Bytes]) -> Option<i64> {
+    let mut end = None;
+    let mut i = 0usize;
+    while i < parts.len() {
+        let h = record::BatchHeader::parse(&parts[i])?;
+        end = Some(h.last_offset() + 1);
+        let mut covered = 0usize;
+        while i < parts.len() && covered < h.total_size() {
+            covered += parts[i].len();
+            i += 1;
+        }
+    }
+    end
+}
+
 async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
-    let (plan, hwm, lso) = {
+    // The plan, the high watermark and its byte counter are read together:
+    // a parked fetch counts what arrives past exactly this point.
+    let (plan, hwm, lso, hw_bytes) = {
         let log = p.log.borrow();
         (
             log.plan_read(offset, max_bytes),
             log.high_watermark(),
             log.log_start_offset(),
+            log.hw_bytes(),
         )
     };
     let mut r = FetchPartResult {
         error: 0,
         high_watermark: hwm,
         log_start_offset: lso,
+        hw_bytes,
         batches: vec![],
     };
     match plan {
@@ -355,6 +380,7 @@ async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> Fetc
             crate::metrics::with(|m| m.cache_misses += 1);
             let mut pos = position;
             while pos < file_end {
+                crate::io::yield_if_needed().await;
                 let want = (len as u64).min(file_end - pos) as usize;
                 let data = match file.read_at(pos, want).await {
                     Ok(d) => d,
@@ -389,28 +415,98 @@ async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> Fetc
     r
 }
 
-/// Complete when any listed partition's high watermark passes its offset,
-/// or after `max_wait_ms`.
-pub async fn watch(shard: &Rc<Shard>, parts: Vec<WatchPart>, max_wait_ms: u64) {
-    let mut listeners = Vec::with_capacity(parts.len());
-    for part in &parts {
-        let Some(p) = shard.partition(&part.topic, part.partition) else {
-            return; // gone or moved: let the fetch report it
-        };
-        let log = p.log.borrow();
-        if log.high_watermark() > part.offset || log.is_failed() {
-            return;
+/// The bytes a watched partition gained since the fetch read it, capped by
+/// what it may still add to the response.
+pub fn gained(part: &WatchPart, hw_bytes_now: u64) -> u64 {
+    hw_bytes_now.saturating_sub(part.hw_bytes).min(part.room)
+}
+
+/// Whether a watch answers now, given the bytes its partitions gained
+/// (`bytes`), whether one of them broke (failed, deleted, left the shard)
+/// and whether it must stop (deadline passed, shard shutting down). None:
+/// keep waiting, for a change that can satisfy the fetch.
+pub fn watch_decision(spec: &WatchSpec, bytes: u64, broken: bool, stopping: bool) -> Option<WatchReport> {
+    if broken || stopping {
+        return Some(WatchReport { bytes, stop: true });
+    }
+    if bytes >= spec.need || spec.report_above.is_some_and(|r| bytes > r) {
+        return Some(WatchReport { bytes, stop: false });
+    }
+    None
+}
+
+/// Park a fetch on this shard's partitions (Kafka's delayed fetch): answer
+/// once the bytes that became readable past what the fetch read (capped per
+/// partition) reach what it still needs, or exceed what was last reported
+/// (a fetch over several shards sums the reports), or a partition broke,
+/// the deadline passed or the shard shuts down. Costs a listener per
+/// partition while parked, no CPU: it looks again only when a partition's
+/// high watermark moved (or it failed or was deleted) and never reads data.
+pub async fn watch(shard: &Rc<Shard>, spec: WatchSpec) -> WatchReport {
+    let _parked = super::Parked::new(&shard.parked_watches);
+    let mut parts = Vec::with_capacity(spec.parts.len());
+    for wp in &spec.parts {
+        match shard.partition(&wp.topic, wp.partition) {
+            Some(p) => parts.push(p),
+            // Gone or moved since the read: let the fetch report it.
+            None => return WatchReport { bytes: 0, stop: true },
         }
-        listeners.push(log.changed.listen());
     }
-    if listeners.is_empty() {
-        return;
+    watch_partitions(&parts, &spec, shard.until_shutdown()).await
+}
+
+/// The wait of [`watch`] over resolved partitions (`parts[i]` is
+/// `spec.parts[i]`): it looks at them again only when one of them changed
+/// (its `changed` Notify: a high watermark moved, it failed or was
+/// deleted), and stops at the deadline or when `stop` completes.
+pub async fn watch_partitions(
+    parts: &[PartitionRef],
+    spec: &WatchSpec,
+    stop: impl std::future::Future<Output = ()>,
+) -> WatchReport {
+    let mut ended = std::pin::pin!(futures_lite::future::or(stop, sleep_until(spec.deadline)));
+    let mut stopping = false;
+    loop {
+        let mut listeners = Vec::with_capacity(parts.len());
+        let mut bytes = 0u64;
+        let mut broken = false;
+        for (p, wp) in parts.iter().zip(&spec.parts) {
+            let log = p.log.borrow();
+            broken |= log.is_failed() || p.deleted.get();
+            bytes = bytes.saturating_add(gained(wp, log.hw_bytes()));
+            listeners.push(log.changed.listen());
+        }
+        broken |= parts.len() != spec.parts.len();
+        stopping |= spec.deadline.remaining().is_zero();
+        if let Some(report) = watch_decision(spec, bytes, broken, stopping) {
+            return report;
+        }
+        // Wait for one of the partitions to change, or the end. Each
+        // listener completes once, after a notify_all that came after it
+        // was made: this await is pending until then.
+        let changed = futures::future::poll_fn(|cx| {
+            for l in listeners.iter_mut() {
+                if std::pin::Pin::new(l).poll(cx).is_ready() {
+                    return std::task::Poll::Ready(());
+                }
+            }
+            std::task::Poll::Pending
+        });
+        let woke_by_end = futures_lite::future::or(
+            async {
+                changed.await;
+                false
+            },
+            async {
+                (&mut ended).await;
+                true
+            },
+        )
+        .await;
+        if woke_by_end {
+            stopping = true;
+        }
     }
-    let _ = timeout(
-        Duration::from_millis(max_wait_ms),
-        futures::future::select_all(listeners.into_iter().map(|l| l.boxed_local())),
-    )
-    .await;
 }
 
 /// Offset lookups: -1 latest, -2 earliest, -3 max timestamp, -4 earliest
@@ -419,6 +515,7 @@ pub async fn watch(shard: &Rc<Shard>, parts: Vec<WatchPart>, max_wait_ms: u64) {
 pub async fn list_offsets(shard: &Rc<Shard>, parts: Vec<ListOffsetsPart>) -> Vec<ListOffsetsPartResult> {
     let mut out = Vec::with_capacity(parts.len());
     for part in parts {
+        crate::io::yield_if_needed().await;
         let Some(p) = shard.partition(&part.topic, part.partition) else {
             out.push(ListOffsetsPartResult {
                 error: ec::UNKNOWN_TOPIC_OR_PARTITION,
@@ -480,9 +577,11 @@ async fn find_by_timestamp(
 ) -> Option<(i64, i64)> {
     const CHUNK: usize = 1 << 20;
     while pos < end {
+        crate::io::yield_if_needed().await;
         let data: Bytes = file.read_at(pos, CHUNK.min((end - pos) as usize)).await.ok()?;
         let mut consumed = 0usize;
         for (at, h) in record::BatchIter::new(&data, false) {
+            crate::io::yield_if_needed().await;
             consumed = at + h.total_size();
             if h.base_offset >= hwm {
                 return None;
@@ -542,6 +641,300 @@ mod tests {
             })
             .collect();
         Bytes::from(build_batch(0, 0, Compression::None, &recs))
+    }
+
+    fn spec(need: u64, report_above: Option<u64>) -> WatchSpec {
+        WatchSpec {
+            parts: Vec::new(),
+            need,
+            report_above,
+            deadline: crate::io::time::Instant::now(),
+        }
+    }
+
+    #[test]
+    fn gained_bytes_are_capped_by_the_partitions_room() {
+        let wp = WatchPart {
+            topic: "t".into(),
+            partition: 0,
+            hw_bytes: 1000,
+            room: 500,
+        };
+        assert_eq!(gained(&wp, 1000), 0);
+        assert_eq!(gained(&wp, 1200), 200);
+        assert_eq!(gained(&wp, 9000), 500);
+        // A counter below the baseline (a recreated log) gains nothing.
+        assert_eq!(gained(&wp, 10), 0);
+    }
+
+    #[test]
+    fn a_watch_answers_only_when_it_can_satisfy_or_must_stop() {
+        // One shard: only reaching `need` answers.
+        let one = spec(1000, None);
+        assert_eq!(watch_decision(&one, 0, false, false), None);
+        assert_eq!(watch_decision(&one, 999, false, false), None);
+        assert_eq!(
+            watch_decision(&one, 1000, false, false),
+            Some(WatchReport {
+                bytes: 1000,
+                stop: false
+            })
+        );
+        assert_eq!(
+            watch_decision(&one, 10, true, false),
+            Some(WatchReport { bytes: 10, stop: true })
+        );
+        assert_eq!(
+            watch_decision(&one, 10, false, true),
+            Some(WatchReport { bytes: 10, stop: true })
+        );
+        // Several shards: more than reported last answers too, the same
+        // amount does not (that would spin).
+        let several = spec(1000, Some(300));
+        assert_eq!(watch_decision(&several, 300, false, false), None);
+        assert_eq!(
+            watch_decision(&several, 301, false, false),
+            Some(WatchReport {
+                bytes: 301,
+                stop: false
+            })
+        );
+    }
+
+    #[test]
+    fn end_offset_of_whole_and_split_batches() {
+        let a = Bytes::from(build_batch(10, 0, Compression::None, &records(3)));
+        let b = Bytes::from(build_batch(13, 0, Compression::None, &records(5)));
+        assert_eq!(end_offset(&[]), None);
+        assert_eq!(end_offset(std::slice::from_ref(&a)), Some(13));
+        assert_eq!(end_offset(&[a.clone(), b.clone()]), Some(18));
+        let split = [
+            a.slice(..BATCH_HEADER_LEN),
+            a.slice(BATCH_HEADER_LEN..),
+            b.slice(..BATCH_HEADER_LEN),
+            b.slice(BATCH_HEADER_LEN..),
+        ];
+        assert_eq!(end_offset(&split), Some(18));
+    }
+
+    fn records(n: usize) -> Vec<Record<'static>> {
+        (0..n)
+            .map(|i| Record {
+                key: None,
+                value: Some(b"value"),
+                headers: &[],
+                timestamp_delta: i as i64,
+            })
+            .collect()
+    }
+
+    /// The parked watch on a real partition log, on a real executor: it
+    /// answers only when enough bytes arrived (capped by the partition's
+    /// room), when asked for progress, when a partition breaks, at its
+    /// deadline or when stopped. Hang bounds only.
+    mod parked {
+        use std::cell::{Cell, RefCell};
+        use std::collections::BTreeMap;
+        use std::future::Future;
+        use std::rc::Rc;
+        use std::time::Duration;
+
+        use super::super::{gained, watch_partitions};
+        use super::batch;
+        use crate::config::{BrokerConfig, Overrides, TopicConfig};
+        use crate::io::file::IoMode;
+        use crate::io::notify::Notify;
+        use crate::io::time::{sleep, timeout, Instant};
+        use crate::log::partition::{execute_sync, execute_writes};
+        use crate::record;
+        use crate::routing::{WatchPart, WatchReport, WatchSpec};
+        use crate::shard::{Partition, PartitionRef};
+
+        const HANG: Duration = Duration::from_secs(30);
+        /// Long enough for a woken watch to have answered.
+        const SETTLE: Duration = Duration::from_millis(30);
+
+        fn on_executor<F, Fut>(f: F)
+        where
+            F: FnOnce() -> Fut + Send + 'static,
+            Fut: Future<Output = ()> + 'static,
+        {
+            let spec = crate::io::executor::ExecutorSpec {
+                name: "watch-test".into(),
+                cpu: None,
+                io_memory: 1 << 20,
+                spin_before_park: None,
+            };
+            crate::io::executor::start_executor(spec, f).unwrap().join().unwrap()
+        }
+
+        async fn partition(dir: &std::path::Path) -> PartitionRef {
+            let broker = BrokerConfig::load(&Overrides::default()).unwrap();
+            let cfg = TopicConfig::resolve(&BTreeMap::new(), &broker);
+            let log = crate::log::partition::open(dir, "t", 0, cfg, IoMode::Direct, true, 0)
+                .await
+                .unwrap();
+            Rc::new(Partition {
+                topic: "t".into(),
+                index: 0,
+                log: RefCell::new(log),
+                dirty: Cell::new(false),
+                deleted: Cell::new(false),
+            })
+        }
+
+        /// Append one batch of `n` records and commit it (moves the high
+        /// watermark, notifies `changed`); its size.
+        async fn append(p: &PartitionRef, n: usize) -> u64 {
+            let payload = batch(n);
+            let v = record::validate_produce_payload(&payload, 1 << 20).unwrap();
+            let mut job = {
+                let mut log = p.log.borrow_mut();
+                log.append(&payload, &v, 0).unwrap();
+                log.take_flush_job(0).unwrap()
+            };
+            execute_writes(&mut job).await.unwrap();
+            execute_sync(&job).await.unwrap();
+            p.log.borrow_mut().complete_flush(job, true, 0);
+            payload.len() as u64
+        }
+
+        fn spec(p: &PartitionRef, room: u64, need: u64, report_above: Option<u64>, wait: Duration) -> WatchSpec {
+            WatchSpec {
+                parts: vec![WatchPart {
+                    topic: "t".into(),
+                    partition: 0,
+                    hw_bytes: p.log.borrow().hw_bytes(),
+                    room,
+                }],
+                need,
+                report_above,
+                deadline: Instant::now().add(wait),
+            }
+        }
+
+        type Answer = Rc<Cell<Option<WatchReport>>>;
+
+        /// Start a watch as its own task; its answer lands in the cell.
+        fn park(
+            p: &PartitionRef,
+            spec: WatchSpec,
+            stop: impl Future<Output = ()> + 'static,
+        ) -> (Answer, crate::io::executor::Task<()>) {
+            let answer: Answer = Rc::new(Cell::new(None));
+            let (p, a) = (p.clone(), answer.clone());
+            let task = crate::io::spawn(async move {
+                a.set(Some(watch_partitions(&[p], &spec, stop).await));
+            });
+            (answer, task)
+        }
+
+        /// Still parked: no answer, and listening on the partition again.
+        async fn assert_parked(p: &PartitionRef, answer: &Answer, what: &str) {
+            sleep(SETTLE).await;
+            assert_eq!(answer.get(), None, "{what}: the watch answered");
+            assert_eq!(
+                p.log.borrow().changed.waiting(),
+                1,
+                "{what}: the watch is not listening"
+            );
+        }
+
+        #[test]
+        fn wakes_only_when_the_missing_bytes_arrived() {
+            on_executor(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let p = partition(dir.path()).await;
+                let first = append(&p, 1).await;
+                assert_eq!(p.log.borrow().hw_bytes(), first, "the counter counts the batch bytes");
+                let one = batch(1).len() as u64;
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 3 * one, None, HANG), std::future::pending());
+                assert_parked(&p, &answer, "nothing new").await;
+                append(&p, 1).await;
+                assert_parked(&p, &answer, "a third of what it needs").await;
+                append(&p, 1).await;
+                assert_parked(&p, &answer, "two thirds of what it needs").await;
+                append(&p, 1).await;
+                assert!(timeout(HANG, task).await.is_some(), "the watch hangs");
+                assert_eq!(
+                    answer.get(),
+                    Some(WatchReport {
+                        bytes: 3 * one,
+                        stop: false
+                    })
+                );
+                assert_eq!(p.log.borrow().changed.waiting(), 0, "the watch left a listener behind");
+            });
+        }
+
+        #[test]
+        fn bytes_beyond_a_partitions_room_do_not_count() {
+            on_executor(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let p = partition(dir.path()).await;
+                append(&p, 1).await;
+                let one = batch(1).len() as u64;
+                // Room for one batch, but two missing: only the deadline ends it.
+                let (answer, task) = park(
+                    &p,
+                    spec(&p, one, 2 * one, None, Duration::from_millis(300)),
+                    std::future::pending(),
+                );
+                for _ in 0..3 {
+                    append(&p, 1).await;
+                }
+                assert_eq!(gained(&spec(&p, one, 0, None, HANG).parts[0], u64::MAX), one);
+                assert!(timeout(HANG, task).await.is_some(), "the watch ignored its deadline");
+                assert_eq!(answer.get(), Some(WatchReport { bytes: one, stop: true }));
+            });
+        }
+
+        #[test]
+        fn reports_progress_when_asked_and_stops_on_request_or_breakage() {
+            on_executor(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let p = partition(dir.path()).await;
+                append(&p, 1).await;
+                let one = batch(1).len() as u64;
+                // Part of a fetch over several shards: more than reported
+                // before answers; the same amount does not.
+                // (Its read was one batch ago, and it reported that batch.)
+                let mut s = spec(&p, 1 << 20, 10 * one, Some(one), HANG);
+                s.parts[0].hw_bytes -= one;
+                let (answer, task) = park(&p, s, std::future::pending());
+                assert_parked(&p, &answer, "only what it reported").await;
+                append(&p, 1).await;
+                assert!(timeout(HANG, task).await.is_some(), "the watch hangs");
+                assert_eq!(
+                    answer.get(),
+                    Some(WatchReport {
+                        bytes: 2 * one,
+                        stop: false
+                    })
+                );
+                // Stopped (shutdown): answers with what it has.
+                let stop = Rc::new(Notify::new());
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 10 * one, None, HANG), stop.listen());
+                assert_parked(&p, &answer, "before the stop").await;
+                stop.notify_all();
+                assert!(timeout(HANG, task).await.is_some(), "the watch ignored the stop");
+                assert_eq!(answer.get(), Some(WatchReport { bytes: 0, stop: true }));
+                // The partition is deleted: answers so that the fetch reports it.
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 10 * one, None, HANG), std::future::pending());
+                assert_parked(&p, &answer, "before the deletion").await;
+                p.deleted.set(true);
+                p.log.borrow().changed.notify_all();
+                assert!(timeout(HANG, task).await.is_some(), "the watch ignored the deletion");
+                assert_eq!(answer.get(), Some(WatchReport { bytes: 0, stop: true }));
+                // Dropping a parked watch (its fetch was cancelled) leaves no listener.
+                p.deleted.set(false);
+                let (answer, task) = park(&p, spec(&p, 1 << 20, 10 * one, None, HANG), std::future::pending());
+                assert_parked(&p, &answer, "before the drop").await;
+                drop(task);
+                sleep(SETTLE).await;
+                assert_eq!(p.log.borrow().changed.waiting(), 0, "a dropped watch still listens");
+            });
+        }
     }
 
     #[test]

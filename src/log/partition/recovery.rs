@@ -316,6 +316,8 @@ pub async fn open_with(
         next_offset: log_end,
         written_offset: log_end,
         high_watermark: log_end,
+        appended_bytes: 0,
+        hw_bytes: 0,
         leader_epoch: 0,
         staged: Vec::new(),
         staged_bytes: 0,
