@@ -220,6 +220,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     shard.open_owned_partitions().await?;
     tracing::debug!(shard = id, "partitions open");
     let flusher = crate::io::spawn(crate::shard::flusher::run(shard.clone()));
+    let space = crate::io::spawn(crate::shard::space::run(shard.clone()));
     ready.count_down();
     futures_lite::future::or(ready.wait(), async {
         failed.wait().await;
@@ -255,6 +256,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     drop(retention);
     drop(probe);
     drop(metrics);
+    drop(space);
     acceptor.await;
     flusher.await;
     crate::shard::flusher::close_logs(&shard).await;

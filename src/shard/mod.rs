@@ -7,6 +7,7 @@ pub mod flusher;
 pub mod groups;
 pub mod ops;
 pub mod retention;
+pub mod space;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -57,12 +58,15 @@ pub struct Shard {
     pub filesystem: Option<crate::io::file::Filesystem>,
     /// Coordinator of the consumer groups whose offsets partitions this shard owns.
     pub groups: groups::Groups,
+    /// Free space of the data directory and produce admission.
+    pub space: space::SpaceState,
 }
 
 impl Shard {
     pub fn new(id: usize, config: Rc<BrokerConfig>, meta: ClusterMeta, router: Router, clean_start: bool) -> Rc<Self> {
         let groups = groups::Groups::new(&config);
         let filesystem = crate::io::file::Filesystem::open(&config.data_dir).ok();
+        let storage_space = space::SpaceState::new(&config);
         Rc::new(Shard {
             id,
             config,
@@ -77,6 +81,7 @@ impl Shard {
             shutdown: Notify::new(),
             next_producer_id: Cell::new(-1),
             filesystem,
+            space: storage_space,
             groups,
         })
     }
