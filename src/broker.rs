@@ -253,6 +253,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     tracing::debug!(shard = id, "partitions open");
     let flusher = crate::io::spawn(crate::shard::flusher::run(shard.clone()));
     let checkpointer = crate::io::spawn(crate::shard::checkpoint::run(shard.clone()));
+    let space = crate::io::spawn(crate::shard::space::run(shard.clone()));
     ready.count_down();
     futures_lite::future::or(ready.wait(), async {
         failed.wait().await;
@@ -288,6 +289,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     drop(retention);
     drop(probe);
     drop(metrics);
+    drop(space);
     acceptor.await;
     flusher.await;
     checkpointer.await;

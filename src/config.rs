@@ -155,6 +155,10 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("ringlog.cache.bytes.per.shard", "67108864", ConfigType::Long),
     ("ringlog.stall.detector.ms", "0", ConfigType::Long),
     ("ringlog.metrics.listen", "", ConfigType::String),
+    // Free bytes under which produce is refused (retriable); -1: 5% of the
+    // filesystem, at most 1 GiB; 0: off (see src/shard/space.rs).
+    ("ringlog.storage.min.free.bytes", "-1", ConfigType::Long),
+    ("ringlog.storage.space.check.interval.ms", "1000", ConfigType::Long),
 ];
 
 /// Whether `name` is a broker property ringlog knows.

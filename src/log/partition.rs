@@ -19,9 +19,9 @@ use crate::io::notify::Notify;
 use crate::protocol::error::{self as ec, ApiError};
 use crate::record::{self, BatchHeader, ValidatedBatches, LOG_OVERHEAD};
 
-use super::producer_state::{last_sequence, BatchMeta, ProducerBatch, ProducerStates, SeqCheck};
+use super::producer_state::{last_sequence, BatchMeta, ProducerBatch, ProducerEntry, ProducerStates, SeqCheck};
 use super::retention::{segments_to_delete, RetentionLimits, SegmentSummary};
-use super::segment::{Segment, DELETED_SUFFIX};
+use super::segment::{Segment, SegmentMark, DELETED_SUFFIX};
 
 mod durable;
 mod recovery;
@@ -44,6 +44,12 @@ pub enum LogError {
     /// The offset lies in a region of the log that recovery found corrupt.
     #[error("the log is corrupt at this offset (found by recovery); later offsets are readable")]
     Corrupt,
+    /// A write found the disk full; the partition waits for free space.
+    #[error("the disk is full: the partition takes writes again once space is free")]
+    NoSpace,
+    /// A write or sync failed (EIO, …): offline until the broker restarts.
+    #[error("the partition is offline after a storage error")]
+    Offline,
     /// Refused by the idempotent-producer checks (the Kafka code).
     #[error("producer state check failed with error {0}")]
     Producer(i16),
@@ -53,7 +59,7 @@ impl LogError {
     pub fn kafka_code(self) -> i16 {
         match self {
             LogError::OffsetOutOfRange => ec::OFFSET_OUT_OF_RANGE,
-            LogError::Storage => ec::KAFKA_STORAGE_ERROR,
+            LogError::Storage | LogError::NoSpace | LogError::Offline => ec::KAFKA_STORAGE_ERROR,
             LogError::Corrupt => ec::CORRUPT_MESSAGE,
             LogError::Producer(code) => code,
         }
@@ -74,6 +80,84 @@ pub struct AppendInfo {
     /// The broker timestamp when the topic uses LogAppendTime, else -1.
     pub log_append_time: i64,
     pub log_start_offset: i64,
+    /// Rollbacks of the log before this append ([`PartitionLog::ack_state`]).
+    pub rollbacks: u64,
+}
+
+/// Whether a partition's log takes writes (see [`PartitionLog::fail_flush`]).
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub enum Health {
+    #[default]
+    Ok,
+    /// A write or sync failed for lack of space (ENOSPC, EDQUOT): everything
+    /// after the last successful flush was dropped (nothing of it was
+    /// acknowledged or visible). Appends are refused until the shard sees
+    /// `needed` bytes free again (once the rollback's file work is done).
+    NoSpace { needed: u64, rolled_back: bool },
+    /// A write or sync failed otherwise (EIO, …): after a failed fsync the
+    /// state of the page cache is unknown, so nothing is written to this
+    /// partition again until a restart recovers it from the files.
+    Offline { reason: String },
+}
+
+/// An append's fate, for the request waiting on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AckState {
+    /// Durable (and visible): acknowledge.
+    Durable,
+    /// Not yet flushed.
+    Pending,
+    /// Dropped by a rollback after the disk was full: never acknowledged,
+    /// the client retries.
+    Lost,
+    /// The partition went offline before the append was durable.
+    Offline,
+}
+
+/// An idempotent producer's entry before an append changed it, kept until
+/// the append is durable (undone by a rollback).
+struct ProducerUndo {
+    offset: i64,
+    producer_id: i64,
+    previous: Option<ProducerEntry>,
+}
+
+/// How many rollbacks [`PartitionLog::ack_state`] remembers.
+const ROLLBACK_HISTORY: usize = 64;
+
+/// Write-failure handling state of a partition log.
+#[derive(Default)]
+pub struct FlushState {
+    health: Health,
+    /// Rollbacks so far.
+    rollbacks: u64,
+    /// (rollback number, offset the log was rolled back to), oldest first.
+    rollback_points: VecDeque<(u64, i64)>,
+    /// Producer state changes of appends not yet durable, in offset order.
+    producer_undo: VecDeque<ProducerUndo>,
+}
+
+/// File work of a rollback ([`execute_rollback`]): cut segment files back
+/// to their durable sizes and remove files of segments that never became
+/// durable.
+pub struct RollbackPlan {
+    pub dir: PathBuf,
+    pub truncate: Vec<(LogFile, PathBuf, u64)>,
+    pub remove: Vec<PathBuf>,
+    /// The log end after the rollback (the high watermark).
+    pub to_offset: i64,
+    /// Offsets and bytes dropped.
+    pub dropped_offsets: i64,
+    pub dropped_bytes: u64,
+}
+
+/// What a failed flush did to the partition.
+pub enum FlushFailure {
+    /// The disk was full: the log was rolled back in memory; the caller
+    /// executes the plan and reports with [`PartitionLog::finish_rollback`].
+    RolledBack(RollbackPlan),
+    /// The partition went offline.
+    Offline,
 }
 
 /// A stored batch as two pieces: its patched 61-byte header and the rest of
@@ -112,6 +196,8 @@ pub struct SegmentWrite {
     /// Set when the segment is complete after this write (a newer segment
     /// exists): truncate to this size and write its index files.
     pub seal: Option<SealInfo>,
+    /// The segment's state once this write is done (its next durable point).
+    pub mark: SegmentMark,
 }
 
 pub struct SealInfo {
@@ -204,7 +290,7 @@ pub struct PartitionLog {
     /// Messages written but not yet synced (flush.messages relaxation).
     unsynced_messages: i64,
     last_sync_ms: i64,
-    failed: bool,
+    flush: FlushState,
     producers: ProducerStates,
     /// Offsets below this are synced to disk (fdatasync done).
     synced_offset: i64,
@@ -273,8 +359,16 @@ impl PartitionLog {
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
     }
+    /// Offline after a storage error (until a restart).
     pub fn is_failed(&self) -> bool {
-        self.failed
+        matches!(self.flush.health, Health::Offline { .. })
+    }
+    pub fn health(&self) -> &Health {
+        &self.flush.health
+    }
+    /// Rollbacks after a full disk so far.
+    pub fn rollbacks(&self) -> u64 {
+        self.flush.rollbacks
     }
     pub fn has_staged(&self) -> bool {
         !self.staged.is_empty()
@@ -298,9 +392,49 @@ impl PartitionLog {
         &mut self.segments[last]
     }
 
+    /// Check every batch of a payload before anything is staged: an append
+    /// takes the whole payload or nothing (a refused batch after accepted
+    /// ones would leave those appended but never acknowledged).
+    fn precheck(&self, payload: &Bytes, batches: &ValidatedBatches, now_ms: i64) -> Result<(), LogError> {
+        let ids = batches
+            .batches
+            .iter()
+            .filter(|b| b.producer_id >= 0)
+            .map(|b| b.producer_id);
+        let mut scratch = self.producers.subset(ids);
+        let mut next = self.next_offset;
+        for span in &batches.batches {
+            if span.len < record::BATCH_HEADER_LEN || span.start + span.len > payload.len() {
+                return Err(LogError::Storage);
+            }
+            let last = next + i64::from(span.last_offset_delta);
+            if span.producer_id >= 0 {
+                let last_seq = last_sequence(span.base_sequence, span.last_offset_delta);
+                match scratch.check(span.producer_id, span.producer_epoch, span.base_sequence, last_seq) {
+                    SeqCheck::Append => scratch.record(
+                        span.producer_id,
+                        span.producer_epoch,
+                        BatchMeta {
+                            first_seq: span.base_sequence,
+                            last_seq,
+                            first_offset: next,
+                            last_offset: last,
+                        },
+                        now_ms,
+                    ),
+                    SeqCheck::Duplicate { .. } => continue,
+                    SeqCheck::Reject(code) => return Err(LogError::Producer(code)),
+                }
+            }
+            next = last + 1;
+        }
+        Ok(())
+    }
+
     /// Append a validated produce payload. The batches get consecutive
     /// offsets starting at the log end; nothing is visible to consumers or
-    /// acknowledged until a flush job completes.
+    /// acknowledged until a flush job completes. The payload is taken whole
+    /// or refused whole.
     pub fn append(&mut self, payload: &Bytes, batches: &ValidatedBatches, now_ms: i64) -> Result<AppendInfo, LogError> {
         self.append_from_frame(payload, batches, now_ms, payload.len())
     }
@@ -315,9 +449,12 @@ impl PartitionLog {
         now_ms: i64,
         frame_len: usize,
     ) -> Result<AppendInfo, LogError> {
-        if self.failed {
-            return Err(LogError::Storage);
+        match self.flush.health {
+            Health::Ok => {}
+            Health::NoSpace { .. } => return Err(LogError::NoSpace),
+            Health::Offline { .. } => return Err(LogError::Offline),
         }
+        self.precheck(payload, batches, now_ms)?;
         let log_append_time = if self.config.log_append_time {
             Some(now_ms)
         } else {
@@ -327,9 +464,6 @@ impl PartitionLog {
         let start_offset = self.next_offset;
         self.fold_durable_producers(self.synced_offset);
         for span in &batches.batches {
-            if span.len < record::BATCH_HEADER_LEN || span.start + span.len > payload.len() {
-                return Err(LogError::Storage);
-            }
             let base = self.next_offset;
             let last = base + i64::from(span.last_offset_delta);
             let mut idempotent = None;
@@ -340,6 +474,11 @@ impl PartitionLog {
                     .check(span.producer_id, span.producer_epoch, span.base_sequence, last_seq)
                 {
                     SeqCheck::Append => {
+                        self.flush.producer_undo.push_back(ProducerUndo {
+                            offset: base,
+                            producer_id: span.producer_id,
+                            previous: self.producers.get(span.producer_id).cloned(),
+                        });
                         idempotent = Some(ProducerBatch {
                             producer_id: span.producer_id,
                             epoch: span.producer_epoch,
@@ -359,7 +498,15 @@ impl PartitionLog {
                         first.get_or_insert((first_offset, last_offset));
                         continue;
                     }
-                    SeqCheck::Reject(code) => return Err(LogError::Producer(code)),
+                    SeqCheck::Reject(code) => {
+                        invariant!(
+                            false,
+                            "{}-{}: batch at {base} refused with {code} after the payload's check passed",
+                            self.topic,
+                            self.partition
+                        );
+                        return Err(LogError::Producer(code));
+                    }
                 }
             }
             first.get_or_insert((base, last));
@@ -400,6 +547,10 @@ impl PartitionLog {
             }
             let interval = self.config.index_interval_bytes;
             let seg = self.active();
+            if seg.durable.is_none() {
+                // First append since the last durable point: remember it.
+                seg.durable = Some(seg.mark());
+            }
             seg.note_append(base, last, max_ts, len, interval);
             seg.modified_ms = now_ms;
             let segment_base = seg.base_offset;
@@ -433,6 +584,7 @@ impl PartitionLog {
             last_offset,
             log_append_time: log_append_time.unwrap_or(-1),
             log_start_offset: self.log_start_offset,
+            rollbacks: self.flush.rollbacks,
         })
     }
 
@@ -450,7 +602,7 @@ impl PartitionLog {
         // A roll without new data (retention rolling an expired active
         // segment) still needs its seal written.
         let unsealed = || self.segments.iter().rev().skip(1).any(|s| !s.sealed);
-        if self.failed || (self.staged.is_empty() && !unsealed()) {
+        if self.flush.health != Health::Ok || (self.staged.is_empty() && !unsealed()) {
             return None;
         }
         let staged = std::mem::take(&mut self.staged);
@@ -473,6 +625,7 @@ impl PartitionLog {
                         tail: seg.tail.clone(),
                         chunks: vec![s.data.head, s.data.body],
                         seal: None,
+                        mark: seg.mark(),
                     });
                 }
             }
@@ -503,6 +656,7 @@ impl PartitionLog {
                     tail: Vec::new(),
                     chunks: Vec::new(),
                     seal: Some(seal),
+                    mark: seg.mark(),
                 }),
             }
         }
@@ -519,6 +673,7 @@ impl PartitionLog {
                     tail: Vec::new(),
                     chunks: Vec::new(),
                     seal: None,
+                    mark: active.mark(),
                 });
             }
         }
@@ -539,11 +694,11 @@ impl PartitionLog {
 
     /// Record the outcome of a flush job. On success the written data becomes
     /// visible (and acknowledged) if the job synced or the topic relaxed
-    /// syncing; on failure the partition stops accepting writes.
+    /// syncing; on failure the partition goes offline (see
+    /// [`PartitionLog::fail_flush`] for failures that can be told apart).
     pub fn complete_flush(&mut self, job: FlushJob, ok: bool, now_ms: i64) {
         if !ok {
-            self.failed = true;
-            self.changed.notify_all();
+            self.go_offline("a flush failed".to_string());
             return;
         }
         for w in job.writes {
@@ -562,6 +717,7 @@ impl PartitionLog {
                 seg.tail = Vec::new();
                 seg.seal_done = true;
             }
+            seg.durable = Some(w.mark);
         }
         invariant!(
             job.upto_offset >= self.written_offset && job.upto_offset <= self.next_offset,
@@ -574,6 +730,12 @@ impl PartitionLog {
         );
         let newly = job.upto_offset - self.written_offset;
         self.written_offset = job.upto_offset;
+        while let Some(u) = self.flush.producer_undo.front() {
+            if u.offset >= self.written_offset {
+                break;
+            }
+            self.flush.producer_undo.pop_front();
+        }
         if job.sync {
             self.unsynced_messages = 0;
             self.last_sync_ms = now_ms;
@@ -604,6 +766,229 @@ impl PartitionLog {
             self.high_watermark,
             self.next_offset
         );
+    }
+
+    /// Take the partition offline: no more writes, reads or acks until a
+    /// restart. Staged data is dropped (never acknowledged).
+    pub fn go_offline(&mut self, reason: String) {
+        if self.is_failed() {
+            return;
+        }
+        tracing::error!(
+            topic = %self.topic,
+            partition = self.partition,
+            dir = %self.dir.display(),
+            "partition {}-{} is offline until the broker restarts: {reason}",
+            self.topic,
+            self.partition
+        );
+        self.flush.health = Health::Offline { reason };
+        self.staged.clear();
+        self.staged_bytes = 0;
+        self.changed.notify_all();
+    }
+
+    /// A flush job failed with `error`. Without space (ENOSPC, EDQUOT) the
+    /// log is rolled back to its last durable state and waits for space;
+    /// any other error takes the partition offline. The caller has no other
+    /// flush job of this partition in flight (the group-commit loop runs one
+    /// job per partition at a time).
+    pub fn fail_flush(&mut self, job: FlushJob, error: &std::io::Error) -> FlushFailure {
+        if !crate::io::is_no_space(error) {
+            self.go_offline(format!("write or sync failed: {error}"));
+            return FlushFailure::Offline;
+        }
+        let needed: u64 = job
+            .writes
+            .iter()
+            .flat_map(|w| w.chunks.iter())
+            .map(|c| c.len() as u64)
+            .sum();
+        self.flush.health = Health::NoSpace {
+            needed: needed.max(1),
+            rolled_back: false,
+        };
+        let plan = self.roll_back_to_durable(&job);
+        self.flush.rollbacks += 1;
+        self.flush
+            .rollback_points
+            .push_back((self.flush.rollbacks, plan.to_offset));
+        while self.flush.rollback_points.len() > ROLLBACK_HISTORY {
+            self.flush.rollback_points.pop_front();
+        }
+        tracing::warn!(
+            topic = %self.topic,
+            partition = self.partition,
+            to_offset = plan.to_offset,
+            dropped_offsets = plan.dropped_offsets,
+            dropped_bytes = plan.dropped_bytes,
+            "disk full ({error}): {}-{} rolled back to its last durable state (nothing dropped was acknowledged); \
+             writes resume once space is free",
+            self.topic,
+            self.partition
+        );
+        self.changed.notify_all();
+        FlushFailure::RolledBack(plan)
+    }
+
+    /// Drop everything after the last successful flush (pure): staged data,
+    /// cached batches, producer state of the dropped batches and segments
+    /// that never became durable; segments go back to their durable state.
+    /// Returns the file work that goes with it.
+    fn roll_back_to_durable(&mut self, job: &FlushJob) -> RollbackPlan {
+        let to = self.high_watermark;
+        invariant!(
+            self.written_offset == to,
+            "{}-{}: rollback with written offset {} but high watermark {}",
+            self.topic,
+            self.partition,
+            self.written_offset,
+            to
+        );
+        let mut plan = RollbackPlan {
+            dir: self.dir.clone(),
+            truncate: Vec::new(),
+            remove: Vec::new(),
+            to_offset: to,
+            dropped_offsets: self.next_offset - to,
+            dropped_bytes: 0,
+        };
+        self.staged.clear();
+        self.staged_bytes = 0;
+        while let Some(b) = self.cache.back() {
+            if b.base < to {
+                break;
+            }
+            self.cache_bytes -= b.charge;
+            self.cache.pop_back();
+        }
+        // The byte counter goes back with the log end (what fetches count as
+        // progress).
+        self.appended_bytes = self.hw_bytes;
+        while let Some(u) = self.flush.producer_undo.back() {
+            if u.offset < to {
+                break;
+            }
+            if let Some(u) = self.flush.producer_undo.pop_back() {
+                self.producers.restore(u.producer_id, u.previous);
+            }
+        }
+        // The recovery-point bookkeeping forgets the dropped batches too.
+        self.rollback_producers(to);
+        // Segments whose file no flush created are not durable at all
+        // (rolled after the durable point): they go.
+        while self.segments.len() > 1 && self.segments.last().is_some_and(|s| s.file.is_none()) {
+            if let Some(seg) = self.segments.pop() {
+                invariant!(
+                    seg.base_offset >= to,
+                    "{}-{}: segment {} below the durable point {to} has no file",
+                    self.topic,
+                    self.partition,
+                    seg.base_offset
+                );
+                plan.dropped_bytes += seg.size;
+                plan.remove.extend(seg.file_paths());
+            }
+        }
+        let last = self.segments.len().saturating_sub(1);
+        for (i, seg) in self.segments.iter_mut().enumerate() {
+            let mark = seg.durable.take().unwrap_or_else(|| seg.mark());
+            plan.dropped_bytes += seg.size.saturating_sub(mark.size);
+            seg.restore(mark);
+            seg.index_checkpointed = seg.index_checkpointed.min(seg.index.len());
+            if seg.file.is_none() {
+                // The only segment, never flushed: back to empty.
+                plan.remove.push(seg.log_path());
+                seg.written = 0;
+                seg.tail.clear();
+            }
+            invariant!(
+                seg.size == seg.written,
+                "{}-{}: segment {} rolled back to {} bytes but {} are durable",
+                self.topic,
+                self.partition,
+                seg.base_offset,
+                seg.size,
+                seg.written
+            );
+            if i == last || !seg.seal_done {
+                // Its seal was part of the failed job (or it is active again).
+                seg.sealed = false;
+                seg.seal_done = false;
+            }
+            if let Some(file) = &seg.file {
+                if job.writes.iter().any(|w| w.segment_base == seg.base_offset) {
+                    plan.truncate.push((file.clone(), seg.log_path(), seg.written));
+                }
+            }
+        }
+        self.next_offset = to;
+        self.check_segments();
+        plan
+    }
+
+    /// Record how the rollback's file work went: on success the partition
+    /// waits for space ([`PartitionLog::resume_if_space`]); a failure takes
+    /// it offline.
+    pub fn finish_rollback(&mut self, result: std::io::Result<()>) {
+        match (result, &self.flush.health) {
+            (Ok(()), Health::NoSpace { needed, .. }) => {
+                self.flush.health = Health::NoSpace {
+                    needed: *needed,
+                    rolled_back: true,
+                }
+            }
+            (Ok(()), _) => {}
+            (Err(e), _) => self.go_offline(format!("rolling back after a full disk failed: {e}")),
+        }
+    }
+
+    /// Resume writes after a rollback once `available` bytes are free on the
+    /// data directory's filesystem (more than the failed write needed).
+    /// Returns whether it resumed.
+    pub fn resume_if_space(&mut self, available: u64) -> bool {
+        match self.flush.health {
+            Health::NoSpace {
+                needed,
+                rolled_back: true,
+            } if available > needed => {
+                tracing::info!(
+                    topic = %self.topic,
+                    partition = self.partition,
+                    available,
+                    "space is free again: {}-{} takes writes",
+                    self.topic,
+                    self.partition
+                );
+                self.flush.health = Health::Ok;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Where an append made at rollback count `rollbacks` whose last offset
+    /// is `target - 1` stands.
+    pub fn ack_state(&self, rollbacks: u64, target: i64) -> AckState {
+        if rollbacks != self.flush.rollbacks {
+            // Rollback points only grow (each is the high watermark then):
+            // the first one after the append decides whether it was dropped.
+            let first = self.flush.rollback_points.iter().find(|(n, _)| *n == rollbacks + 1);
+            match first {
+                Some(&(_, point)) if target <= point => {}
+                _ => return AckState::Lost,
+            }
+        }
+        if self.high_watermark >= target {
+            AckState::Durable
+        } else if self.is_failed() {
+            AckState::Offline
+        } else if self.next_offset < target {
+            // Cannot happen without a rollback; never acknowledge it.
+            AckState::Lost
+        } else {
+            AckState::Pending
+        }
     }
 
     /// Segments are ordered and contiguous: each starts where the previous
@@ -644,7 +1029,10 @@ impl PartitionLog {
     /// For topics that relaxed syncing (flush.ms): the file to fdatasync when
     /// written data has waited longer than flush.ms without new appends.
     pub fn due_time_sync(&self, now_ms: i64) -> Option<LogFile> {
-        if self.unsynced_messages == 0 || self.failed || now_ms - self.last_sync_ms < self.config.flush_ms {
+        if self.unsynced_messages == 0
+            || self.flush.health != Health::Ok
+            || now_ms - self.last_sync_ms < self.config.flush_ms
+        {
             return None;
         }
         self.segments.last().and_then(|s| s.file.clone())
@@ -662,6 +1050,9 @@ impl PartitionLog {
     /// Plan a read of whole batches starting with the one containing
     /// `offset`, up to about `max_bytes` (the first batch always whole).
     pub fn plan_read(&self, offset: i64, max_bytes: usize) -> Result<ReadPlan, LogError> {
+        if self.is_failed() {
+            return Err(LogError::Offline);
+        }
         if offset < self.log_start_offset || offset > self.high_watermark {
             return Err(LogError::OffsetOutOfRange);
         }
@@ -737,7 +1128,7 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             ..Default::default()
         };
-        if !self.config.delete || self.failed {
+        if !self.config.delete || self.is_failed() {
             return out;
         }
         let limits = RetentionLimits {
@@ -882,7 +1273,11 @@ impl PartitionLog {
     }
 
     /// Files to close and index data to persist at shutdown.
+    /// Nothing for an offline partition: it is not written again.
     pub fn shutdown_info(&self) -> Vec<(LogFile, u64, Option<SealInfo>)> {
+        if self.is_failed() {
+            return Vec::new();
+        }
         let n = self.segments.len();
         self.segments
             .iter()
@@ -1009,6 +1404,36 @@ pub async fn execute_sync(job: &FlushJob) -> std::io::Result<()> {
         if let Some(f) = &w.file {
             f.sync().await?;
         }
+    }
+    Ok(())
+}
+
+/// The file work of a rollback: cut the segments written by the failed job
+/// back to their durable sizes (and sync that), remove the files of segments
+/// that never became durable.
+pub async fn execute_rollback(plan: &RollbackPlan) -> std::io::Result<()> {
+    for (file, path, size) in &plan.truncate {
+        let done = async {
+            file.truncate(*size).await?;
+            file.sync().await
+        };
+        if let Err(e) = done.await {
+            return Err(match crate::io::errno(&e) {
+                Some(code) => crate::io::os_error(code, format!("truncating {} to {size}", path.display())),
+                None => e,
+            });
+        }
+    }
+    let mut removed = false;
+    for path in &plan.remove {
+        match crate::io::fs::remove_file(path).await {
+            Ok(()) => removed = true,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    if removed {
+        crate::io::fs::sync_dir(&plan.dir).await?;
     }
     Ok(())
 }

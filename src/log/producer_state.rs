@@ -153,6 +153,32 @@ impl ProducerStates {
         self.record(b.producer_id, b.epoch, b.meta, b.timestamp);
     }
 
+    /// Put a producer's entry back as it was (`None`: unknown), undoing
+    /// [`ProducerStates::record`]s of batches that were dropped (a rollback
+    /// after a failed write).
+    pub fn restore(&mut self, producer_id: i64, entry: Option<ProducerEntry>) {
+        match entry {
+            Some(e) => {
+                self.producers.insert(producer_id, e);
+            }
+            None => {
+                self.producers.remove(&producer_id);
+            }
+        }
+    }
+
+    /// A copy holding only the given producers: a scratch state to check a
+    /// whole request against before anything is appended.
+    pub fn subset(&self, producer_ids: impl IntoIterator<Item = i64>) -> ProducerStates {
+        let mut out = ProducerStates::new();
+        for id in producer_ids {
+            if let Some(e) = self.producers.get(&id) {
+                out.producers.insert(id, e.clone());
+            }
+        }
+        out
+    }
+
     /// Forget producers idle since before `cutoff_ms`
     /// (producer.id.expiration.ms).
     pub fn expire(&mut self, cutoff_ms: i64) {

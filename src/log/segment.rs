@@ -63,6 +63,10 @@ pub struct Segment {
     /// Unreadable regions found by recovery (bad CRC, garbage), in file order.
     /// Their offsets are never handed out again; reads get CORRUPT_MESSAGE.
     pub corrupt: Vec<CorruptRange>,
+    /// The segment's state as of the last successful flush (or recovery),
+    /// captured before the first append after it: what a rollback after a
+    /// failed write restores. `None` while nothing was appended since.
+    pub durable: Option<SegmentMark>,
 }
 
 /// A region of a segment file that recovery could not read: the offsets
@@ -74,6 +78,15 @@ pub struct CorruptRange {
     pub to_offset: i64,
     pub position: u64,
     pub end_position: u64,
+}
+
+/// What a segment looked like at a durable point (see [`Segment::durable`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SegmentMark {
+    pub size: u64,
+    pub next_offset: i64,
+    pub max_timestamp: i64,
+    pub bytes_since_index: u64,
 }
 
 impl Segment {
@@ -97,6 +110,7 @@ impl Segment {
             index_synced: false,
             index_checkpointed: 0,
             corrupt: Vec::new(),
+            durable: None,
         }
     }
 
@@ -117,6 +131,29 @@ impl Segment {
             .min()
             .unwrap_or(self.written)
             .min(self.written)
+    }
+
+    /// The segment's current logical state.
+    pub fn mark(&self) -> SegmentMark {
+        SegmentMark {
+            size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            bytes_since_index: self.bytes_since_index,
+        }
+    }
+
+    /// Go back to `mark` (a durable point): later index entries are dropped.
+    /// The caller truncates the file.
+    pub fn restore(&mut self, mark: SegmentMark) {
+        let position = u32::try_from(mark.size).unwrap_or(u32::MAX);
+        self.index.truncate_to_position(position);
+        let relative = self.relative(mark.next_offset);
+        self.time_index.truncate_to_relative_offset(relative);
+        self.size = mark.size;
+        self.next_offset = mark.next_offset;
+        self.max_timestamp = mark.max_timestamp;
+        self.bytes_since_index = mark.bytes_since_index;
     }
 
     pub fn log_path(&self) -> PathBuf {

@@ -68,6 +68,16 @@ pub struct ShardMetrics {
     pub retention_bytes_deleted: u64,
     /// Broken invariants (bugs; see `crate::invariant`).
     pub invariant_violations: u64,
+    /// Free bytes of the data directory as the shard estimates them.
+    pub storage_free_bytes: u64,
+    /// 1 while produce is refused for lack of free space.
+    pub storage_degraded: u64,
+    /// Partitions rolled back after a full disk, waiting for space.
+    pub partitions_waiting_for_space: u64,
+    /// Partitions offline after a storage error.
+    pub partitions_offline: u64,
+    /// Rollbacks of partitions after a write failed for lack of space.
+    pub storage_rollbacks: u64,
 }
 
 impl Default for ShardMetrics {
@@ -95,6 +105,11 @@ impl Default for ShardMetrics {
             retention_segments_deleted: 0,
             retention_bytes_deleted: 0,
             invariant_violations: 0,
+            storage_free_bytes: 0,
+            storage_degraded: 0,
+            partitions_waiting_for_space: 0,
+            partitions_offline: 0,
+            storage_rollbacks: 0,
         }
     }
 }
@@ -264,7 +279,37 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
     summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
     type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> f64);
-    let per_shard: [PerShard; 24] = [
+    let per_shard: [PerShard; 29] = [
+        (
+            "ringlog_shard_storage_free_bytes",
+            "gauge",
+            "Free bytes of the data directory as the shard estimates them.",
+            |s| s.metrics.storage_free_bytes as f64,
+        ),
+        (
+            "ringlog_shard_storage_degraded",
+            "gauge",
+            "1 while produce is refused because free space is under ringlog.storage.min.free.bytes.",
+            |s| s.metrics.storage_degraded as f64,
+        ),
+        (
+            "ringlog_shard_partitions_waiting_for_space",
+            "gauge",
+            "Partitions rolled back after a full disk, waiting for free space.",
+            |s| s.metrics.partitions_waiting_for_space as f64,
+        ),
+        (
+            "ringlog_shard_partitions_offline",
+            "gauge",
+            "Partitions offline after a storage error (until a restart).",
+            |s| s.metrics.partitions_offline as f64,
+        ),
+        (
+            "ringlog_shard_storage_rollbacks_total",
+            "counter",
+            "Partition rollbacks after a write failed for lack of space.",
+            |s| s.metrics.storage_rollbacks as f64,
+        ),
         (
             "ringlog_shard_flush_rounds_total",
             "counter",

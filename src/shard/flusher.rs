@@ -13,7 +13,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use crate::io::time::now_ms;
-use crate::log::partition::{execute_sync, execute_writes, FlushJob};
+use crate::log::partition::{execute_rollback, execute_sync, execute_writes, FlushFailure, FlushJob};
 
 /// From this many files to sync in one round on, sync the filesystem once.
 pub const SYNCFS_FROM_FILES: usize = 8;
@@ -49,17 +49,17 @@ pub async fn run(shard: Rc<Shard>) {
         let syncing = jobs.iter().filter(|(_, j)| j.sync).count();
         let one_syncfs = syncing >= SYNCFS_FROM_FILES && shard.filesystem.is_some();
         let mut done = futures::future::join_all(jobs.into_iter().map(|(p, mut job)| async move {
-            let mut ok = match execute_writes(&mut job).await {
-                Ok(()) => true,
+            let mut result = match execute_writes(&mut job).await {
+                Ok(()) => Ok(()),
                 Err(e) => {
                     tracing::error!("write to {}-{} failed: {e}", p.topic, p.index);
-                    false
+                    Err(e)
                 }
             };
-            if ok && job.sync && !one_syncfs {
-                ok = sync_files(&p.topic, p.index, &job).await;
+            if result.is_ok() && job.sync && !one_syncfs {
+                result = sync_files(&p.topic, p.index, &job).await;
             }
-            (p, job, ok)
+            (p, job, result)
         }))
         .await;
         if one_syncfs {
@@ -69,9 +69,12 @@ pub async fn run(shard: Rc<Shard>) {
                 crate::metrics::fsync_done(started.elapsed());
                 if let Err(e) = synced {
                     tracing::error!("syncfs of the data directory failed: {e}");
-                    for (_, job, ok) in done.iter_mut() {
-                        if job.sync {
-                            *ok = false;
+                    for (_, job, result) in done.iter_mut() {
+                        if job.sync && result.is_ok() {
+                            *result = Err(match crate::io::errno(&e) {
+                                Some(code) => crate::io::os_error(code, format!("syncfs of the data directory: {e}")),
+                                None => std::io::Error::new(e.kind(), format!("syncfs of the data directory: {e}")),
+                            });
                         }
                     }
                 }
@@ -79,23 +82,40 @@ pub async fn run(shard: Rc<Shard>) {
         }
         let now = now_ms();
         crate::metrics::with(|m| m.flush_rounds += 1);
-        for (p, job, ok) in done {
-            p.log.borrow_mut().complete_flush(job, ok, now);
+        let mut rollbacks = Vec::new();
+        for (p, job, result) in done {
+            match result {
+                Ok(()) => p.log.borrow_mut().complete_flush(job, true, now),
+                Err(e) => {
+                    let failure = p.log.borrow_mut().fail_flush(job, &e);
+                    if let FlushFailure::RolledBack(plan) = failure {
+                        crate::metrics::with(|m| m.storage_rollbacks += 1);
+                        rollbacks.push((p, plan));
+                    }
+                }
+            }
+        }
+        // One job per partition is in flight at a time and it is done: the
+        // files can be cut back to their durable sizes.
+        for (p, plan) in rollbacks {
+            let result = execute_rollback(&plan).await;
+            if let Err(e) = &result {
+                tracing::error!("rolling back {}-{} failed: {e}", p.topic, p.index);
+            }
+            p.log.borrow_mut().finish_rollback(result);
+            shard.space.wake.notify_all();
         }
     }
 }
 
-async fn sync_files(topic: &str, index: i32, job: &FlushJob) -> bool {
+async fn sync_files(topic: &str, index: i32, job: &FlushJob) -> std::io::Result<()> {
     let started = crate::io::time::Instant::now();
     let synced = execute_sync(job).await;
     crate::metrics::fsync_done(started.elapsed());
-    match synced {
-        Ok(()) => true,
-        Err(e) => {
-            tracing::error!("fdatasync of {topic}-{index} failed: {e}");
-            false
-        }
+    if let Err(e) = &synced {
+        tracing::error!("fdatasync of {topic}-{index} failed: {e}");
     }
+    synced
 }
 
 /// Topics with flush.ms: sync data that has waited long enough even when no

@@ -848,10 +848,16 @@ async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
     for p in owned_offsets_partitions(shard) {
         // Appends still in flight (from before a failed write) are either
         // made durable or failed first, so the replay sees the final log.
-        let end = p.log.borrow().log_end_offset();
-        ops::wait_high_watermark(&p, end)
-            .await
-            .map_err(|code| format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index))?;
+        let (end, rollbacks) = {
+            let log = p.log.borrow();
+            (log.log_end_offset(), log.rollbacks())
+        };
+        // A rollback after a full disk drops the appends instead: fine too.
+        if let Err(code) = ops::wait_ack(&p, rollbacks, end).await {
+            if p.log.borrow().is_failed() || code != ec::KAFKA_STORAGE_ERROR {
+                return Err(format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index));
+            }
+        }
         let mut offset = p.log.borrow().log_start_offset();
         loop {
             let hwm = p.log.borrow().high_watermark();

@@ -8,6 +8,7 @@ pub mod flusher;
 pub mod groups;
 pub mod ops;
 pub mod retention;
+pub mod space;
 
 use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap};
@@ -58,6 +59,8 @@ pub struct Shard {
     pub filesystem: Option<crate::io::file::Filesystem>,
     /// Coordinator of the consumer groups whose offsets partitions this shard owns.
     pub groups: groups::Groups,
+    /// Free space of the data directory and produce admission.
+    pub space: space::SpaceState,
     /// Memory for requests read by this shard's connections
     /// (`queued.max.request.bytes` / shards): a connection reserves a
     /// frame's announced size before reading its body and gives it back
@@ -117,6 +120,7 @@ impl Shard {
         let groups = groups::Groups::new(&config);
         let budget = config.request_budget_per_shard();
         let filesystem = crate::io::file::Filesystem::open(&config.data_dir).ok();
+        let storage_space = space::SpaceState::new(&config);
         Rc::new(Shard {
             id,
             config,
@@ -131,6 +135,7 @@ impl Shard {
             shutdown: Notify::new(),
             next_producer_id: Cell::new(-1),
             filesystem,
+            space: storage_space,
             groups,
             request_budget: Semaphore::new(budget),
             staged_budget: Semaphore::new(budget),

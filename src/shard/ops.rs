@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 use crate::io::sync::{oneshot, OneshotSender, Permit};
 use crate::io::time::{now_ms, sleep_until, timeout};
-use crate::log::partition::{select_batches, Selection};
+use crate::log::partition::{select_batches, AckState, Selection};
 use crate::log::ReadPlan;
 use crate::protocol::error as ec;
 use crate::record;
@@ -48,14 +48,14 @@ pub fn validation_error(e: &record::RecordError) -> ProducePartResult {
 /// partition and the last offset appended.
 struct Appended {
     results: Vec<ProducePartResult>,
-    waits: Vec<Option<(PartitionRef, i64)>>,
+    waits: Vec<Option<(PartitionRef, u64, i64)>>,
 }
 
 /// Validate (unless the connection's shard did) and append every part now,
 /// in call order.
 fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appended {
     let mut results = Vec::with_capacity(parts.len());
-    let mut waits: Vec<Option<(PartitionRef, i64)>> = Vec::with_capacity(parts.len());
+    let mut waits: Vec<Option<(PartitionRef, u64, i64)>> = Vec::with_capacity(parts.len());
     for part in parts {
         let Some(p) = shard.partition(&part.topic, part.partition) else {
             let code = if shard.meta.borrow().owner(&part.topic, part.partition).is_some() {
@@ -88,6 +88,17 @@ fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appende
                 }
             }
         };
+        // Under the free-space threshold, user topics are refused before
+        // anything is appended (internal topics go on until the disk is full).
+        if shard.space.degraded() && !part.topic.starts_with("__") {
+            crate::metrics::partition_error("Produce", ec::KAFKA_STORAGE_ERROR);
+            results.push(produce_error(
+                ec::KAFKA_STORAGE_ERROR,
+                "The broker's disk is nearly full (ringlog.storage.min.free.bytes); retry later.",
+            ));
+            waits.push(None);
+            continue;
+        }
         let appended = p
             .log
             .borrow_mut()
@@ -95,6 +106,7 @@ fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appende
         match appended {
             Ok(info) => {
                 crate::metrics::bytes_in(&part.topic, part.records.len(), validated.total_records);
+                shard.space.note_written(part.records.len() as u64);
                 shard.mark_dirty(&p);
                 results.push(ProducePartResult {
                     error: ec::NONE,
@@ -104,7 +116,7 @@ fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appende
                     log_start_offset: info.log_start_offset,
                     record_errors: Vec::new(),
                 });
-                waits.push(Some((p, info.last_offset)));
+                waits.push(Some((p, info.rollbacks, info.last_offset)));
             }
             Err(e) => {
                 results.push(produce_error(e.kafka_code(), e.to_string()));
@@ -128,8 +140,8 @@ async fn respond(shard: Rc<Shard>, appended: Appended, acks: i16, timeout_ms: i3
     }
     let limit = Duration::from_millis(timeout_ms.max(0) as u64).max(Duration::from_millis(1));
     for (r, w) in results.iter_mut().zip(waits) {
-        let Some((p, last)) = w else { continue };
-        match timeout(limit, wait_high_watermark(&p, last + 1)).await {
+        let Some((p, rollbacks, last)) = w else { continue };
+        match timeout(limit, wait_ack(&p, rollbacks, last + 1)).await {
             Some(Ok(())) => {}
             Some(Err(code)) => {
                 *r = produce_error(code, "The log could not be written.");
@@ -142,10 +154,10 @@ async fn respond(shard: Rc<Shard>, appended: Appended, acks: i16, timeout_ms: i3
 
 /// Wait until every append is durable (or its partition failed or went
 /// away), or the shard shuts down.
-async fn wait_durable(shard: &Shard, waits: &[Option<(PartitionRef, i64)>]) {
+async fn wait_durable(shard: &Shard, waits: &[Option<(PartitionRef, u64, i64)>]) {
     let all = async {
-        for (p, last) in waits.iter().flatten() {
-            let _ = wait_high_watermark(p, last + 1).await;
+        for (p, rollbacks, last) in waits.iter().flatten() {
+            let _ = wait_ack(p, *rollbacks, last + 1).await;
         }
     };
     futures_lite::future::or(all, shard.until_shutdown()).await;
@@ -226,16 +238,18 @@ async fn finish_produce(
     drop(room);
 }
 
-/// Wait until the partition's high watermark reaches `target`.
-pub async fn wait_high_watermark(p: &PartitionRef, target: i64) -> Result<(), i16> {
+/// Wait until an append made at rollback count `rollbacks` and ending at
+/// `target - 1` is durable. A rollback after a full disk that dropped it, or
+/// the partition going offline, fails it with KAFKA_STORAGE_ERROR
+/// (retriable: nothing of it was acknowledged or visible).
+pub async fn wait_ack(p: &PartitionRef, rollbacks: u64, target: i64) -> Result<(), i16> {
     loop {
         let listener = {
             let log = p.log.borrow();
-            if log.high_watermark() >= target {
-                return Ok(());
-            }
-            if log.is_failed() {
-                return Err(ec::KAFKA_STORAGE_ERROR);
+            match log.ack_state(rollbacks, target) {
+                AckState::Durable => return Ok(()),
+                AckState::Lost | AckState::Offline => return Err(ec::KAFKA_STORAGE_ERROR),
+                AckState::Pending => {}
             }
             if p.deleted.get() {
                 return Err(ec::UNKNOWN_TOPIC_OR_PARTITION);

@@ -129,7 +129,7 @@ impl PartitionLog {
     /// recovery point is the synced offset, but never past a segment whose
     /// seal (final size, index files) is still being written.
     pub fn plan_checkpoint(&mut self) -> Option<CheckpointPlan> {
-        if self.failed {
+        if self.is_failed() {
             return None;
         }
         self.fold_durable_producers(self.synced_offset);

@@ -43,7 +43,7 @@ use crate::log::producer_state::{
 use crate::log::segment::{parse_index_file_name, parse_segment_file_name, CorruptRange, Segment, DELETED_SUFFIX};
 use crate::record::{self, BatchHeader, BATCH_HEADER_LEN, MAGIC_OFFSET, MAGIC_V2};
 
-use super::{PartitionLog, RecoveryStats as Stats};
+use super::{FlushState, PartitionLog, RecoveryStats as Stats};
 
 pub use crate::log::dirs::PARTITION_METADATA;
 
@@ -326,7 +326,7 @@ pub async fn open_with(
         cache_limit: 4 << 20,
         unsynced_messages: 0,
         last_sync_ms: now_ms,
-        failed: false,
+        flush: FlushState::default(),
         durable_producers: producers.clone(),
         producers,
         synced_offset: log_end,
