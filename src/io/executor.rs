@@ -125,11 +125,23 @@ pub(crate) async fn blocking<R: Send + 'static>(f: impl FnOnce() -> R + Send + '
     if !in_glommio() {
         return f();
     }
+    pooled(async move { glommio::executor().spawn_blocking(f).await }).await
+}
+
+/// Run a future that waits on glommio's blocking pool (`spawn_blocking`, or
+/// a glommio file operation glommio runs there, such as truncate) in a
+/// detached task counted as in flight until it completes, so the executor
+/// outlives the pool call even when the caller is cancelled. The future must
+/// own what the pool call uses (an `Rc` of the file, not a borrow).
+pub(crate) async fn pooled<R: 'static>(fut: impl Future<Output = R> + 'static) -> R {
+    if !in_glommio() {
+        return fut.await;
+    }
     let (tx, rx) = futures::channel::oneshot::channel();
     let guard = InFlight::new();
     glommio::spawn_local(async move {
         let _guard = guard;
-        let r = glommio::executor().spawn_blocking(f).await;
+        let r = fut.await;
         let _ = tx.send(r);
     })
     .detach();

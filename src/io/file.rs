@@ -301,8 +301,16 @@ impl LogFile {
 
     pub async fn truncate(&self, len: u64) -> io::Result<()> {
         match &self.kind {
-            Kind::Direct(f) => filtered(f.truncate(len)).await.map_err(gerr),
-            Kind::Buffered(f) => filtered(f.truncate(len)).await.map_err(gerr),
+            // glommio truncates on its blocking pool: the executor must
+            // outlive the call (see `executor::pooled`).
+            Kind::Direct(f) => {
+                let f = f.clone();
+                super::executor::pooled(async move { filtered(f.truncate(len)).await.map_err(gerr) }).await
+            }
+            Kind::Buffered(f) => {
+                let f = f.clone();
+                super::executor::pooled(async move { filtered(f.truncate(len)).await.map_err(gerr) }).await
+            }
             Kind::Sim(f) => {
                 sim_latency(LatencyKind::Meta).await;
                 let w = sim::world();
