@@ -5,6 +5,8 @@
 //! of a dropped batch is appended, not answered as a duplicate. EIO takes
 //! the partition offline.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
@@ -125,46 +127,7 @@ fn expected(acked: &[Appended]) -> Vec<String> {
 
 /// All (offset, value) pairs from the log start to the high watermark.
 async fn read_all(log: &PartitionLog) -> Vec<(i64, String)> {
-    let mut offset = log.log_start_offset();
-    let mut out = Vec::new();
-    while offset < log.high_watermark() {
-        let batches: Vec<Bytes> = match log.plan_read(offset, 64 << 10).unwrap() {
-            ReadPlan::Empty => break,
-            ReadPlan::Cached(parts) => {
-                let joined = Bytes::from(parts.concat());
-                record::BatchIter::new(&joined, true)
-                    .map(|(at, h)| joined.slice(at..at + h.total_size()))
-                    .collect()
-            }
-            ReadPlan::File {
-                file,
-                position,
-                len,
-                file_end,
-            } => {
-                let data: Bytes = file
-                    .read_at(position, len.max((file_end - position) as usize))
-                    .await
-                    .unwrap();
-                match select_batches(&data, offset, log.high_watermark(), 64 << 10) {
-                    Selection::Batches(b) => b,
-                    other => panic!("unexpected selection {other:?}"),
-                }
-            }
-        };
-        assert!(!batches.is_empty());
-        for b in batches {
-            let h = record::BatchHeader::parse(&b).unwrap();
-            for r in record::decode_records(&b).unwrap() {
-                let off = h.base_offset + i64::from(r.offset_delta);
-                if off >= offset {
-                    out.push((off, String::from_utf8(r.value.unwrap().to_vec()).unwrap()));
-                }
-            }
-            offset = h.last_offset() + 1;
-        }
-    }
-    out
+    common::read_from(log, log.log_start_offset()).await
 }
 
 /// Every acknowledged record exactly once, at dense offsets from 0.

@@ -2,6 +2,8 @@
 //! restart, torn tails, rebuilt indexes, segment rolling, retention. Runs on a real
 //! io_uring executor through the project's IO layer.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
@@ -71,47 +73,8 @@ async fn append_at(log: &mut PartitionLog, payload: &[u8], now_ms: i64) -> i64 {
 }
 
 /// All records' values from `offset` to the high watermark.
-async fn read_all(log: &PartitionLog, mut offset: i64) -> Vec<String> {
-    let mut out = Vec::new();
-    while offset < log.high_watermark() {
-        let batches = match log.plan_read(offset, 64 << 10).unwrap() {
-            ReadPlan::Empty => break,
-            // header and body pieces: join them back into whole batches
-            ReadPlan::Cached(parts) => {
-                let joined = Bytes::from(parts.concat());
-                record::BatchIter::new(&joined, true)
-                    .map(|(at, h)| joined.slice(at..at + h.total_size()))
-                    .collect()
-            }
-            ReadPlan::File {
-                file,
-                position,
-                len,
-                file_end,
-            } => {
-                let data: Bytes = file
-                    .read_at(position, len.max((file_end - position) as usize))
-                    .await
-                    .unwrap();
-                match select_batches(&data, offset, log.high_watermark(), 64 << 10) {
-                    Selection::Batches(b) => b,
-                    other => panic!("unexpected selection {other:?}"),
-                }
-            }
-        };
-        assert!(!batches.is_empty());
-        for b in batches {
-            let h = record::BatchHeader::parse(&b).unwrap();
-            for r in record::decode_records(&b).unwrap() {
-                let off = h.base_offset + i64::from(r.offset_delta);
-                if off >= offset {
-                    out.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
-                }
-            }
-            offset = h.last_offset() + 1;
-        }
-    }
-    out
+async fn read_all(log: &PartitionLog, offset: i64) -> Vec<String> {
+    common::read_from(log, offset).await.into_iter().map(|(_, v)| v).collect()
 }
 
 async fn open(dir: &Path, cfg: TopicConfig, clean: bool) -> PartitionLog {
