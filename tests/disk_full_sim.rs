@@ -17,10 +17,9 @@ use ringlog::io::file::IoMode;
 use ringlog::io::sim::disk::DiskConfig;
 use ringlog::io::sim::{SimConfig, World};
 use ringlog::log::partition::{
-    self, execute_rollback, execute_sync, execute_writes, select_batches, AckState, FlushFailure, FlushJob, Health,
-    Selection,
+    self, execute_rollback, execute_sync, execute_writes, AckState, FlushFailure, FlushJob, Health,
 };
-use ringlog::log::{LogError, PartitionLog, ReadPlan};
+use ringlog::log::{LogError, PartitionLog};
 use ringlog::record::{self, BatchOptions, Compression, Record};
 
 fn topic_config() -> TopicConfig {

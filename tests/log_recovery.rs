@@ -74,7 +74,11 @@ async fn append_at(log: &mut PartitionLog, payload: &[u8], now_ms: i64) -> i64 {
 
 /// All records' values from `offset` to the high watermark.
 async fn read_all(log: &PartitionLog, offset: i64) -> Vec<String> {
-    common::read_from(log, offset).await.into_iter().map(|(_, v)| v).collect()
+    common::read_from(log, offset)
+        .await
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect()
 }
 
 async fn open(dir: &Path, cfg: TopicConfig, clean: bool) -> PartitionLog {
