@@ -155,15 +155,22 @@ pub(crate) async fn pooled<R: 'static>(fut: impl Future<Output = R> + 'static) -
 
 /// Handle of a running shard thread.
 pub struct ShardThread<T: Send + 'static> {
-    inner: glommio::ExecutorJoinHandle<T>,
+    inner: glommio::ExecutorJoinHandle<()>,
+    result: std::sync::mpsc::Receiver<T>,
 }
 
 impl<T: Send + 'static> ShardThread<T> {
-    /// Wait for the shard's thread to finish.
+    /// Wait for the shard's future to finish (its executor then idles until
+    /// the process exits: see [`start_executor`]).
     pub fn join(self) -> anyhow::Result<T> {
-        self.inner
-            .join()
-            .map_err(|e| anyhow::anyhow!("shard thread failed: {e}"))
+        match self.result.recv() {
+            Ok(out) => Ok(out),
+            // The thread ended without a result: it panicked.
+            Err(_) => match self.inner.join() {
+                Ok(()) => Err(anyhow::anyhow!("shard thread ended without a result")),
+                Err(e) => Err(anyhow::anyhow!("shard thread failed: {e}")),
+            },
+        }
     }
 }
 
@@ -231,6 +238,7 @@ where
             threshold: Duration::from_millis(stall_ms),
         })));
     }
+    let (tx, result) = std::sync::mpsc::sync_channel(1);
     let inner = builder
         .spawn(move || {
             IN_EXECUTOR.with(|c| c.set(true));
@@ -238,11 +246,18 @@ where
             async move {
                 let out = fut.await;
                 drain_blocking().await;
-                out
+                let _ = tx.send(out);
+                // The executor is never torn down: glommio 0.9's blocking-pool
+                // threads panic ("failed to send response") when a pool call
+                // completes after their executor is dropped, and calls the
+                // executor does not see (glommio's own) cannot all be waited
+                // for. An idle executor parks in the kernel at no cost until
+                // the process exits.
+                std::future::pending::<()>().await
             }
         })
         .map_err(|e| anyhow::anyhow!("cannot start executor {}: {e}", spec.name))?;
-    Ok(ShardThread { inner })
+    Ok(ShardThread { inner, result })
 }
 
 /// Time the current executor spent running tasks, for metrics.

@@ -904,7 +904,9 @@ CASES = [
                  DEFAULT_CONFIG, id="producer-tiny-timeouts"),
     # Raw sockets.
     pytest.param(SlowFetchReaders, DEFAULT_CONFIG, id="raw-slow-readers-fetch"),
-    pytest.param(SlowProduceReaders, DEFAULT_CONFIG, id="raw-slow-readers-produce"),
+    pytest.param(SlowProduceReaders, DEFAULT_CONFIG, id="raw-slow-readers-produce",
+                 marks=pytest.mark.xfail(strict=False, reason="issue 8, under investigation: once (loaded machine) "
+                                         "a slow produce reader's response 92 did not come within 30 s")),
     pytest.param(SlowWriters, DEFAULT_CONFIG, id="raw-slow-writers",
                  marks=xfail("a frame reserves its announced size from the shard's request budget before its bytes "
                              "arrive: 50 senders trickling 100 MB frames take the whole budget and every other "
