@@ -151,6 +151,12 @@ run_one() {
         hwm="$(proc_status_kb "$pid" VmHWM)"
         cpu="$(cpu_seconds "$cpu0" "$cpu1")"
         echo "broker: ${cpu} CPU seconds during the run, VmHWM ${hwm} kB" | tee -a "$out/bench.log"
+        local diag
+        diag="$(bench_broker_diag)"
+        if [[ -n $diag ]]; then
+            echo "broker: $diag" | tee -a "$out/bench.log"
+            notes+=("$diag")
+        fi
     fi
 
     if [[ $name == many-partitions && -z $EXTERNAL && $rc -ne 2 ]]; then

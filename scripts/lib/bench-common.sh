@@ -15,6 +15,7 @@ BENCH_DATA_DIR=""
 BENCH_LISTEN_SECONDS=""
 BENCH_GIT_REV=""
 BENCH_BROKER_DIED=""
+BENCH_METRICS_ADDR=""
 
 # bench_build: build the release binary (unless BENCH_NO_BUILD=1) and copy
 # it aside, so that rebuilds by others during a long session do not change
@@ -110,8 +111,10 @@ bench_start_broker() {
     if [[ -n ${BENCH_BROKER_CONFIG:-} ]]; then
         extra=(--config "$BENCH_BROKER_CONFIG")
     fi
+    BENCH_METRICS_ADDR="127.0.0.1:$(free_port)"
     "$RINGLOG_BIN" start --data-dir "$data" --listen "127.0.0.1:$port" \
         --advertised-listener "127.0.0.1:$port" --shards "$BENCH_SHARDS" \
+        --metrics-listen "$BENCH_METRICS_ADDR" \
         --log-level "${BENCH_BROKER_LOG_LEVEL:-info}" "${extra[@]}" >>"$logf" 2>&1 &
     BENCH_BROKER_PID=$!
     BENCH_BOOTSTRAP_ADDR="127.0.0.1:$port"
@@ -121,6 +124,40 @@ bench_start_broker() {
         die "ringlog did not start listening on 127.0.0.1:$port"
     fi
     BENCH_LISTEN_SECONDS="$(seconds_since "$t0")"
+}
+
+# bench_broker_diag: one line of what the broker itself measured during the
+# run, from its /metrics (fsync latency, how late the shards' timers fired,
+# produce request time inside the broker), so a latency tail in the
+# generator's figures can be told apart as disk, a held shard or queueing.
+# Prints nothing when the metrics cannot be read.
+bench_broker_diag() {
+    [[ -n $BENCH_METRICS_ADDR ]] || return 0
+    python3 - "$BENCH_METRICS_ADDR" <<'PY' || true
+import re, sys, urllib.request
+try:
+    text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+except OSError:
+    sys.exit(0)
+def q(name, quantile, labels=""):
+    vals = []
+    for line in text.splitlines():
+        m = re.match(rf'{name}\{{([^}}]*)\}} (\S+)$', line)
+        if m and f'quantile="{quantile}"' in m.group(1) and labels in m.group(1):
+            vals.append(float(m.group(2)) * 1000)
+    return max(vals) if vals else None
+parts = []
+f = [q("ringlog_fsync_latency_seconds", x) for x in ("0.5", "0.99", "0.999")]
+if None not in f:
+    parts.append("broker fsync p50/p99/p99.9 %.2f/%.2f/%.2f ms" % tuple(f))
+t = q("ringlog_shard_task_queue_delay_seconds", "0.999")
+if t is not None:
+    parts.append("timer lateness p99.9 %.2f ms" % t)
+p = [q("ringlog_request_latency_seconds", x, 'api="Produce"') for x in ("0.5", "0.999")]
+if None not in p:
+    parts.append("produce in broker p50/p99.9 %.2f/%.2f ms" % tuple(p))
+print("; ".join(parts))
+PY
 }
 
 # seconds_since T0: seconds elapsed since T0 (from date +%s.%N), 2 decimals.
