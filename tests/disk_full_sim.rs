@@ -282,3 +282,42 @@ fn eio_takes_the_partition_offline() {
         assert!(!log.resume_if_space(u64::MAX));
     });
 }
+
+/// A topic with flush.ms acknowledges written data before it is synced; a
+/// failing time-based sync takes the partition offline (the acknowledged
+/// data may be gone from the page cache: nothing is retried or rolled back).
+#[test]
+fn eio_on_a_time_based_sync_takes_the_partition_offline() {
+    sim(10, u64::MAX, |w| async move {
+        let path = dir();
+        let broker = BrokerConfig::load(&Overrides::default()).unwrap();
+        let overrides: BTreeMap<String, String> = [("flush.ms".to_string(), "1000".to_string())].into();
+        let config = TopicConfig::resolve(&overrides, &broker);
+        assert!(!config.sync_on_ack());
+        let mut log = partition::open(&path, "t", 0, config, IoMode::Buffered, true, 0)
+            .await
+            .unwrap();
+        let a = append(&mut log, &batch(2, "a", None), "a").unwrap();
+        let job = log.take_flush_job(0).unwrap();
+        assert!(!job.sync, "a relaxed topic writes without syncing");
+        assert!(flush(&mut log, job).await);
+        assert_eq!(
+            log.high_watermark(),
+            a.last + 1,
+            "written data is visible before the sync"
+        );
+        assert!(log.due_time_sync(500).is_none(), "not due before flush.ms");
+        let file = log.due_time_sync(1_000).expect("due after flush.ms");
+        w.disk.configure(|c| c.eio_paths = vec![path.clone()]);
+        let e = file.sync().await.unwrap_err();
+        log.fail_time_sync(&e);
+        assert!(log.is_failed());
+        assert!(log.due_time_sync(10_000).is_none());
+        assert!(matches!(
+            append(&mut log, &batch(1, "b", None), "b"),
+            Err(LogError::Offline)
+        ));
+        assert!(matches!(log.plan_read(0, 1 << 10), Err(LogError::Offline)));
+        assert!(!log.resume_if_space(u64::MAX));
+    });
+}

@@ -1038,6 +1038,17 @@ impl PartitionLog {
         self.segments.last().and_then(|s| s.file.clone())
     }
 
+    /// A time-based sync (see [`PartitionLog::due_time_sync`]) failed. The
+    /// data it covered was already acknowledged (the topic relaxed syncing)
+    /// and the kernel may have dropped the dirty pages after the error, so
+    /// nothing can be rolled back or retried safely: like Kafka's offline log
+    /// directory, the partition goes offline until a restart, whose recovery
+    /// scans everything past the recovery point (which this sync never
+    /// advanced).
+    pub fn fail_time_sync(&mut self, error: &std::io::Error) {
+        self.go_offline(format!("time-based fdatasync (flush.ms) failed: {error}"));
+    }
+
     /// Record a completed time-based sync.
     pub fn synced(&mut self, now_ms: i64) {
         self.unsynced_messages = 0;

@@ -127,7 +127,7 @@ async fn sync_relaxed(shard: &Rc<Shard>) {
         if let Some(file) = due {
             match file.sync().await {
                 Ok(()) => p.log.borrow_mut().synced(now),
-                Err(e) => tracing::error!("fdatasync of {}-{} failed: {e}", p.topic, p.index),
+                Err(e) => p.log.borrow_mut().fail_time_sync(&e),
             }
         }
     }
