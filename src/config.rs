@@ -59,6 +59,8 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "index.interval.bytes", broker_name: "log.index.interval.bytes", default: "4096", ty: ConfigType::Int, doc: "bytes between offset index entries" },
     TopicConfigDef { name: "max.message.bytes", broker_name: "message.max.bytes", default: "1048588", ty: ConfigType::Int, doc: "largest record batch accepted" },
     TopicConfigDef { name: "message.timestamp.type", broker_name: "log.message.timestamp.type", default: "CreateTime", ty: ConfigType::String, doc: "CreateTime or LogAppendTime" },
+    TopicConfigDef { name: "message.timestamp.after.max.ms", broker_name: "log.message.timestamp.after.max.ms", default: "3600000", ty: ConfigType::Long, doc: "CreateTime topics: a batch with a record timestamp more than this far ahead of the broker's clock is refused with INVALID_TIMESTAMP (KIP-937)" },
+    TopicConfigDef { name: "message.timestamp.before.max.ms", broker_name: "log.message.timestamp.before.max.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "CreateTime topics: a batch with a record timestamp more than this far behind the broker's clock is refused with INVALID_TIMESTAMP (KIP-937)" },
     TopicConfigDef { name: "min.insync.replicas", broker_name: "min.insync.replicas", default: "1", ty: ConfigType::Int, doc: "replicas required for acks=all" },
     TopicConfigDef { name: "retention.bytes", broker_name: "log.retention.bytes", default: "-1", ty: ConfigType::Long, doc: "size retention per partition" },
     TopicConfigDef { name: "retention.ms", broker_name: "log.retention.ms", default: "604800000", ty: ConfigType::Long, doc: "time retention" },
@@ -79,8 +81,6 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     TopicConfigDef { name: "local.retention.bytes", broker_name: "log.local.retention.bytes", default: "-2", ty: ConfigType::Long, doc: "tiered storage (not implemented)" },
     TopicConfigDef { name: "local.retention.ms", broker_name: "log.local.retention.ms", default: "-2", ty: ConfigType::Long, doc: "tiered storage (not implemented)" },
     TopicConfigDef { name: "max.compaction.lag.ms", broker_name: "log.cleaner.max.compaction.lag.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "compaction (not implemented yet)" },
-    TopicConfigDef { name: "message.timestamp.after.max.ms", broker_name: "log.message.timestamp.after.max.ms", default: "3600000", ty: ConfigType::Long, doc: "largest allowed gap of a CreateTime timestamp ahead of the broker's clock (not enforced yet)" },
-    TopicConfigDef { name: "message.timestamp.before.max.ms", broker_name: "log.message.timestamp.before.max.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "largest allowed gap of a CreateTime timestamp behind the broker's clock (not enforced yet)" },
     TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", default: "0.5", ty: ConfigType::Double, doc: "compaction (not implemented yet)" },
     TopicConfigDef { name: "min.compaction.lag.ms", broker_name: "log.cleaner.min.compaction.lag.ms", default: "0", ty: ConfigType::Long, doc: "compaction (not implemented yet)" },
     TopicConfigDef { name: "preallocate", broker_name: "log.preallocate", default: "false", ty: ConfigType::Bool, doc: "preallocate segment files (no effect)" },
@@ -212,7 +212,13 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
                 "Invalid value {value} for configuration fetch.max.bytes: must be at least 1024"
             )),
         },
-        "max.message.bytes" | "index.interval.bytes" | "segment.index.bytes" => match value.trim().parse::<i64>() {
+        "max.message.bytes"
+        | "index.interval.bytes"
+        | "segment.index.bytes"
+        | "message.timestamp.after.max.ms"
+        | "message.timestamp.before.max.ms"
+        | "log.message.timestamp.after.max.ms"
+        | "log.message.timestamp.before.max.ms" => match value.trim().parse::<i64>() {
             Ok(v) if v >= 0 => Ok(()),
             _ => Err(format!("Invalid value {value} for configuration {name}")),
         },
@@ -238,6 +244,10 @@ pub struct TopicConfig {
     pub index_interval_bytes: u64,
     pub max_message_bytes: usize,
     pub log_append_time: bool,
+    /// `message.timestamp.before.max.ms` (CreateTime topics).
+    pub timestamp_before_max_ms: i64,
+    /// `message.timestamp.after.max.ms` (CreateTime topics).
+    pub timestamp_after_max_ms: i64,
     pub flush_messages: i64,
     pub flush_ms: i64,
     pub retention_ms: i64,
@@ -266,6 +276,8 @@ impl TopicConfig {
             index_interval_bytes: long("index.interval.bytes", 4096).max(0) as u64,
             max_message_bytes: long("max.message.bytes", 1_048_588).max(0) as usize,
             log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            timestamp_before_max_ms: long("message.timestamp.before.max.ms", i64::MAX).max(0),
+            timestamp_after_max_ms: long("message.timestamp.after.max.ms", 3_600_000).max(0),
             flush_messages: long("flush.messages", i64::MAX),
             flush_ms: long("flush.ms", i64::MAX),
             retention_ms: long("retention.ms", 604_800_000),
@@ -273,6 +285,20 @@ impl TopicConfig {
             compact: get("cleanup.policy").split(',').any(|p| p.trim() == "compact"),
             delete: get("cleanup.policy").split(',').any(|p| p.trim() == "delete"),
             file_delete_delay_ms: long("file.delete.delay.ms", 60_000).max(0),
+        }
+    }
+
+    /// Which record timestamps a produce to this topic may carry, with the
+    /// broker's clock at `now_ms` (Kafka's `LogValidator` checks, KIP-937).
+    pub fn timestamp_policy(&self, now_ms: i64) -> crate::record::TimestampPolicy {
+        if self.log_append_time {
+            crate::record::TimestampPolicy::LogAppendTime
+        } else {
+            crate::record::TimestampPolicy::CreateTime {
+                now_ms,
+                before_max_ms: self.timestamp_before_max_ms,
+                after_max_ms: self.timestamp_after_max_ms,
+            }
         }
     }
 

@@ -74,9 +74,13 @@ fn topic_variants() -> &'static [TopicConfig; 8] {
 pub fn produce_options(cfg: &TopicConfig) -> ValidateOptions {
     ValidateOptions {
         require_keys: cfg.compact,
+        timestamps: cfg.timestamp_policy(FUZZ_NOW_MS),
         ..ValidateOptions::new(cfg.max_message_bytes)
     }
 }
+
+/// The broker clock the fuzz targets validate timestamps against.
+pub const FUZZ_NOW_MS: i64 = 1_700_000_000_000;
 
 // ---------------------------------------------------------------------------
 // request_frame
@@ -182,9 +186,15 @@ pub fn record_batch_payload(payload: &[u8], cfg: &TopicConfig) {
         Ok(v) => v,
         Err(e) => {
             let code = e.kafka_code();
-            assert!(matches!(code, 2 | 10 | 76 | 87), "unexpected error code {code} for {e}");
+            assert!(
+                matches!(code, 2 | 10 | 32 | 76 | 87),
+                "unexpected error code {code} for {e}"
+            );
             if let RecordError::MissingKeys(idx) = &e {
                 assert!(opts.require_keys && !idx.is_empty(), "{e:?}");
+            }
+            if let RecordError::InvalidTimestamp(issues) = &e {
+                assert!(!issues.is_empty() && issues.len() <= record::MAX_RECORD_ERRORS, "{e:?}");
             }
             return;
         }
@@ -233,6 +243,15 @@ pub fn record_batch_payload(payload: &[u8], cfg: &TopicConfig) {
         let mut in_place = batch.to_vec();
         record::rewrite_batch(&mut in_place, base, 7, log_append_time);
         assert_eq!(in_place, whole, "rewrite_batch and rewrite_header disagree");
+        if log_append_time.is_none() {
+            // The append also writes the records' largest timestamp.
+            let mut stamped = head.to_vec();
+            record::set_max_timestamp(&mut stamped, body, span.max_timestamp);
+            stamped.extend_from_slice(body);
+            assert!(record::verify_crc(&stamped), "CRC broken by the max timestamp rewrite");
+            let h = record::BatchHeader::parse(&stamped).map(|h| h.max_timestamp);
+            assert_eq!(h, Some(span.max_timestamp));
+        }
         let Some(h) = record::BatchHeader::parse(&whole) else {
             panic!("a validated batch has no header");
         };

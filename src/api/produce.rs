@@ -195,6 +195,8 @@ pub async fn route(
                         // Compacted topics need a key on every record (Kafka: INVALID_RECORD).
                         require_keys: cfg.compact,
                         max_total_decompressed_bytes: allowance,
+                        // message.timestamp.* (Kafka: INVALID_TIMESTAMP).
+                        timestamps: cfg.timestamp_policy(crate::io::time::now_ms()),
                         ..record::ValidateOptions::new(cfg.max_message_bytes)
                     };
                     match record::validate_payload_pausing(&records, &opts, crate::io::yield_if_needed).await {

@@ -513,6 +513,11 @@ impl PartitionLog {
             let split = span.start + record::BATCH_HEADER_LEN;
             let body = payload.slice(split..span.start + span.len);
             let mut head = BytesMut::from(&payload[span.start..split]);
+            if log_append_time.is_none() {
+                // The records' largest timestamp, whatever the producer's
+                // header says (as Kafka): segment timestamps drive retention.
+                record::set_max_timestamp(&mut head, &body, span.max_timestamp);
+            }
             record::rewrite_header(&mut head, &body, base, self.leader_epoch, log_append_time);
             let data = BatchBytes {
                 head: head.freeze(),
@@ -1162,6 +1167,17 @@ impl PartitionLog {
             })
             .collect();
         let decision = segments_to_delete(&summaries, self.high_watermark, limits, now_ms);
+        if let Some((base_offset, timestamp)) = decision.future_timestamp {
+            // As Kafka 4: the segment stays; say why time retention stopped.
+            tracing::warn!(
+                topic = %self.topic,
+                partition = self.partition,
+                base_offset,
+                timestamp,
+                now_ms,
+                "segment contains future timestamp(s), making it and later segments ineligible for deletion by retention.ms"
+            );
+        }
         let n = decision.count().min(self.segments.len().saturating_sub(1));
         if n + 1 == self.segments.len() && self.active_expired(limits, now_ms) {
             // Kafka rolls when everything, active segment included, is

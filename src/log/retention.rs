@@ -6,7 +6,14 @@
 //! * only whole segments go, oldest first, and the scan stops at the first
 //!   segment that may not go;
 //! * time: a segment goes when `now - largest timestamp > retention.ms`
-//!   (`retention.ms < 0`: no time limit);
+//!   (`retention.ms < 0`: no time limit). A segment whose largest timestamp
+//!   is in the future therefore stays, and so do the segments after it
+//!   (Kafka 4 keeps it too and logs a warning, which
+//!   [`RetentionDecision::future_timestamp`] lets the caller do): only the
+//!   size limit (or deleting records) removes it. CreateTime topics refuse
+//!   timestamps more than `message.timestamp.after.max.ms` (1 hour by
+//!   default) ahead, so only data written before that check, or under a
+//!   larger setting, can hold time retention up;
 //! * size: after the time rule, the oldest segments go while the log stays
 //!   at least `retention.bytes` large without them (`total - size >=
 //!   retention.bytes`; `retention.bytes < 0`: no size limit);
@@ -51,6 +58,10 @@ pub struct RetentionDecision {
     pub by_time: usize,
     /// The `by_size` segments after those breached `retention.bytes`.
     pub by_size: usize,
+    /// The time rule stopped at a segment (otherwise deletable) whose
+    /// largest timestamp is in the future: its base offset and that
+    /// timestamp (Kafka warns about it on every check).
+    pub future_timestamp: Option<(i64, i64)>,
 }
 
 impl RetentionDecision {
@@ -83,6 +94,10 @@ pub fn segments_to_delete(
                 s.largest_timestamp >= 0 && now_ms.saturating_sub(s.largest_timestamp) > limits.retention_ms
             })
             .count();
+        decision.future_timestamp = segments[..candidates]
+            .get(decision.by_time)
+            .filter(|s| s.largest_timestamp > now_ms)
+            .map(|s| (s.base_offset, s.largest_timestamp));
     }
     if limits.retention_bytes >= 0 {
         let total: u64 = segments[decision.by_time..].iter().map(|s| s.size).sum();
@@ -143,7 +158,14 @@ mod tests {
         // Segment 2 is recent: segment 3 (old again) must stay as well.
         let s = segs(100, &[NOW - 5000, NOW - 4000, NOW - 10, NOW - 9000, NOW - 9000]);
         let d = segments_to_delete(&s, 50, limits(1000, -1), NOW);
-        assert_eq!(d, RetentionDecision { by_time: 2, by_size: 0 });
+        assert_eq!(
+            d,
+            RetentionDecision {
+                by_time: 2,
+                by_size: 0,
+                future_timestamp: None
+            }
+        );
     }
 
     #[test]
@@ -153,6 +175,31 @@ mod tests {
         assert_eq!(segments_to_delete(&s, 20, limits(1000, -1), NOW).count(), 0);
         let s = segs(100, &[NOW - 1001, NOW]);
         assert_eq!(segments_to_delete(&s, 20, limits(1000, -1), NOW).count(), 1);
+    }
+
+    #[test]
+    fn a_future_timestamp_holds_time_retention_as_in_kafka() {
+        // Segment 1 has a record an hour ahead of the clock: it and every
+        // later segment stay (Kafka 4: "contains future timestamp(s), making
+        // it ineligible to be deleted"); the caller is told which one.
+        let s = segs(100, &[NOW - 5000, NOW + 3_600_000, NOW - 9000, NOW]);
+        let d = segments_to_delete(&s, 40, limits(1000, -1), NOW);
+        assert_eq!(d.by_time, 1);
+        assert_eq!(d.future_timestamp, Some((10, NOW + 3_600_000)));
+        // The size limit still removes it.
+        let d = segments_to_delete(&s, 40, limits(1000, 100), NOW);
+        assert_eq!((d.by_time, d.by_size), (1, 2));
+        // Not reported when it is not what stopped the scan (segment 0 is
+        // recent), nor for the active segment, nor without a time limit.
+        let s = segs(100, &[NOW, NOW + 3_600_000, NOW]);
+        assert_eq!(segments_to_delete(&s, 30, limits(1000, -1), NOW).future_timestamp, None);
+        let s = segs(100, &[NOW - 5000, NOW + 3_600_000]);
+        assert_eq!(segments_to_delete(&s, 20, limits(1000, -1), NOW).future_timestamp, None);
+        let s = segs(100, &[NOW + 3_600_000, NOW]);
+        assert_eq!(segments_to_delete(&s, 20, limits(-1, -1), NOW).future_timestamp, None);
+        assert!(segments_to_delete(&s, 20, limits(1000, -1), NOW)
+            .future_timestamp
+            .is_some());
     }
 
     #[test]
@@ -176,7 +223,14 @@ mod tests {
         // would leave 200.
         let s = segs(100, &[NOW; 5]);
         let d = segments_to_delete(&s, 50, limits(-1, 250), NOW);
-        assert_eq!(d, RetentionDecision { by_time: 0, by_size: 2 });
+        assert_eq!(
+            d,
+            RetentionDecision {
+                by_time: 0,
+                by_size: 2,
+                future_timestamp: None
+            }
+        );
         // Exactly on the limit: total - size == retention.bytes still goes.
         let d = segments_to_delete(&s, 50, limits(-1, 300), NOW);
         assert_eq!(d.by_size, 2);
@@ -192,7 +246,14 @@ mod tests {
         // (400 bytes) and removes one more to stay >= 300.
         let s = segs(100, &[0, NOW, NOW, NOW, NOW]);
         let d = segments_to_delete(&s, 50, limits(1000, 300), NOW);
-        assert_eq!(d, RetentionDecision { by_time: 1, by_size: 1 });
+        assert_eq!(
+            d,
+            RetentionDecision {
+                by_time: 1,
+                by_size: 1,
+                future_timestamp: None
+            }
+        );
     }
 
     #[test]

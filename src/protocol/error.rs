@@ -238,6 +238,7 @@ mod tests {
             (RecordError::CorruptMessage("crc".into()).into(), CORRUPT_MESSAGE),
             (RecordError::InvalidRecord("x".into()).into(), INVALID_RECORD),
             (RecordError::MissingKeys(vec![0]).into(), INVALID_RECORD),
+            (RecordError::InvalidTimestamp(vec![]).into(), INVALID_TIMESTAMP),
             (RecordError::MessageTooLarge(10).into(), MESSAGE_TOO_LARGE),
             (
                 RecordError::UnsupportedCompression(5).into(),

@@ -360,6 +360,21 @@ pub fn rewrite_header(head: &mut [u8], body: &[u8], base_offset: i64, leader_epo
     put(head, CRC_OFFSET, crc.to_be_bytes());
 }
 
+/// Set the `max_timestamp` of a batch held as its 61-byte header (`head`)
+/// and the rest (`body`, untouched), recomputing the CRC, unless it already
+/// is `max_timestamp` (Kafka overwrites a CreateTime batch's max timestamp
+/// with the largest record timestamp it computed while validating). Returns
+/// whether the header changed. A `head` of another length is left untouched.
+pub fn set_max_timestamp(head: &mut [u8], body: &[u8], max_timestamp: i64) -> bool {
+    if head.len() != BATCH_HEADER_LEN || get_i64(head, MAX_TIMESTAMP_OFFSET) == Some(max_timestamp) {
+        return false;
+    }
+    put(head, MAX_TIMESTAMP_OFFSET, max_timestamp.to_be_bytes());
+    let crc = crc32c::crc32c_append(crc32c::crc32c(&head[ATTRIBUTES_OFFSET..]), body);
+    put(head, CRC_OFFSET, crc.to_be_bytes());
+    true
+}
+
 /// Iterates over the batches of a buffer read from a log segment, which may end
 /// with a torn or garbage tail.
 ///

@@ -42,18 +42,18 @@ use crate::protocol::error::{self as ec, ApiError};
 mod tests;
 
 pub use batch::{
-    compute_crc, rewrite_batch, rewrite_header, update_crc, verify_crc, BatchHeader, BatchIter, Compression,
-    TimestampType, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL,
-    BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET, BATCH_LENGTH_OFFSET, CRC_OFFSET,
-    LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, MAGIC_V2, MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH,
+    compute_crc, rewrite_batch, rewrite_header, set_max_timestamp, update_crc, verify_crc, BatchHeader, BatchIter,
+    Compression, TimestampType, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE,
+    ATTR_TRANSACTIONAL, BASE_OFFSET_OFFSET, BASE_SEQUENCE_OFFSET, BASE_TIMESTAMP_OFFSET, BATCH_LENGTH_OFFSET,
+    CRC_OFFSET, LAST_OFFSET_DELTA_OFFSET, MAGIC_OFFSET, MAGIC_V2, MAX_TIMESTAMP_OFFSET, MIN_BATCH_LENGTH,
     NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
     PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, RECORD_COUNT_OFFSET,
 };
 pub use compression::{decompression_limit, MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO, MIN_DECOMPRESSION_LIMIT};
 pub use records::{build_batch, build_batch_with, decode_records, BatchOptions, OwnedRecord, Record};
 pub use validate::{
-    validate_payload, validate_payload_pausing, validate_produce_payload, BatchSpan, ValidateOptions, ValidatedBatches,
-    PAUSE_EVERY,
+    validate_payload, validate_payload_pausing, validate_produce_payload, BatchSpan, TimestampPolicy, ValidateOptions,
+    ValidatedBatches, PAUSE_EVERY,
 };
 
 /// Size of the v2 batch header, up to and including `record_count`.
@@ -83,6 +83,70 @@ pub enum RecordError {
     /// produce response lists them as per-record errors (KIP-467).
     #[error("compacted topic cannot accept message without key")]
     MissingKeys(Vec<i32>),
+    /// Records whose timestamps the topic does not accept (Kafka
+    /// `INVALID_TIMESTAMP`, 32): CreateTime timestamps outside
+    /// `message.timestamp.before.max.ms`/`after.max.ms` of the broker's clock,
+    /// or a producer claiming LogAppendTime. Lists the rejected records of
+    /// the batch (at most [`MAX_RECORD_ERRORS`]; keyless records of a
+    /// compacted topic included, as Kafka reports every record error of the
+    /// batch under INVALID_TIMESTAMP once one is a timestamp error), for the
+    /// per-record errors of the produce response (KIP-467).
+    #[error("one or more records have been rejected due to invalid timestamp")]
+    InvalidTimestamp(Vec<RecordIssue>),
+}
+
+/// Most per-record errors kept for one batch (a batch can hold millions of
+/// records; the produce response lists these and the error applies to the
+/// whole batch anyway).
+pub const MAX_RECORD_ERRORS: usize = 1024;
+
+/// Why one record of a batch was refused (see [`RecordError::InvalidTimestamp`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecordIssue {
+    /// Record `index` has no key but the topic is compacted.
+    MissingKey { index: i32 },
+    /// Record `index` has CreateTime `timestamp`, outside `[min, max]`.
+    TimestampOutOfRange {
+        index: i32,
+        timestamp: i64,
+        min: i64,
+        max: i64,
+    },
+    /// Record `index` is in a batch marked LogAppendTime, which only the
+    /// broker may set (or a LogAppendTime batch without a timestamp).
+    LogAppendTimeFromProducer { index: i32 },
+}
+
+impl RecordIssue {
+    /// Index of the record in its batch.
+    pub fn index(&self) -> i32 {
+        match *self {
+            RecordIssue::MissingKey { index }
+            | RecordIssue::TimestampOutOfRange { index, .. }
+            | RecordIssue::LogAppendTimeFromProducer { index } => index,
+        }
+    }
+}
+
+impl std::fmt::Display for RecordIssue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match *self {
+            RecordIssue::MissingKey { .. } => write!(f, "compacted topic cannot accept message without key"),
+            RecordIssue::TimestampOutOfRange {
+                index,
+                timestamp,
+                min,
+                max,
+            } => write!(
+                f,
+                "timestamp {timestamp} of record {index} is out of range: the topic accepts [{min}, {max}]"
+            ),
+            RecordIssue::LogAppendTimeFromProducer { index } => write!(
+                f,
+                "record {index}: producers may not set the timestamp type to LogAppendTime"
+            ),
+        }
+    }
 }
 
 impl RecordError {
@@ -93,6 +157,7 @@ impl RecordError {
             RecordError::InvalidRecord(_) | RecordError::MissingKeys(_) => ec::INVALID_RECORD,
             RecordError::MessageTooLarge(_) => ec::MESSAGE_TOO_LARGE,
             RecordError::UnsupportedCompression(_) => ec::UNSUPPORTED_COMPRESSION_TYPE,
+            RecordError::InvalidTimestamp(_) => ec::INVALID_TIMESTAMP,
         }
     }
 }

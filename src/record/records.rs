@@ -10,11 +10,11 @@ use bytes::Bytes;
 
 use super::batch::{
     get_i32, BatchHeader, Compression, TimestampType, ATTR_CONTROL, ATTR_TIMESTAMP_TYPE, ATTR_TRANSACTIONAL, MAGIC_V2,
-    MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE,
+    MIN_BATCH_LENGTH, NO_PARTITION_LEADER_EPOCH, NO_PRODUCER_EPOCH, NO_PRODUCER_ID, NO_SEQUENCE, NO_TIMESTAMP,
 };
 use super::compression::{self, decompression_limit};
 use super::varint::{corrupt, invalid, put_varint, put_varlong, varint_len, varlong_len, SliceSource, Source};
-use super::{RecordError, BATCH_HEADER_LEN, LOG_OVERHEAD};
+use super::{RecordError, RecordIssue, BATCH_HEADER_LEN, LOG_OVERHEAD, MAX_RECORD_ERRORS};
 
 /// Smallest possible encoded record: length, attributes, timestamp delta,
 /// offset delta, key length, value length and header count, one byte each.
@@ -216,6 +216,62 @@ pub(crate) struct WalkRules {
     pub sequential_offsets: bool,
     /// Every record must have a (non-null) key (compacted topics).
     pub require_keys: bool,
+    /// How record timestamps are read and checked.
+    pub timestamps: TimestampRule,
+}
+
+/// How a batch's record timestamps are derived and checked (Kafka's
+/// `LogValidator.validateTimestamp`, applied to every record).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct TimestampRule {
+    /// The batch's `base_timestamp`: a record's timestamp is this plus its delta.
+    pub base_timestamp: i64,
+    /// `Some(max_timestamp)` for a batch marked LogAppendTime: every record
+    /// has the batch's `max_timestamp` (as consumers read it).
+    pub log_append_time: Option<i64>,
+    /// `Some((min, max))`: the topic uses CreateTime and accepts timestamps
+    /// in `[min, max]`; records without a timestamp (-1) are not checked.
+    pub range: Option<(i64, i64)>,
+    /// Refuse batches marked LogAppendTime (any broker-side check: only the
+    /// broker sets that type). A CreateTime topic takes such a batch if its
+    /// `max_timestamp` passes the range check.
+    pub refuse_log_append_time: bool,
+}
+
+impl TimestampRule {
+    /// No check at all (internal writers, tests).
+    pub(crate) fn unchecked(base_timestamp: i64) -> Self {
+        TimestampRule {
+            base_timestamp,
+            log_append_time: None,
+            range: None,
+            refuse_log_append_time: false,
+        }
+    }
+
+    #[inline]
+    fn timestamp(&self, delta: i64) -> i64 {
+        self.log_append_time
+            .unwrap_or_else(|| self.base_timestamp.saturating_add(delta))
+    }
+
+    #[inline]
+    fn check(&self, index: i32, timestamp: i64) -> Option<RecordIssue> {
+        match self.range {
+            Some((min, max)) if timestamp != NO_TIMESTAMP => {
+                (timestamp < min || timestamp > max).then_some(RecordIssue::TimestampOutOfRange {
+                    index,
+                    timestamp,
+                    min,
+                    max,
+                })
+            }
+            _ if self.refuse_log_append_time && self.log_append_time.is_some() => {
+                Some(RecordIssue::LogAppendTimeFromProducer { index })
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Walks `count` records from a source in steps (so that a caller can yield
@@ -229,6 +285,12 @@ pub(crate) struct RecordWalk {
     /// (Kafka's per-record errors, KIP-467), after the whole batch is known
     /// well formed.
     keyless: Vec<i32>,
+    /// Every refused record in index order (at most [`MAX_RECORD_ERRORS`]).
+    issues: Vec<RecordIssue>,
+    /// Some record's timestamp was refused.
+    timestamp_refused: bool,
+    /// Largest record timestamp so far (Kafka starts at -1, `NO_TIMESTAMP`).
+    max_timestamp: i64,
 }
 
 impl RecordWalk {
@@ -238,6 +300,22 @@ impl RecordWalk {
             count,
             rules,
             keyless: Vec::new(),
+            issues: Vec::new(),
+            timestamp_refused: false,
+            max_timestamp: NO_TIMESTAMP,
+        }
+    }
+
+    /// The largest record timestamp of the batch (-1 if none is larger),
+    /// once the walk is done: what Kafka stores as the batch's
+    /// `max_timestamp` for CreateTime.
+    pub(crate) fn max_timestamp(&self) -> i64 {
+        self.max_timestamp
+    }
+
+    fn note_issue(&mut self, issue: RecordIssue) {
+        if self.issues.len() < MAX_RECORD_ERRORS {
+            self.issues.push(issue);
         }
     }
 
@@ -247,7 +325,20 @@ impl RecordWalk {
     pub(crate) fn step<S: Source>(&mut self, src: &mut S, budget: u64) -> Result<bool, RecordError> {
         let stop_at = src.pos().saturating_add(budget);
         while self.next < self.count {
-            walk_record(src, self.next, self.rules, &mut self.keyless)?;
+            let i = self.next;
+            let seen = walk_record(src, i, self.rules)?;
+            let timestamp = self.rules.timestamps.timestamp(seen.timestamp_delta);
+            if timestamp > self.max_timestamp {
+                self.max_timestamp = timestamp;
+            }
+            // As Kafka: a keyless record reports that, not its timestamp.
+            if !seen.has_key && self.rules.require_keys {
+                self.keyless.push(i);
+                self.note_issue(RecordIssue::MissingKey { index: i });
+            } else if let Some(issue) = self.rules.timestamps.check(i, timestamp) {
+                self.timestamp_refused = true;
+                self.note_issue(issue);
+            }
             self.next += 1;
             if self.next < self.count && src.pos() >= stop_at {
                 return Ok(false);
@@ -256,6 +347,9 @@ impl RecordWalk {
         if !src.at_end()? {
             return Err(corrupt(format!("batch has data after its {} records", self.count)));
         }
+        if self.timestamp_refused {
+            return Err(RecordError::InvalidTimestamp(std::mem::take(&mut self.issues)));
+        }
         if !self.keyless.is_empty() {
             return Err(RecordError::MissingKeys(std::mem::take(&mut self.keyless)));
         }
@@ -263,9 +357,15 @@ impl RecordWalk {
     }
 }
 
+/// What [`walk_record`] read of a record that the rest of the walk checks.
+struct SeenRecord {
+    timestamp_delta: i64,
+    has_key: bool,
+}
+
 /// Check record `i` at the current position of `src`.
 #[inline]
-fn walk_record<S: Source>(src: &mut S, i: i32, rules: WalkRules, keyless: &mut Vec<i32>) -> Result<(), RecordError> {
+fn walk_record<S: Source>(src: &mut S, i: i32, rules: WalkRules) -> Result<SeenRecord, RecordError> {
     let len = src.varint()?;
     if len < 0 {
         return Err(corrupt(format!("record {i} has a negative length {len}")));
@@ -273,7 +373,7 @@ fn walk_record<S: Source>(src: &mut S, i: i32, rules: WalkRules, keyless: &mut V
     let start = src.pos();
     let end = start.saturating_add(len as u64);
     src.u8()?; // attributes
-    src.varlong()?; // timestamp delta
+    let timestamp_delta = src.varlong()?;
     let offset_delta = src.varint()?;
     if rules.sequential_offsets && offset_delta != i {
         return Err(invalid(format!(
@@ -283,8 +383,6 @@ fn walk_record<S: Source>(src: &mut S, i: i32, rules: WalkRules, keyless: &mut V
     let key_len = src.varint()?;
     if key_len >= 0 {
         skip_within(src, key_len as u64, end, i)?;
-    } else if rules.require_keys {
-        keyless.push(i);
     }
     let value_len = src.varint()?;
     if value_len >= 0 {
@@ -319,7 +417,10 @@ fn walk_record<S: Source>(src: &mut S, i: i32, rules: WalkRules, keyless: &mut V
             src.pos().saturating_sub(start)
         )));
     }
-    Ok(())
+    Ok(SeenRecord {
+        timestamp_delta,
+        has_key: key_len >= 0,
+    })
 }
 
 /// Skip `n` bytes of a record ending at `end`, refusing to go past it.

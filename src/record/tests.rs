@@ -1069,3 +1069,210 @@ fn rewrite_header_matches_rewrite_batch() {
         assert!(verify_crc(&head));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Record timestamps (message.timestamp.*, KIP-937)
+// ---------------------------------------------------------------------------
+
+const NOW: i64 = 1_700_000_000_000;
+const HOUR: i64 = 3_600_000;
+
+/// A batch whose records have `base + delta` timestamps; keyless where the
+/// delta list says `None`.
+fn timed_batch(
+    codec: Compression,
+    base: i64,
+    records: &[(Option<&'static [u8]>, i64)],
+    opts: &BatchOptions,
+) -> Vec<u8> {
+    let recs: Vec<Record<'_>> = records
+        .iter()
+        .map(|&(key, timestamp_delta)| Record {
+            key,
+            value: Some(b"v"),
+            headers: &[],
+            timestamp_delta,
+        })
+        .collect();
+    build_batch_with(0, base, codec, opts, &recs)
+}
+
+fn create_time(before_max_ms: i64, after_max_ms: i64) -> ValidateOptions {
+    ValidateOptions {
+        timestamps: TimestampPolicy::CreateTime {
+            now_ms: NOW,
+            before_max_ms,
+            after_max_ms,
+        },
+        ..ValidateOptions::new(MAX)
+    }
+}
+
+fn out_of_range(index: i32, timestamp: i64, min: i64, max: i64) -> RecordIssue {
+    RecordIssue::TimestampOutOfRange {
+        index,
+        timestamp,
+        min,
+        max,
+    }
+}
+
+#[test]
+fn every_record_timestamp_is_checked_against_the_topic_bounds() {
+    let opts = create_time(i64::MAX, HOUR);
+    let k: Option<&'static [u8]> = Some(b"k");
+    let d = BatchOptions::default();
+    for codec in CODECS {
+        // One record an hour and a millisecond ahead: the batch is refused
+        // and that record named (Kafka checks each record, not the header).
+        let b = timed_batch(codec, NOW, &[(k, 0), (k, 10), (k, HOUR + 1)], &d);
+        let min = NOW - i64::MAX;
+        assert_eq!(
+            validate_payload(&b, &opts),
+            Err(RecordError::InvalidTimestamp(vec![out_of_range(
+                2,
+                NOW + HOUR + 1,
+                min,
+                NOW + HOUR
+            )])),
+            "{codec:?}"
+        );
+        assert_eq!(RecordError::InvalidTimestamp(vec![]).kafka_code(), 32);
+        // Exactly on the bound is accepted.
+        let b = timed_batch(codec, NOW, &[(k, 0), (k, HOUR)], &d);
+        let v = validate_payload(&b, &opts).unwrap();
+        assert_eq!(v.batches[0].max_timestamp, NOW + HOUR);
+        // Old timestamps pass with the default before.max.ms (unlimited) ...
+        let b = timed_batch(codec, 0, &[(k, 0), (k, 1)], &d);
+        assert!(validate_payload(&b, &opts).is_ok(), "{codec:?}");
+        // ... not with a limit: now - ts > before.max.ms is refused.
+        let strict = create_time(1000, HOUR);
+        let b = timed_batch(codec, NOW - 1001, &[(k, 1), (k, 0)], &d);
+        assert_eq!(
+            validate_payload(&b, &strict),
+            Err(RecordError::InvalidTimestamp(vec![out_of_range(
+                1,
+                NOW - 1001,
+                NOW - 1000,
+                NOW + HOUR
+            )])),
+        );
+        // Records without a timestamp (-1) are not checked.
+        let b = timed_batch(codec, -1, &[(k, 0)], &d);
+        assert!(validate_payload(&b, &strict).is_ok());
+        // Without a policy nothing is checked.
+        let b = timed_batch(codec, NOW, &[(k, 100 * HOUR)], &d);
+        assert!(validate_produce_payload(&b, MAX).is_ok());
+    }
+}
+
+#[test]
+fn the_header_max_timestamp_is_not_trusted() {
+    let opts = create_time(i64::MAX, HOUR);
+    let k: Option<&'static [u8]> = Some(b"k");
+    let d = BatchOptions::default();
+    // A header claiming an old max timestamp does not hide a future record.
+    let mut b = timed_batch(Compression::None, NOW, &[(k, 0), (k, 2 * HOUR)], &d);
+    b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&NOW.to_be_bytes());
+    update_crc(&mut b);
+    assert!(matches!(
+        validate_payload(&b, &opts),
+        Err(RecordError::InvalidTimestamp(_))
+    ));
+    // A header claiming a far-future max timestamp over good records is
+    // accepted, with the records' own maximum as the batch's.
+    let mut b = timed_batch(Compression::Lz4, NOW, &[(k, 7), (k, 3)], &d);
+    b[MAX_TIMESTAMP_OFFSET..MAX_TIMESTAMP_OFFSET + 8].copy_from_slice(&(NOW + 1000 * HOUR).to_be_bytes());
+    update_crc(&mut b);
+    let v = validate_payload(&b, &opts).unwrap();
+    assert_eq!((v.batches[0].max_timestamp, v.max_timestamp), (NOW + 7, NOW + 7));
+    assert_eq!(v.offset_of_max_timestamp_delta, 1);
+    // The append writes it into the header; the CRC stays valid.
+    let (head, body) = b.split_at(BATCH_HEADER_LEN);
+    let mut head = head.to_vec();
+    assert!(set_max_timestamp(&mut head, body, NOW + 7));
+    assert!(!set_max_timestamp(&mut head, body, NOW + 7));
+    let mut whole = head.clone();
+    whole.extend_from_slice(body);
+    assert!(verify_crc(&whole));
+    assert_eq!(BatchHeader::parse(&whole).map(|h| h.max_timestamp), Some(NOW + 7));
+    // Several batches: the payload's max timestamp and its offset.
+    let mut two = timed_batch(Compression::None, NOW, &[(k, 5)], &d);
+    two.extend(timed_batch(Compression::Gzip, NOW, &[(k, 1), (k, 9), (k, 2)], &d));
+    let v = validate_payload(&two, &opts).unwrap();
+    assert_eq!((v.max_timestamp, v.offset_of_max_timestamp_delta), (NOW + 9, 3));
+}
+
+#[test]
+fn log_append_time_batches_from_producers() {
+    let k: Option<&'static [u8]> = Some(b"k");
+    let lat = BatchOptions {
+        timestamp_type: TimestampType::LogAppendTime,
+        ..BatchOptions::default()
+    };
+    // On a CreateTime topic a LogAppendTime batch's records have its max
+    // timestamp: checked like any other ...
+    let b = timed_batch(Compression::None, NOW, &[(k, 0), (k, 5)], &lat);
+    assert!(validate_payload(&b, &create_time(i64::MAX, HOUR)).is_ok());
+    let b = timed_batch(Compression::None, NOW, &[(k, 0), (k, 2 * HOUR)], &lat);
+    assert!(matches!(
+        validate_payload(&b, &create_time(i64::MAX, HOUR)),
+        Err(RecordError::InvalidTimestamp(v)) if v.len() == 2
+    ));
+    // ... and refused without one.
+    let b = timed_batch(Compression::None, -1, &[(k, 0)], &lat);
+    assert_eq!(
+        validate_payload(&b, &create_time(i64::MAX, HOUR)),
+        Err(RecordError::InvalidTimestamp(vec![
+            RecordIssue::LogAppendTimeFromProducer { index: 0 }
+        ]))
+    );
+    // A LogAppendTime topic refuses them whatever the timestamp, and takes
+    // CreateTime batches whatever theirs.
+    let topic = ValidateOptions {
+        timestamps: TimestampPolicy::LogAppendTime,
+        ..ValidateOptions::new(MAX)
+    };
+    let b = timed_batch(Compression::Zstd, NOW, &[(k, 0)], &lat);
+    assert!(matches!(
+        validate_payload(&b, &topic),
+        Err(RecordError::InvalidTimestamp(_))
+    ));
+    let b = timed_batch(Compression::Zstd, NOW, &[(k, 100 * HOUR)], &BatchOptions::default());
+    assert!(validate_payload(&b, &topic).is_ok());
+}
+
+#[test]
+fn timestamp_errors_list_keyless_records_too_and_are_bounded() {
+    let k: Option<&'static [u8]> = Some(b"k");
+    let d = BatchOptions::default();
+    let opts = ValidateOptions {
+        require_keys: true,
+        ..create_time(i64::MAX, HOUR)
+    };
+    // A keyless record reports its key (not its timestamp); once a timestamp
+    // is refused the error is INVALID_TIMESTAMP and lists both (Kafka).
+    let b = timed_batch(Compression::Snappy, NOW, &[(None, 2 * HOUR), (k, 0), (k, 2 * HOUR)], &d);
+    assert_eq!(
+        validate_payload(&b, &opts),
+        Err(RecordError::InvalidTimestamp(vec![
+            RecordIssue::MissingKey { index: 0 },
+            out_of_range(2, NOW + 2 * HOUR, NOW - i64::MAX, NOW + HOUR),
+        ]))
+    );
+    let b = timed_batch(Compression::Snappy, NOW, &[(None, 2 * HOUR), (k, 0)], &d);
+    assert_eq!(validate_payload(&b, &opts), Err(RecordError::MissingKeys(vec![0])));
+    // Thousands of refused records: the error keeps a bounded list.
+    let many: Vec<(Option<&'static [u8]>, i64)> = (0..5000).map(|_| (k, 2 * HOUR)).collect();
+    let b = timed_batch(Compression::Zstd, NOW, &many, &d);
+    match validate_payload(&b, &opts) {
+        Err(RecordError::InvalidTimestamp(v)) => {
+            assert_eq!(v.len(), MAX_RECORD_ERRORS);
+            assert_eq!(v.last().map(RecordIssue::index), Some(MAX_RECORD_ERRORS as i32 - 1));
+        }
+        other => panic!("{other:?}"),
+    }
+    // The messages name the record and the accepted range.
+    let m = out_of_range(3, 10, 1, 5).to_string();
+    assert!(m.contains("record 3") && m.contains("[1, 5]"), "{m}");
+}

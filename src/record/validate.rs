@@ -6,9 +6,9 @@ use std::future::Future;
 
 use futures::FutureExt;
 
-use super::batch::{BatchHeader, Compression, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK};
+use super::batch::{BatchHeader, Compression, TimestampType, ATTRIBUTES_OFFSET, ATTR_COMPRESSION_MASK};
 use super::compression::{decompression_limit, Decoder, MAX_DECOMPRESSED_BYTES};
-use super::records::{check_frame, RecordWalk, WalkRules, MIN_RECORD_LEN};
+use super::records::{check_frame, RecordWalk, TimestampRule, WalkRules, MIN_RECORD_LEN};
 use super::varint::{corrupt, invalid, SliceSource, StreamSource};
 use super::{RecordError, BATCH_HEADER_LEN};
 
@@ -23,7 +23,7 @@ pub struct ValidatedBatches {
     pub batches: Vec<BatchSpan>,
     /// Sum of the batches' record counts.
     pub total_records: u64,
-    /// Largest batch `max_timestamp` (as stored in the batch headers).
+    /// Largest batch `max_timestamp` (see [`BatchSpan::max_timestamp`]).
     pub max_timestamp: i64,
     /// Offset delta, from the first record of the payload, of the last record
     /// of the (first) batch holding `max_timestamp`: Kafka's "shallow offset of
@@ -43,6 +43,12 @@ pub struct BatchSpan {
     pub len: usize,
     pub record_count: i32,
     pub last_offset_delta: i32,
+    /// The largest record timestamp (Kafka's batch max timestamp for
+    /// CreateTime, computed from the records, not taken from the header;
+    /// -1 if none is larger). The append writes it into the header when the
+    /// producer's header says otherwise
+    /// ([`super::set_max_timestamp`]), so a wrong header cannot give a
+    /// segment a far-future timestamp.
     pub max_timestamp: i64,
     pub base_timestamp: i64,
     pub compression: Compression,
@@ -58,6 +64,54 @@ impl BatchSpan {
     #[inline]
     pub fn range(&self) -> std::ops::Range<usize> {
         self.start..self.start.saturating_add(self.len)
+    }
+}
+
+/// Which record timestamps a topic accepts (Kafka's `message.timestamp.type`,
+/// `message.timestamp.before.max.ms` and `message.timestamp.after.max.ms`,
+/// KIP-937), as `LogValidator` checks them on every record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimestampPolicy {
+    /// No check (internal use and tests).
+    Unchecked,
+    /// CreateTime topic: every record timestamp other than -1 must lie in
+    /// `[now_ms - before_max_ms, now_ms + after_max_ms]`. A record of a batch
+    /// marked LogAppendTime has the batch's `max_timestamp`; if that is -1
+    /// the record is refused.
+    CreateTime {
+        now_ms: i64,
+        before_max_ms: i64,
+        after_max_ms: i64,
+    },
+    /// LogAppendTime topic: the broker stamps the batches; producers' own
+    /// timestamps are not checked, but batches marked LogAppendTime are
+    /// refused (only the broker sets that type).
+    LogAppendTime,
+}
+
+impl TimestampPolicy {
+    /// The rule for one batch with this header.
+    fn rule(&self, h: &BatchHeader) -> TimestampRule {
+        let mut rule = TimestampRule::unchecked(h.base_timestamp);
+        if h.timestamp_type() == TimestampType::LogAppendTime {
+            rule.log_append_time = Some(h.max_timestamp);
+        }
+        match *self {
+            TimestampPolicy::Unchecked => {}
+            TimestampPolicy::CreateTime {
+                now_ms,
+                before_max_ms,
+                after_max_ms,
+            } => {
+                rule.range = Some((
+                    now_ms.saturating_sub(before_max_ms.max(0)),
+                    now_ms.saturating_add(after_max_ms.max(0)),
+                ));
+                rule.refuse_log_append_time = true;
+            }
+            TimestampPolicy::LogAppendTime => rule.refuse_log_append_time = true,
+        }
+        rule
     }
 }
 
@@ -89,6 +143,9 @@ pub struct ValidateOptions {
     /// partitions, so many small batches cannot each claim the per-batch
     /// minimum of [`decompression_limit`].
     pub max_total_decompressed_bytes: usize,
+    /// Which record timestamps are accepted (default
+    /// [`TimestampPolicy::Unchecked`]; the broker passes the topic's).
+    pub timestamps: TimestampPolicy,
 }
 
 impl ValidateOptions {
@@ -102,6 +159,7 @@ impl ValidateOptions {
             require_keys: false,
             max_decompressed_bytes: MAX_DECOMPRESSED_BYTES,
             max_total_decompressed_bytes: usize::MAX,
+            timestamps: TimestampPolicy::Unchecked,
         }
     }
 }
@@ -130,7 +188,9 @@ pub fn validate_produce_payload(payload: &[u8], max_batch_bytes: usize) -> Resul
 ///    exactly `record_count` records whose varint lengths match their contents
 ///    must fill the batch (`CorruptMessage`); offset deltas must be
 ///    `0..record_count` in order, header counts non-negative, header keys
-///    non-null, keys present if `opts.require_keys` (`InvalidRecord`).
+///    non-null, keys present if `opts.require_keys` (`MissingKeys`,
+///    `InvalidRecord`); every record timestamp accepted by `opts.timestamps`
+///    (`InvalidTimestamp`, which then also lists the keyless records).
 ///
 /// An empty payload, or more than `opts.max_batches` batches, is `InvalidRecord`.
 /// Never panics, whatever the input.
@@ -188,8 +248,8 @@ where
         let span = validate_batch(batch, &h, total, pos, opts, &mut allowance, &mut pause).await?;
 
         let last_delta = (total_records as i64).saturating_add(i64::from(h.last_offset_delta));
-        if max_ts.is_none_or(|(ts, _)| h.max_timestamp > ts) {
-            max_ts = Some((h.max_timestamp, last_delta));
+        if max_ts.is_none_or(|(ts, _)| span.max_timestamp > ts) {
+            max_ts = Some((span.max_timestamp, last_delta));
         }
         total_records = total_records.saturating_add(h.record_count as u64);
         batches.push(span);
@@ -272,8 +332,10 @@ where
     let rules = WalkRules {
         sequential_offsets: true,
         require_keys: opts.require_keys,
+        timestamps: opts.timestamps.rule(h),
     };
     let min_len = (h.record_count as u64).saturating_mul(MIN_RECORD_LEN);
+    let mut max_timestamp = h.max_timestamp;
     match codec {
         Compression::None => {
             if min_len > body.len() as u64 {
@@ -288,6 +350,7 @@ where
             while !walk.step(&mut src, PAUSE_EVERY as u64)? {
                 pause().await;
             }
+            max_timestamp = walk.max_timestamp();
         }
         c => {
             let limit = decompression_limit(body.len())
@@ -305,6 +368,7 @@ where
                 while !walk.step(&mut src, PAUSE_EVERY as u64)? {
                     pause().await;
                 }
+                max_timestamp = walk.max_timestamp();
                 *allowance = allowance.saturating_sub(src.produced());
             }
         }
@@ -315,7 +379,7 @@ where
         len: total,
         record_count: h.record_count,
         last_offset_delta: h.last_offset_delta,
-        max_timestamp: h.max_timestamp,
+        max_timestamp,
         base_timestamp: h.base_timestamp,
         compression: codec,
         producer_id: h.producer_id,

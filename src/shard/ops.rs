@@ -34,12 +34,18 @@ fn produce_error(code: i16, message: impl Into<String>) -> ProducePartResult {
 }
 
 /// The result of a part that failed validation (per-record errors for
-/// keyless records on compacted topics, KIP-467).
+/// keyless records on compacted topics and refused timestamps, KIP-467).
 pub fn validation_error(e: &record::RecordError) -> ProducePartResult {
     crate::metrics::partition_error("Produce", e.kafka_code());
     let mut result = produce_error(e.kafka_code(), e.to_string());
-    if let record::RecordError::MissingKeys(indexes) = e {
-        result.record_errors = indexes.iter().map(|i| (*i, Some(e.to_string()))).collect();
+    match e {
+        record::RecordError::MissingKeys(indexes) => {
+            result.record_errors = indexes.iter().map(|i| (*i, Some(e.to_string()))).collect();
+        }
+        record::RecordError::InvalidTimestamp(issues) => {
+            result.record_errors = issues.iter().map(|i| (i.index(), Some(i.to_string()))).collect();
+        }
+        _ => {}
     }
     result
 }
@@ -75,6 +81,7 @@ fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appende
                     // Compacted topics need a key on every record (Kafka: INVALID_RECORD).
                     record::ValidateOptions {
                         require_keys: cfg.compact,
+                        timestamps: cfg.timestamp_policy(now),
                         ..record::ValidateOptions::new(cfg.max_message_bytes)
                     }
                 };
