@@ -47,7 +47,9 @@ pub struct FetchPartResult {
     /// ([`crate::log::PartitionLog::hw_bytes`]), read together with it: a
     /// parked fetch counts the bytes that arrive past it.
     pub hw_bytes: u64,
-    /// Whole record batches, in order.
+    /// Record batches, in order: each whole in one piece (read from a
+    /// segment file) or as two pieces, header then body (from the read
+    /// cache). [`crate::shard::ops::whole_batches`] joins them.
     pub batches: Vec<Bytes>,
 }
 

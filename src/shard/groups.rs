@@ -55,7 +55,7 @@ use crate::metadata::{ClusterMeta, OFFSETS_TOPIC};
 use crate::protocol::error as ec;
 use crate::protocol::error::{self as gerr, ApiError, ErrorCode};
 use crate::record;
-use crate::routing::{ControllerOp, FetchPart, ProducePart, ShardRequest, ShardResponse};
+use crate::routing::{ControllerOp, ProducePart, ShardRequest, ShardResponse};
 
 use super::{ops, PartitionRef, Shard};
 
@@ -513,27 +513,7 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
             .partition(OFFSETS_TOPIC, p)
             .map(|part| part.log.borrow().config.max_message_bytes)
             .ok_or(gerr::NOT_COORDINATOR)?;
-        let mut payload = Vec::new();
-        let mut chunk: Vec<record::Record<'_>> = Vec::new();
-        let mut chunk_bytes = 0usize;
-        for (k, v) in &encoded {
-            let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
-            if !chunk.is_empty() && chunk_bytes + size + 128 > max {
-                payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
-                chunk.clear();
-                chunk_bytes = 0;
-            }
-            chunk.push(record::Record {
-                key: Some(k),
-                value: v.as_deref(),
-                headers: &[],
-                timestamp_delta: 0,
-            });
-            chunk_bytes += size;
-        }
-        if !chunk.is_empty() {
-            payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
-        }
+        let payload = encode_payload(&encoded, max, now);
         let frame_len = payload.len();
         parts.push(ProducePart {
             topic: OFFSETS_TOPIC.to_string(),
@@ -544,6 +524,33 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
         });
     }
     Ok(parts)
+}
+
+/// One offsets partition's encoded records as a produce payload: batches of
+/// at most about `max` bytes (`max.message.bytes`), timestamped `now`.
+fn encode_payload(encoded: &[(Bytes, Option<Bytes>)], max: usize, now: i64) -> Vec<u8> {
+    let mut payload = Vec::new();
+    let mut chunk: Vec<record::Record<'_>> = Vec::new();
+    let mut chunk_bytes = 0usize;
+    for (k, v) in encoded {
+        let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
+        if !chunk.is_empty() && chunk_bytes + size + 128 > max {
+            payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
+            chunk.clear();
+            chunk_bytes = 0;
+        }
+        chunk.push(record::Record {
+            key: Some(k),
+            value: v.as_deref(),
+            headers: &[],
+            timestamp_delta: 0,
+        });
+        chunk_bytes += size;
+    }
+    if !chunk.is_empty() {
+        payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
+    }
+    payload
 }
 
 /// Answer a response-bearing call once its effects are durable; on a failed
@@ -846,48 +853,52 @@ fn owned_offsets_partitions(shard: &Shard) -> Vec<PartitionRef> {
 async fn load(shard: &Rc<Shard>) -> Result<usize, String> {
     let mut replayed = 0usize;
     for p in owned_offsets_partitions(shard) {
-        // Appends still in flight (from before a failed write) are either
-        // made durable or failed first, so the replay sees the final log.
-        let (end, rollbacks) = {
-            let log = p.log.borrow();
-            (log.log_end_offset(), log.rollbacks())
-        };
-        // A rollback after a full disk drops the appends instead: fine too.
-        if let Err(code) = ops::wait_ack(&p, rollbacks, end).await {
-            if p.log.borrow().is_failed() || code != ec::KAFKA_STORAGE_ERROR {
-                return Err(format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index));
-            }
+        replayed += load_partition(&p, &shard.groups.state).await?;
+    }
+    Ok(replayed)
+}
+
+/// Replay one offsets partition into `state`, from its log start to its
+/// high watermark, read as a fetch reads it: from the read cache (batches
+/// handed out as header and body pieces) or from the segment files. Returns
+/// the number of records replayed.
+async fn load_partition(p: &PartitionRef, state: &RefCell<GroupCoordinatorState>) -> Result<usize, String> {
+    // Appends still in flight (from before a failed write) are either
+    // made durable or failed first, so the replay sees the final log.
+    let (end, rollbacks) = {
+        let log = p.log.borrow();
+        (log.log_end_offset(), log.rollbacks())
+    };
+    // A rollback after a full disk drops the appends instead: fine too.
+    if let Err(code) = ops::wait_ack(p, rollbacks, end).await {
+        if p.log.borrow().is_failed() || code != ec::KAFKA_STORAGE_ERROR {
+            return Err(format!("{OFFSETS_TOPIC}-{} is not readable (error {code})", p.index));
         }
-        let mut offset = p.log.borrow().log_start_offset();
-        loop {
-            let hwm = p.log.borrow().high_watermark();
-            if offset >= hwm {
-                break;
-            }
-            let part = FetchPart {
-                topic: OFFSETS_TOPIC.to_string(),
-                partition: p.index,
-                offset,
-                max_bytes: LOAD_READ_BYTES,
-            };
-            let Some(r) = ops::fetch(shard, vec![part], LOAD_READ_BYTES, true).await.pop() else {
-                break;
-            };
-            if r.error != ec::NONE {
-                return Err(format!(
-                    "reading {OFFSETS_TOPIC}-{} at {offset}: error {}",
-                    p.index, r.error
-                ));
-            }
-            if r.batches.is_empty() {
-                break;
-            }
-            let before = offset;
-            replayed += replay_batches(&mut shard.groups.state.borrow_mut(), p.index, &r.batches, &mut offset);
-            if offset <= before {
-                break;
-            }
-            crate::io::yield_if_needed().await;
+    }
+    let mut replayed = 0usize;
+    let mut offset = p.log.borrow().log_start_offset();
+    loop {
+        let hwm = p.log.borrow().high_watermark();
+        if offset >= hwm {
+            break;
+        }
+        crate::io::yield_if_needed().await;
+        let r = ops::read_partition(p, offset, LOAD_READ_BYTES).await;
+        if r.error != ec::NONE {
+            return Err(format!(
+                "reading {OFFSETS_TOPIC}-{} at {offset}: error {}",
+                p.index, r.error
+            ));
+        }
+        // Whole batches, however the read handed them out.
+        let batches = ops::whole_batches(&r.batches);
+        if batches.is_empty() {
+            break;
+        }
+        let before = offset;
+        replayed += replay_batches(&mut state.borrow_mut(), p.index, &batches, &mut offset);
+        if offset <= before {
+            break;
         }
     }
     Ok(replayed)
@@ -1121,6 +1132,284 @@ mod tests {
         assert_eq!(write_error(ec::KAFKA_STORAGE_ERROR), gerr::NOT_COORDINATOR);
         assert_eq!(write_error(ec::REQUEST_TIMED_OUT), gerr::NOT_COORDINATOR);
         assert_eq!(write_error(ec::MESSAGE_TOO_LARGE), gerr::UNKNOWN_SERVER_ERROR);
+    }
+
+    /// Drive a coordinator and keep what it persists, as `execute` would.
+    struct Source {
+        state: GroupCoordinatorState,
+        persisted: Vec<Record>,
+        joins: HashMap<RequestToken, JoinGroupResponse>,
+        now: i64,
+    }
+
+    impl Source {
+        fn absorb(&mut self, effects: Vec<Effect>) {
+            for e in effects {
+                match e {
+                    Effect::Persist(r) => self.persisted.push(r),
+                    Effect::CompleteJoin { token, response } => {
+                        self.joins.insert(token, response);
+                    }
+                    Effect::CompleteSync { .. } => {}
+                }
+            }
+        }
+
+        fn commit(&mut self, group: &str, member: &str, generation: i32, topic: &str, offsets: &[(i32, i64)]) {
+            let req = OffsetCommitRequest {
+                group_id: group.to_string(),
+                generation_id_or_member_epoch: generation,
+                member_id: member.to_string(),
+                group_instance_id: None,
+                retention_time_ms: -1,
+                topics: vec![crate::group::offsets::OffsetCommitTopic {
+                    name: topic.to_string(),
+                    partitions: offsets
+                        .iter()
+                        .map(|&(p, o)| crate::group::offsets::OffsetCommitPartition {
+                            partition_index: p,
+                            committed_offset: o,
+                            committed_leader_epoch: 3,
+                            committed_metadata: Some(format!("m{o}")),
+                        })
+                        .collect(),
+                }],
+                api_version: 8,
+            };
+            let out = self.state.commit_offsets(&req, self.now);
+            self.absorb(out.effects);
+        }
+
+        /// A stable classic group of one static member; its member id and generation.
+        fn classic_group(&mut self, group: &str) -> (String, i32) {
+            let join = JoinGroupRequest {
+                group_id: group.to_string(),
+                session_timeout_ms: 10_000,
+                rebalance_timeout_ms: 10_000,
+                member_id: String::new(),
+                group_instance_id: Some(format!("{group}-instance")),
+                protocol_type: "consumer".to_string(),
+                protocols: vec![crate::group::classic::JoinProtocol {
+                    name: "range".to_string(),
+                    metadata: Bytes::from_static(b"meta"),
+                }],
+                reason: None,
+                api_version: 9,
+                client_id: "client".to_string(),
+                client_host: "/127.0.0.1".to_string(),
+            };
+            let effects = self.state.join_group(1, join, self.now);
+            self.absorb(effects);
+            while !self.joins.contains_key(&1) {
+                let Some(at) = self.state.next_deadline() else {
+                    panic!("the join never completes");
+                };
+                self.now = self.now.max(at);
+                let effects = self.state.poll(self.now, &crate::group::StaticTopics::default());
+                self.absorb(effects);
+            }
+            let joined = self.joins.remove(&1).expect("the join completed");
+            assert_eq!(joined.error_code, ec::NONE);
+            let sync = SyncGroupRequest {
+                group_id: group.to_string(),
+                generation_id: joined.generation_id,
+                member_id: joined.member_id.clone(),
+                group_instance_id: Some(format!("{group}-instance")),
+                protocol_type: Some("consumer".to_string()),
+                protocol_name: Some("range".to_string()),
+                assignments: vec![crate::group::classic::SyncGroupAssignment {
+                    member_id: joined.member_id.clone(),
+                    assignment: Bytes::from_static(b"assigned"),
+                }],
+            };
+            let effects = self.state.sync_group(2, sync, self.now);
+            self.absorb(effects);
+            (joined.member_id, joined.generation_id)
+        }
+    }
+
+    /// Everything a reload must reproduce: per group its type, state,
+    /// generation, members and committed offsets.
+    fn snapshot(state: &GroupCoordinatorState) -> Vec<String> {
+        let mut ids: Vec<&str> = state.group_ids().collect();
+        ids.sort_unstable();
+        ids.into_iter()
+            .map(|g| {
+                let group = state
+                    .group(g)
+                    .map(|x| (x.group_type(), x.state_str(), x.protocol_type()));
+                let classic = state
+                    .classic_group(g)
+                    .map(|c| (c.generation_id(), c.leader_id().map(str::to_string)));
+                let mut offsets: Vec<String> = state
+                    .offsets(g)
+                    .map(|o| o.iter().map(|(t, p, m)| format!("{t}-{p}={m:?}")).collect())
+                    .unwrap_or_default();
+                offsets.sort();
+                format!("{g}: {group:?} {classic:?} {offsets:?}")
+            })
+            .collect()
+    }
+
+    fn offsets_topic_config() -> crate::config::TopicConfig {
+        let overrides: BTreeMap<String, String> = [
+            ("cleanup.policy", "compact"),
+            // Small segments: the disk reads cross segment boundaries.
+            ("segment.bytes", "2048"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        crate::config::TopicConfig::resolve(&overrides, &broker(&[]))
+    }
+
+    async fn flush_all(log: &mut crate::log::PartitionLog) {
+        while let Some(mut job) = log.take_flush_job(0) {
+            crate::log::partition::execute_writes(&mut job).await.expect("write");
+            crate::log::partition::execute_sync(&job).await.expect("sync");
+            log.complete_flush(job, true, 0);
+        }
+    }
+
+    fn partition_ref(log: crate::log::PartitionLog) -> PartitionRef {
+        Rc::new(super::super::Partition {
+            topic: OFFSETS_TOPIC.to_string(),
+            index: 0,
+            log: RefCell::new(log),
+            dirty: Cell::new(false),
+            deleted: Cell::new(false),
+        })
+    }
+
+    async fn reload(p: &PartitionRef) -> (usize, Vec<String>) {
+        let state = RefCell::new(GroupCoordinatorState::new(
+            GroupConfig::default(),
+            Box::new(RandomIds),
+            0,
+        ));
+        let n = load_partition(p, &state).await.expect("load");
+        let groups = snapshot(&state.borrow());
+        (n, groups)
+    }
+
+    /// Issue 8: an offsets partition reloads to the same groups and offsets
+    /// whether its batches come from the read cache (header and body
+    /// pieces), from the segment files (after a restart), or from both.
+    #[test]
+    fn offsets_reload_from_cache_and_from_disk_agree() {
+        use crate::io::sim::{SimConfig, World};
+        let w = World::new(8, SimConfig::default());
+        let out = w.run(1, async {
+            let dir = std::path::PathBuf::from("/data/__consumer_offsets-0");
+            let cfg = offsets_topic_config();
+            let mode = crate::io::file::IoMode::Direct;
+            let mut log = crate::log::partition::open(&dir, OFFSETS_TOPIC, 0, cfg.clone(), mode, true, 0)
+                .await
+                .expect("open");
+            let mut src = Source {
+                state: GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0),
+                persisted: Vec::new(),
+                joins: HashMap::new(),
+                now: now_ms(),
+            };
+            // Each step's records are one produce payload, as `execute` writes them.
+            let mut written = 0usize;
+            let mut append = |log: &mut crate::log::PartitionLog, src: &mut Source| {
+                let encoded: Vec<(Bytes, Option<Bytes>)> =
+                    src.persisted[written..].iter().map(Record::encode).collect();
+                written = src.persisted.len();
+                if encoded.is_empty() {
+                    return;
+                }
+                let payload = Bytes::from(encode_payload(&encoded, cfg.max_message_bytes, now_ms()));
+                let opts = record::ValidateOptions {
+                    require_keys: true,
+                    timestamps: cfg.timestamp_policy(now_ms()),
+                    ..record::ValidateOptions::new(cfg.max_message_bytes)
+                };
+                let v = record::validate_payload(&payload, &opts).expect("valid group records");
+                log.append(&payload, &v, now_ms()).expect("append");
+            };
+            let (member, generation) = src.classic_group("classic");
+            append(&mut log, &mut src);
+            for round in 0..40i64 {
+                src.commit("classic", &member, generation, "orders", &[(0, round), (1, 2 * round)]);
+                src.commit(
+                    &format!("simple-{}", round % 7),
+                    "",
+                    -1,
+                    "events",
+                    &[(round as i32 % 5, round)],
+                );
+                append(&mut log, &mut src);
+            }
+            // Tombstones: a deleted group and a deleted offset.
+            src.commit("doomed", "", -1, "events", &[(0, 1)]);
+            let out = src.state.delete_groups(&["doomed".to_string()]);
+            src.absorb(out.effects);
+            let out = src.state.delete_offsets(&crate::group::offsets::OffsetDeleteRequest {
+                group_id: "simple-3".to_string(),
+                topics: vec![crate::group::offsets::OffsetDeleteTopic {
+                    name: "events".to_string(),
+                    partitions: vec![3],
+                }],
+            });
+            src.absorb(out.effects);
+            append(&mut log, &mut src);
+            flush_all(&mut log).await;
+            assert!(log.segment_count() > 2, "the log spans several segments");
+            let expected = snapshot(&src.state);
+            assert!(expected
+                .iter()
+                .any(|g| g.starts_with("classic: Some((\"classic\", \"Stable\"")));
+            assert!(!expected.iter().any(|g| g.starts_with("doomed")));
+
+            // 1. Everything from the read cache.
+            let p = partition_ref(log);
+            let (from_cache, cached) = reload(&p).await;
+            assert_eq!(cached, expected, "reload from the read cache");
+            // 2. Part from the files, the rest from the cache.
+            p.log.borrow_mut().set_cache_limit(4096);
+            let (from_both, mixed) = reload(&p).await;
+            assert_eq!(mixed, expected, "reload from files and cache");
+            // 3. After a restart: everything from the files.
+            drop(p);
+            let log = crate::log::partition::open(&dir, OFFSETS_TOPIC, 0, cfg.clone(), mode, true, 0)
+                .await
+                .expect("reopen");
+            let p = partition_ref(log);
+            let (from_disk, on_disk) = reload(&p).await;
+            assert_eq!(on_disk, expected, "reload from disk");
+            assert_eq!((from_cache, from_both), (from_disk, from_disk));
+            assert_eq!(from_disk, src.persisted.len());
+        });
+        w.shutdown();
+        out.expect("simulation");
+    }
+
+    #[test]
+    fn whole_batches_joins_cache_pieces() {
+        let batch = |n: usize| {
+            let recs: Vec<record::Record<'_>> = (0..n)
+                .map(|_| record::Record {
+                    key: Some(b"k"),
+                    value: Some(b"v"),
+                    headers: &[],
+                    timestamp_delta: 0,
+                })
+                .collect();
+            Bytes::from(record::build_batch(0, 0, record::Compression::None, &recs))
+        };
+        let (a, b) = (batch(2), batch(3));
+        let split = |x: &Bytes| vec![x.slice(..record::BATCH_HEADER_LEN), x.slice(record::BATCH_HEADER_LEN..)];
+        let mut pieces = split(&a);
+        pieces.push(b.clone());
+        pieces.extend(split(&a));
+        assert_eq!(ops::whole_batches(&pieces), vec![a.clone(), b.clone(), a.clone()]);
+        assert_eq!(ops::whole_batches(&[a.clone(), b.clone()]), vec![a.clone(), b]);
+        // A batch whose body is missing ends the list.
+        assert_eq!(ops::whole_batches(&split(&a)[..1]), Vec::<Bytes>::new());
+        assert_eq!(ops::whole_batches(&[]), Vec::<Bytes>::new());
     }
 
     #[test]

@@ -366,7 +366,40 @@ pub fn end_offset(parts: &[Bytes]) -> Option<i64> {
     end
 }
 
-async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
+/// `parts` (whole batches, or batches split into header and body pieces as
+/// the read cache hands them out) as whole batches, each one `Bytes`
+/// (pieces are copied together). Stops at a piece that does not start a
+/// batch or a batch whose pieces are missing.
+pub fn whole_batches(parts: &[Bytes]) -> Vec<Bytes> {
+    let mut out = Vec::with_capacity(parts.len());
+    let mut i = 0usize;
+    while let Some(first) = parts.get(i) {
+        let Some(h) = record::BatchHeader::parse(first) else {
+            break;
+        };
+        let size = h.total_size();
+        if first.len() >= size {
+            out.push(first.clone());
+            i += 1;
+            continue;
+        }
+        let mut joined = bytes::BytesMut::with_capacity(size);
+        while joined.len() < size {
+            let Some(piece) = parts.get(i) else {
+                return out;
+            };
+            joined.extend_from_slice(piece);
+            i += 1;
+        }
+        out.push(joined.freeze());
+    }
+    out
+}
+
+/// Read whole batches of `p` from `offset` (about `max_bytes`, the first
+/// batch whole), from the read cache (as header and body pieces) or the
+/// segment files.
+pub(crate) async fn read_partition(p: &PartitionRef, offset: i64, max_bytes: usize) -> FetchPartResult {
     // The plan, the high watermark and its byte counter are read together:
     // a parked fetch counts what arrives past exactly this point.
     let (plan, hwm, lso, hw_bytes) = {
