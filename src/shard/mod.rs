@@ -63,10 +63,15 @@ pub struct Shard {
     pub space: space::SpaceState,
     /// Memory for requests read by this shard's connections
     /// (`queued.max.request.bytes` / shards): a connection reserves a
-    /// frame's announced size before reading its body and gives it back
-    /// when the request is done (response written; for produce, data
-    /// written to disk). See docs/design/memory.md.
+    /// frame's memory as its bytes arrive (beyond its own small allowance)
+    /// and gives it back when the request's handler is done (for produce:
+    /// data written to disk). See docs/design/memory.md.
     pub request_budget: Semaphore,
+    /// The one frame of this shard that may grow past the request budget
+    /// (one unit): a frame that finds the budget full takes it and reads
+    /// the rest of itself without further reservation, so frames that each
+    /// hold part of the budget cannot wait for each other for ever.
+    pub request_overdraft: Semaphore,
     /// Bytes appended to this shard's partitions and not yet written and
     /// synced (same size as the request budget): client produce requests
     /// wait here, in arrival order, before appending, and hold their share
@@ -138,6 +143,7 @@ impl Shard {
             space: storage_space,
             groups,
             request_budget: Semaphore::new(budget),
+            request_overdraft: Semaphore::new(1),
             staged_budget: Semaphore::new(budget),
             recovery_points: RefCell::new(recovery_points),
             parked_fetches: Cell::new(0),

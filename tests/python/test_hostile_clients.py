@@ -907,10 +907,7 @@ CASES = [
     pytest.param(SlowProduceReaders, DEFAULT_CONFIG, id="raw-slow-readers-produce",
                  marks=pytest.mark.xfail(strict=False, reason="issue 8, under investigation: once (loaded machine) "
                                          "a slow produce reader's response 92 did not come within 30 s")),
-    pytest.param(SlowWriters, DEFAULT_CONFIG, id="raw-slow-writers",
-                 marks=xfail("a frame reserves its announced size from the shard's request budget before its bytes "
-                             "arrive: 50 senders trickling 100 MB frames take the whole budget and every other "
-                             "connection of the shard waits until ringlog.request.receive.timeout.ms (30 s)")),
+    pytest.param(SlowWriters, DEFAULT_CONFIG, id="raw-slow-writers"),
     pytest.param(IdleConnections, DEFAULT_CONFIG, id="raw-10000-idle-connections"),
 ]
 
