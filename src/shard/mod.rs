@@ -214,7 +214,7 @@ impl Shard {
         v
     }
 
-    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.config.data_dir.join(partition_dir_name(topic, partition))
     }
 
@@ -392,7 +392,36 @@ impl Shard {
                 let snap = shard.local_metrics();
                 async move { ShardResponse::Metrics(Box::new(snap)) }.boxed_local()
             }
+            ShardRequest::OfflinePartitions => {
+                let offline = shard.offline_partitions();
+                async move { ShardResponse::OfflinePartitions(offline) }.boxed_local()
+            }
         }
+    }
+
+    /// (topic, partition) of this shard's partitions whose log is offline.
+    pub fn offline_partitions(&self) -> Vec<(String, i32)> {
+        self.all_partitions()
+            .into_iter()
+            .filter(|p| p.log.borrow().is_failed())
+            .map(|p| (p.topic.clone(), p.index))
+            .collect()
+    }
+
+    /// The offline partitions of every shard (a shard that does not answer,
+    /// e.g. at shutdown, counts as having none).
+    pub async fn offline_partitions_everywhere(self: &Rc<Self>) -> std::collections::HashSet<(String, i32)> {
+        let mut replies = Vec::with_capacity(self.shards());
+        for s in 0..self.shards() {
+            replies.push(self.dispatch(s, ShardRequest::OfflinePartitions).await);
+        }
+        let mut out = std::collections::HashSet::new();
+        for r in replies {
+            if let Some(ShardResponse::OfflinePartitions(list)) = r.await {
+                out.extend(list);
+            }
+        }
+        out
     }
 
     /// Send a request to `target` (or run it here when it is this shard).
