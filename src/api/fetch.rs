@@ -301,8 +301,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Vec<TopicOut> {
                 .collect();
             park(shard, watches, need, deadline).await;
             // Kafka's delayed fetch completes with a fresh read, whatever
-            // ended the wait.
-            read_round(shard, &topics, &mut slots, &involved, max_bytes).await;
+            // ended the wait; at shutdown it completes with what it has
+            // (other shards may have stopped serving already).
+            if !shard.shutting_down.get() {
+                read_round(shard, &topics, &mut slots, &involved, max_bytes).await;
+            }
         }
     }
     let mut out: Vec<TopicOut> = topics

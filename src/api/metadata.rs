@@ -1,6 +1,8 @@
 //! Metadata: brokers, topics, partitions and leaders; auto-creates topics
 //! when the client asks for unknown ones and the broker allows it.
 
+use std::collections::HashSet;
+
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -30,7 +32,12 @@ impl Handler for Metadata {
     }
 }
 
-pub fn topic_entry(node: i32, t: &TopicMeta) -> MetadataResponseTopic {
+/// A topic's entry. A partition in `offline` (its log offline after a
+/// storage error) is shown as Kafka shows a partition whose only replica's
+/// log directory is offline: LEADER_NOT_AVAILABLE, no leader (-1), the
+/// replica listed in `offline_replicas` (and kept as the last in-sync
+/// replica, as Kafka's controller keeps the last ISR member).
+pub fn topic_entry(node: i32, t: &TopicMeta, offline: &HashSet<(String, i32)>) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(ec::NONE)
         .with_name(Some(TopicName(str_bytes(&t.name))))
@@ -42,13 +49,19 @@ pub fn topic_entry(node: i32, t: &TopicMeta) -> MetadataResponseTopic {
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    MetadataResponsePartition::default()
-                        .with_error_code(ec::NONE)
+                    let entry = MetadataResponsePartition::default()
                         .with_partition_index(i as i32)
-                        .with_leader_id(BrokerId(node))
                         .with_leader_epoch(p.leader_epoch)
                         .with_replica_nodes(vec![BrokerId(node)])
-                        .with_isr_nodes(vec![BrokerId(node)])
+                        .with_isr_nodes(vec![BrokerId(node)]);
+                    if offline.contains(&(t.name.clone(), i as i32)) {
+                        entry
+                            .with_error_code(ec::LEADER_NOT_AVAILABLE)
+                            .with_leader_id(BrokerId(-1))
+                            .with_offline_replicas(vec![BrokerId(node)])
+                    } else {
+                        entry.with_error_code(ec::NONE).with_leader_id(BrokerId(node))
+                    }
                 })
                 .collect(),
         )
@@ -67,15 +80,18 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
     let cfg = &shard.config;
     let node = cfg.node_id;
     let mut topics = Vec::new();
+    // Offline partitions live on their owning shards: ask them all (one
+    // round trip; there are none unless a disk failed).
+    let offline = shard.offline_partitions_everywhere().await;
     match req.topics {
         None => {
             let meta = shard.meta.borrow();
-            topics.extend(meta.topics.values().map(|t| topic_entry(node, t)));
+            topics.extend(meta.topics.values().map(|t| topic_entry(node, t, &offline)));
         }
         Some(wanted) if wanted.is_empty() && ctx.api_version == 0 => {
             // v0: an empty list means all topics
             let meta = shard.meta.borrow();
-            topics.extend(meta.topics.values().map(|t| topic_entry(node, t)));
+            topics.extend(meta.topics.values().map(|t| topic_entry(node, t, &offline)));
         }
         Some(wanted) => {
             let auto = cfg.auto_create_topics && (req.allow_auto_topic_creation || ctx.api_version < 4);
@@ -89,13 +105,13 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
                     }
                 };
                 match (found, name) {
-                    (Some(t), _) => topics.push(topic_entry(node, &t)),
+                    (Some(t), _) => topics.push(topic_entry(node, &t, &offline)),
                     (None, Some(n)) => {
                         if crate::metadata::topic_name::validate(&n).is_err() {
                             topics.push(error_entry(Some(n), Uuid::nil(), ec::INVALID_TOPIC_EXCEPTION));
                         } else if auto {
                             match super::produce::auto_create(shard, &n).await {
-                                Ok(t) => topics.push(topic_entry(node, &t)),
+                                Ok(t) => topics.push(topic_entry(node, &t, &offline)),
                                 Err(code) => topics.push(error_entry(Some(n), Uuid::nil(), code)),
                             }
                         } else {
@@ -117,4 +133,124 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
         .with_controller_id(BrokerId(node))
         .with_cluster_authorized_operations(i32::MIN)
         .with_topics(topics)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Metadata of a partition whose log went offline after EIO, on the
+    //! simulated disk.
+
+    use std::rc::Rc;
+
+    use bytes::Bytes;
+    use kafka_protocol::messages::ApiKey;
+
+    use super::*;
+    use crate::config::BrokerConfig;
+    use crate::io::mesh::MeshBuilder;
+    use crate::io::sim::{SimConfig, World};
+    use crate::metadata::{ClusterMeta, PartitionMeta};
+    use crate::record::{build_batch_with, BatchOptions, Compression, Record};
+    use crate::routing::{ProducePart, Router};
+    use crate::shard::{ops, Shard};
+
+    fn part(partition: i32) -> ProducePart {
+        let records = [Record {
+            key: None,
+            value: Some(b"v"),
+            headers: &[],
+            timestamp_delta: 0,
+        }];
+        let batch = Bytes::from(build_batch_with(
+            0,
+            1_700_000_000_000,
+            Compression::None,
+            &BatchOptions::default(),
+            &records,
+        ));
+        ProducePart {
+            topic: "t".into(),
+            partition,
+            frame_len: batch.len(),
+            records: batch,
+            validated: None,
+        }
+    }
+
+    #[test]
+    fn a_partition_whose_log_is_offline_has_no_leader_and_an_offline_replica() {
+        let w = World::new(5, SimConfig::default());
+        let world = w.clone();
+        let out = w.run(1, async move {
+            let mut c = BrokerConfig::load(&Default::default()).expect("default config");
+            c.shards = 1;
+            c.data_dir = "/data".into();
+            let node = c.node_id;
+            let mut meta = ClusterMeta::default();
+            meta.topics.insert(
+                "t".into(),
+                TopicMeta {
+                    name: "t".into(),
+                    id: Uuid::new_v4(),
+                    partitions: vec![
+                        PartitionMeta {
+                            shard: 0,
+                            leader_epoch: 0
+                        };
+                        2
+                    ],
+                    configs: Default::default(),
+                    internal: false,
+                },
+            );
+            let (sender, _) = MeshBuilder::simulated(1, 16).join(0).await.expect("mesh");
+            let shard = Shard::new(0, Rc::new(c), meta, Router::new(sender), true);
+            shard.open_owned_partitions().await.expect("partitions open");
+            let _flusher = crate::io::spawn(crate::shard::flusher::run(shard.clone()));
+            // Partition 1's files fail with EIO: its next flush takes it offline.
+            let bad = shard.partition_dir("t", 1);
+            world.disk.configure(|d| d.eio_paths = vec![bad]);
+            let results = ops::produce_request(&shard, vec![part(0), part(1)], 1, 10_000).await;
+            assert_eq!(results[0].error, ec::NONE, "partition 0 is fine");
+            assert_eq!(results[1].error, ec::KAFKA_STORAGE_ERROR, "partition 1's write failed");
+            assert_eq!(shard.offline_partitions(), vec![("t".to_string(), 1)]);
+
+            let ctx = RequestContext {
+                shard: shard.clone(),
+                api_key: ApiKey::Metadata,
+                api_version: 12,
+                correlation_id: 1,
+                client_id: None,
+                client_host: String::new(),
+                frame_len: 0,
+            };
+            for req in [
+                MetadataRequest::default().with_topics(None),
+                MetadataRequest::default().with_topics(Some(vec![
+                    kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+                        .with_name(Some(TopicName(str_bytes("t")))),
+                ])),
+            ] {
+                let resp = handle(&ctx, req).await;
+                let topic = resp.topics.iter().find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some("t"));
+                let topic = topic.expect("topic t listed");
+                assert_eq!(topic.error_code, ec::NONE, "the topic itself is fine");
+                let p0 = &topic.partitions[0];
+                assert_eq!(
+                    (p0.error_code, p0.leader_id, p0.offline_replicas.len()),
+                    (ec::NONE, BrokerId(node), 0)
+                );
+                let p1 = &topic.partitions[1];
+                assert_eq!(p1.partition_index, 1);
+                assert_eq!(p1.error_code, ec::LEADER_NOT_AVAILABLE);
+                assert_eq!(p1.leader_id, BrokerId(-1));
+                assert_eq!(p1.replica_nodes, vec![BrokerId(node)]);
+                assert_eq!(p1.isr_nodes, vec![BrokerId(node)]);
+                assert_eq!(p1.offline_replicas, vec![BrokerId(node)]);
+            }
+            shard.begin_shutdown();
+        });
+        w.shutdown();
+        out.expect("simulation");
+    }
 }

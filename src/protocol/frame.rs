@@ -1,13 +1,15 @@
 //! Length-prefixed request frames, with the size checked before any
 //! allocation and memory that grows only with the bytes that arrive.
 //!
-//! A frame is read in two steps so that the connection can reserve memory
-//! in between: [`FrameReader::header`] returns the announced size (checked
-//! against `socket.request.max.bytes`), [`FrameReader::body`] reads the rest.
-//! Neither step allocates for bytes that have not arrived: the buffer grows
-//! in steps of at most twice what has been received (at least one 64 KiB
-//! read chunk), never to the announced size up front, so a client that
-//! announces 100 MB and sends slowly pins about what it sent.
+//! A frame is read in steps so that the connection can reserve memory as
+//! it arrives: [`FrameReader::header`] returns the announced size (checked
+//! against `socket.request.max.bytes`), [`FrameReader::fill_within`] reads
+//! on while the buffer may grow within a limit (the connection's
+//! reservation), [`FrameReader::body`] hands out the whole frame. Nothing
+//! allocates for bytes that have not arrived: the buffer grows in steps of
+//! at most twice what has been received (at least one 64 KiB read chunk),
+//! never to the announced size up front, so a client that announces 100 MB
+//! and sends slowly pins about what it sent.
 //!
 //! Memory is exact rather than amortized: growth reserves exactly the new
 //! size (no hidden doubling of the capacity), a frame of 64 KiB or more
@@ -111,6 +113,20 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         Ok(self.take(total))
     }
 
+    /// Read more of the frame whose header [`Self::header`] returned,
+    /// letting the read buffer grow to at most `limit` bytes (never below
+    /// one read chunk): true once the frame is whole (then [`Self::body`]
+    /// returns it at once), false when it needs more room than `limit`
+    /// (nothing more is read until the caller allows more). Cancel-safe.
+    ///
+    /// This is how a connection reserves a frame's memory as its bytes
+    /// arrive rather than at its announced size.
+    pub async fn fill_within(&mut self, limit: usize) -> Result<bool, FrameError> {
+        let size = self.header().await?;
+        let total = PREFIX + size;
+        poll_fn(|cx| self.poll_fill(cx, total, limit)).await
+    }
+
     /// The next frame's payload (without the size prefix).
     pub async fn next(&mut self) -> Result<Bytes, FrameError> {
         self.header().await?;
@@ -146,13 +162,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
     }
 
     async fn fill(&mut self, need: usize) -> Result<(), FrameError> {
-        poll_fn(|cx| self.poll_fill(cx, need)).await
+        poll_fn(|cx| self.poll_fill(cx, need, usize::MAX)).await.map(|_| ())
     }
 
-    /// Read until `need` bytes are buffered.
-    fn poll_fill(&mut self, cx: &mut Context<'_>, need: usize) -> Poll<Result<(), FrameError>> {
+    /// Read until `need` bytes are buffered (true), or until the buffer is
+    /// full and may not grow past `limit` (false).
+    fn poll_fill(&mut self, cx: &mut Context<'_>, need: usize, limit: usize) -> Poll<Result<bool, FrameError>> {
         while self.buffered() < need {
-            self.make_room(need);
+            if !self.make_room(need, limit) {
+                return Poll::Ready(Ok(false));
+            }
             match Pin::new(&mut self.inner).poll_read(cx, &mut self.buf[self.filled..]) {
                 Poll::Ready(Ok(0)) => return Poll::Ready(Err(FrameError::Closed)),
                 Poll::Ready(Ok(n)) => {
@@ -172,14 +191,16 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
                 }
             }
         }
-        Poll::Ready(Ok(()))
+        Poll::Ready(Ok(true))
     }
 
     /// Make sure there is spare room after `filled`, growing towards `need`
-    /// buffered bytes by at most a doubling of what was received.
-    fn make_room(&mut self, need: usize) {
+    /// buffered bytes by at most a doubling of what was received, and to
+    /// at most max(`limit`, one read chunk) bytes. False when there is no
+    /// room and the limit forbids growing.
+    fn make_room(&mut self, need: usize, limit: usize) -> bool {
         if self.filled < self.buf.len() {
-            return;
+            return true;
         }
         if self.start > 0 {
             // Move the unconsumed bytes (the start of one frame) to the front.
@@ -187,15 +208,22 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
             self.filled -= self.start;
             self.start = 0;
             if self.filled < self.buf.len() {
-                return;
+                return true;
             }
         }
         let have = self.filled;
-        let target = need.max(have + READ_CHUNK).min((2 * have).max(have + READ_CHUNK));
+        let target = need
+            .max(have + READ_CHUNK)
+            .min((2 * have).max(have + READ_CHUNK))
+            .min(limit.max(READ_CHUNK));
+        if target <= self.buf.len() {
+            return false;
+        }
         // Exactly `target`: Vec::resize alone would round the capacity up to
         // a doubling of the old one.
         self.buf.reserve_exact(target - self.buf.len());
         self.buf.resize(target, 0);
+        true
     }
 }
 
@@ -329,6 +357,45 @@ mod tests {
             assert_eq!(&r.next().await.unwrap()[..], b"next-frame");
             assert!(matches!(r.next().await, Err(FrameError::Closed)));
         });
+    }
+
+    #[test]
+    fn fill_within_grows_the_buffer_only_as_far_as_allowed() {
+        // A 1 MiB frame, all of it available at once.
+        let big: Vec<u8> = (0..(1u32 << 20)).map(|i| (i % 251) as u8).collect();
+        let mut t = Trickle {
+            data: frame(&big),
+            pos: 0,
+            step: usize::MAX,
+            eof: false,
+        };
+        let mut r = FrameReader::new(&mut t, 8 << 20);
+        let mut cx = noop_cx();
+        let mut limit = 0;
+        loop {
+            let mut f = Box::pin(r.fill_within(limit));
+            let done = match f.as_mut().poll(&mut cx) {
+                Poll::Ready(Ok(done)) => done,
+                other => panic!("fill_within: {other:?}"),
+            };
+            drop(f);
+            // Never past the limit (one read chunk always allowed).
+            assert!(
+                r.buffer_capacity() <= limit.max(READ_CHUNK),
+                "buffer {} with limit {limit}",
+                r.buffer_capacity()
+            );
+            if done {
+                break;
+            }
+            assert_eq!(r.buffered(), r.buffer_capacity(), "stops only when the buffer is full");
+            limit = 2 * limit.max(READ_CHUNK);
+        }
+        let mut b = Box::pin(r.body());
+        match b.as_mut().poll(&mut cx) {
+            Poll::Ready(Ok(f)) => assert_eq!(&f[..], &big[..]),
+            other => panic!("body: {other:?}"),
+        }
     }
 
     #[test]

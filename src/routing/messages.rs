@@ -156,6 +156,9 @@ pub enum ShardRequest {
     Metrics,
     /// A new idempotent producer id (controller, shard 0).
     AllocateProducerId,
+    /// The partitions of this shard whose log is offline (after a storage
+    /// error, until a restart), for Metadata.
+    OfflinePartitions,
 }
 
 impl ShardRequest {
@@ -180,4 +183,6 @@ pub enum ShardResponse {
     Metrics(Box<crate::metrics::Snapshot>),
     /// A producer id, or the Kafka error code.
     ProducerId(Result<i64, i16>),
+    /// (topic, partition) of each offline partition.
+    OfflinePartitions(Vec<(String, i32)>),
 }

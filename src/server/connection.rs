@@ -7,16 +7,26 @@
 //!
 //! Memory a client can make the broker hold is bounded (docs/design/memory.md):
 //!
-//! - Before reading a frame's body the reader reserves the announced size
-//!   from the shard's request budget (`queued.max.request.bytes` per shard,
-//!   FIFO; a frame larger than the whole budget waits for all of it). While
-//!   no reservation is possible the connection reads nothing more: the
-//!   socket's buffers fill and the client waits. The reservation is given
-//!   back when the request is done: its response written, or for a produce
-//!   request (acks=0 too) once its data is on disk.
+//! - A frame's memory is reserved as its bytes arrive, not at its announced
+//!   size: the read buffer may grow only as far as what is reserved (one
+//!   read chunk always), and the next step (a doubling) is reserved before
+//!   it grows. Reservations come from the connection's own allowance
+//!   (`CONNECTION_ALLOWANCE`: small requests never wait for other
+//!   connections), then the shard's request budget (`queued.max.request.bytes`
+//!   per shard, FIFO), and when that is full, the shard's one overdraft: a
+//!   single frame per shard may grow past the budget to its whole size, so
+//!   frames that each hold part of the budget cannot wait for each other
+//!   for ever (and a frame larger than the whole budget is read). While no
+//!   reservation is possible the connection reads nothing more: the
+//!   socket's buffers fill and the client waits. A client that trickles a
+//!   large frame holds about what it has sent. The reservation is given
+//!   back when the request's handler is done (for produce: data durable or
+//!   the wait timed out), not when its response is written: a client that
+//!   does not read its responses holds no request memory.
 //! - A frame must arrive whole within `ringlog.request.receive.timeout.ms`
-//!   of its size prefix (waiting for the budget included), so a client that
-//!   announces a large frame and sends it slowly cannot hold request memory.
+//!   of its size prefix (waiting for memory included), so a client that
+//!   announces a large frame and sends it slowly, or a frame that cannot
+//!   get its next step of memory, is closed.
 //! - At most `ringlog.max.inflight.requests.per.connection` requests are in
 //!   flight (worked on or waiting to be written), and at most one Fetch: a
 //!   client that never reads its responses holds at most that many.
@@ -45,10 +55,10 @@ use super::limits::ConnectionSlot;
 use crate::api::{self, PendingResponse, RequestContext};
 use crate::io::net::{Connection, ReadHalf, WriteHalf};
 use crate::io::notify::Notify;
-use crate::io::sync::Permit;
+use crate::io::sync::{Permit, Semaphore};
 use crate::io::time::{sleep, sleep_until, timeout, Instant};
 use crate::protocol::encode_response;
-use crate::protocol::frame::{FrameError, FrameReader};
+use crate::protocol::frame::{FrameError, FrameReader, READ_CHUNK};
 use crate::protocol::request::{parse_request, BadRequest};
 use crate::shard::Shard;
 
@@ -68,11 +78,122 @@ pub async fn serve(shard: Rc<Shard>, conn: Connection, slot: ConnectionSlot) {
     crate::metrics::with(|m| m.connections_active -= 1);
 }
 
+/// Request memory a connection may hold without the shard's budget: its
+/// small requests (the usual case: metadata, fetch, small produce) never
+/// wait for memory that other connections hold.
+const CONNECTION_ALLOWANCE: usize = 64 * 1024;
+
+/// The memory a frame (then its request) holds: parts of its connection's
+/// allowance and of the shard's request budget, and perhaps the shard's
+/// overdraft. Given back when dropped.
+#[derive(Default)]
+struct Reservation {
+    /// Bytes reserved from the allowance and the budget.
+    units: usize,
+    permits: Vec<Permit>,
+    /// The shard's one frame past the budget: it may grow to its whole size.
+    overdraft: Option<Permit>,
+}
+
+impl Reservation {
+    fn add(&mut self, p: Permit) {
+        self.units += p.units();
+        self.permits.push(p);
+    }
+
+    /// Whether a frame of `total` bytes is covered.
+    fn covers(&self, total: usize) -> bool {
+        self.overdraft.is_some() || self.units >= total
+    }
+
+    /// How large the read buffer may grow for a frame of `total` bytes: what
+    /// is reserved, but at least one read chunk (a connection's read-ahead,
+    /// counted per connection in docs/design/memory.md).
+    fn buffer_limit(&self, total: usize) -> usize {
+        if self.overdraft.is_some() {
+            total.max(READ_CHUNK)
+        } else {
+            self.units.max(READ_CHUNK)
+        }
+    }
+
+    /// What to have reserved before the buffer grows next: twice what it
+    /// may hold now (the buffer grows by doubling), at most the frame.
+    fn next_step(&self, total: usize) -> usize {
+        (2 * self.units.max(READ_CHUNK)).min(total)
+    }
+
+    /// The frame is whole: if it went past the budget and the budget now
+    /// has room for the rest, move it there and free the overdraft for
+    /// another frame.
+    fn settle(&mut self, budget: &Semaphore, total: usize) {
+        if self.overdraft.is_none() {
+            return;
+        }
+        let rest = total.saturating_sub(self.units);
+        if rest > 0 {
+            match budget.try_acquire(rest) {
+                Some(p) if p.units() >= rest => self.add(p),
+                _ => return,
+            }
+        }
+        self.overdraft = None;
+    }
+}
+
+/// Reserve memory until `reservation` holds `target` bytes: from the
+/// connection's allowance, then the shard's request budget (FIFO). When the
+/// budget has no room, the frame takes the shard's overdraft if it is free
+/// (and may then grow to its whole size), else waits for whichever of the
+/// two comes first. False if `deadline` passed first.
+///
+/// Why this cannot deadlock: frames that hold part of the budget and wait
+/// for more all wait in line for the overdraft, and the frame holding it
+/// waits for nobody: it completes (or its connection is closed at the
+/// receive timeout) and its request finishes, giving the overdraft to the
+/// next one. Small requests use the connection's allowance and need
+/// neither.
+async fn reserve(
+    shard: &Shard,
+    allowance: &Semaphore,
+    reservation: &mut Reservation,
+    target: usize,
+    deadline: Instant,
+) -> bool {
+    while !reservation.covers(target) {
+        let need = target - reservation.units;
+        let own = need.min(allowance.available());
+        if own > 0 {
+            if let Some(p) = allowance.try_acquire(own) {
+                reservation.add(p);
+                continue;
+            }
+        }
+        if let Some(p) = shard.request_budget.try_acquire(need) {
+            reservation.add(p);
+            continue;
+        }
+        if let Some(p) = shard.request_overdraft.try_acquire(1) {
+            reservation.overdraft = Some(p);
+            continue;
+        }
+        crate::metrics::with(|m| m.request_budget_waits += 1);
+        let either = futures_lite::future::or(
+            shard.request_budget.acquire(need).map(Ok),
+            shard.request_overdraft.acquire(1).map(Err),
+        );
+        match timeout(deadline.remaining(), either).await {
+            None => return false,
+            Some(Ok(p)) => reservation.add(p),
+            Some(Err(p)) => reservation.overdraft = Some(p),
+        }
+    }
+    true
+}
+
 /// A request started and not yet finished by the writer.
 struct InFlight {
     response: PendingResponse,
-    /// The request's share of the shard's request budget.
-    permit: Option<Permit>,
     fetch: bool,
     /// A produce request: on disconnect it is not cancelled but waited for
     /// (without writing its response), so its reservation covers its
@@ -357,6 +478,7 @@ async fn read_requests(
     let client_host = peer.map(|p| p.ip().to_string()).unwrap_or_default();
     let max_in_flight = shard.config.max_inflight_per_connection;
     let receive_timeout = Duration::from_millis(shard.config.request_receive_timeout_ms);
+    let allowance = &Semaphore::new(CONNECTION_ALLOWANCE);
     loop {
         // Room for one more request in flight.
         if shared.in_flight.get() >= max_in_flight
@@ -383,30 +505,41 @@ async fn read_requests(
             crate::metrics::with(|m| m.requests_receive_timeouts += 1);
             End::Cancel
         };
-        // Reserve the frame's memory before reading its body; while nothing
-        // can be reserved, read nothing more.
-        let want = PREFIX + size;
-        let permit = match shard.request_budget.try_acquire(want) {
-            Some(p) => p,
-            None => {
-                crate::metrics::with(|m| m.request_budget_waits += 1);
-                let acquire = shard.request_budget.acquire(want);
-                match interruptible(shard, shared, timeout(deadline.remaining(), acquire)).await {
+        // Reserve the frame's memory as its bytes arrive: read as far as the
+        // reservation allows, then reserve the next step; while nothing can
+        // be reserved, read nothing more.
+        let total = PREFIX + size;
+        let mut reservation = Reservation::default();
+        loop {
+            let complete = if frames.buffered() >= total {
+                true
+            } else {
+                let limit = reservation.buffer_limit(total);
+                match interruptible(shard, shared, timeout(deadline.remaining(), frames.fill_within(limit))).await {
                     None => return interrupted(shard),
-                    Some(None) => return timed_out("given memory (queued.max.request.bytes)"),
-                    Some(Some(p)) => p,
+                    Some(None) => return timed_out("received"),
+                    Some(Some(Err(e))) => return frame_error(peer, e),
+                    Some(Some(Ok(complete))) => complete,
                 }
+            };
+            if complete && reservation.covers(total) {
+                break;
             }
-        };
-        let body = if frames.buffered() >= want {
-            frames.body().await
-        } else {
-            match interruptible(shard, shared, timeout(deadline.remaining(), frames.body())).await {
+            let target = if complete { total } else { reservation.next_step(total) };
+            match interruptible(
+                shard,
+                shared,
+                reserve(shard, allowance, &mut reservation, target, deadline),
+            )
+            .await
+            {
                 None => return interrupted(shard),
-                Some(None) => return timed_out("received"),
-                Some(Some(r)) => r,
+                Some(false) => return timed_out("given memory (queued.max.request.bytes)"),
+                Some(true) => {}
             }
-        };
+        }
+        reservation.settle(&shard.request_budget, total);
+        let body = frames.body().await;
         let mut frame = match body {
             Ok(f) => {
                 super::capture::frame(&f);
@@ -429,10 +562,11 @@ async fn read_requests(
             }) => {
                 // Answer with v0 and the list we support (KIP-511).
                 let body = api::api_versions::unsupported_version_reply();
+                // Answered: the request's memory goes back at once.
+                drop(reservation);
                 if let Ok(bytes) = encode_response(ApiKey::ApiVersions, 0, prefix.correlation_id, &body) {
                     shared.push(InFlight {
                         response: async move { Some(vec![bytes]) }.boxed_local(),
-                        permit: Some(permit),
                         fetch: false,
                         produce: false,
                     });
@@ -486,13 +620,19 @@ async fn read_requests(
         let working = Working::start(&shared.working);
         let task = crate::io::spawn(async move {
             let r = pending.await;
+            // The request is done (for produce: its data durable or its
+            // wait timed out, the staged budget covering it until durable):
+            // its memory goes back now, not when the response is written,
+            // so a client that does not read its responses holds no
+            // request memory; what waits to be written is bounded per
+            // connection by the in-flight limit.
+            drop(reservation);
             crate::metrics::request_done(api_name, started.elapsed());
             drop(working);
             r
         });
         shared.push(InFlight {
             response: task.boxed_local(),
-            permit: Some(permit),
             fetch,
             produce: key == ApiKey::Produce,
         });
@@ -521,7 +661,6 @@ async fn write_responses(shared: Rc<Shared>, wr: Tracked<WriteHalf>) {
         };
         let InFlight {
             response,
-            permit,
             fetch,
             produce,
         } = entry;
@@ -532,8 +671,8 @@ async fn write_responses(shared: Rc<Shared>, wr: Tracked<WriteHalf>) {
             match futures_lite::future::or(response.map(Some), cancelled.map(|_| None)).await {
                 Some(frame) => frame,
                 None => {
+                    // The request (its task) was dropped with the race.
                     crate::metrics::with(|m| m.requests_cancelled += 1);
-                    drop(permit);
                     shared.finished(fetch);
                     continue;
                 }
@@ -550,8 +689,6 @@ async fn write_responses(shared: Rc<Shared>, wr: Tracked<WriteHalf>) {
                 shared.cancel();
             }
         }
-        // The request is done: its memory goes back to the shard.
-        drop(permit);
         shared.finished(fetch);
     }
     if let Some(mut w) = wr {
@@ -584,4 +721,184 @@ async fn write_frame(wr: &mut Tracked<WriteHalf>, small: &mut Vec<u8>, frame: ap
         small.clear();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! Request memory on a simulated network (virtual time): what trickled
+    //! frames hold, and frames that share the budget all completing.
+
+    use super::*;
+    use crate::io::mesh::MeshBuilder;
+    use crate::io::net::Listener;
+    use crate::io::sim::{SimConfig, World};
+    use crate::metadata::ClusterMeta;
+    use crate::routing::Router;
+    use futures_lite::AsyncReadExt;
+    use std::net::SocketAddr;
+
+    const KIB: usize = 1024;
+    const MIB: usize = 1024 * KIB;
+    /// A hang bound (virtual time): far below the receive timeout (30 s),
+    /// so frames waiting for each other until it would fail.
+    const BOUND: Duration = Duration::from_secs(5);
+
+    fn addr() -> SocketAddr {
+        SocketAddr::from(([10, 9, 9, 9], 9092))
+    }
+
+    async fn start(budget: usize) -> (Rc<Shard>, crate::io::Task<()>) {
+        let mut c = crate::config::BrokerConfig::load(&Default::default()).expect("default config");
+        c.shards = 1;
+        c.queued_max_request_bytes = budget;
+        c.auto_create_topics = false;
+        let (sender, _) = MeshBuilder::simulated(1, 16).join(0).await.expect("mesh");
+        let shard = Shard::new(0, Rc::new(c), ClusterMeta::default(), Router::new(sender), true);
+        let listener = Listener::bind(addr()).expect("bind");
+        let acceptor = crate::io::spawn(super::super::accept_loop(shard.clone(), listener));
+        (shard, acceptor)
+    }
+
+    fn header(api_key: i16, version: i16, correlation_id: i32) -> Vec<u8> {
+        let mut h = Vec::new();
+        h.extend_from_slice(&api_key.to_be_bytes());
+        h.extend_from_slice(&version.to_be_bytes());
+        h.extend_from_slice(&correlation_id.to_be_bytes());
+        h.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+        h
+    }
+
+    fn framed(body: Vec<u8>) -> Vec<u8> {
+        let mut f = (body.len() as i32).to_be_bytes().to_vec();
+        f.extend(body);
+        f
+    }
+
+    fn api_versions(correlation_id: i32) -> Vec<u8> {
+        framed(header(18, 0, correlation_id))
+    }
+
+    /// A Produce v3 request of `records` bytes to an unknown topic (the
+    /// broker answers UNKNOWN_TOPIC_OR_PARTITION once it has read it).
+    fn produce(correlation_id: i32, records: usize) -> Vec<u8> {
+        let mut b = header(0, 3, correlation_id);
+        b.extend_from_slice(&(-1i16).to_be_bytes()); // transactional id
+        b.extend_from_slice(&1i16.to_be_bytes()); // acks
+        b.extend_from_slice(&30_000i32.to_be_bytes());
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&1i16.to_be_bytes());
+        b.push(b'u');
+        b.extend_from_slice(&1i32.to_be_bytes());
+        b.extend_from_slice(&0i32.to_be_bytes());
+        b.extend_from_slice(&(records as i32).to_be_bytes());
+        b.extend(std::iter::repeat_n(7u8, records));
+        framed(b)
+    }
+
+    async fn response(rd: &mut ReadHalf) -> Vec<u8> {
+        let mut size = [0u8; 4];
+        rd.read_exact(&mut size).await.expect("response size");
+        let mut body = vec![0u8; i32::from_be_bytes(size) as usize];
+        rd.read_exact(&mut body).await.expect("response body");
+        body
+    }
+
+    fn correlation(resp: &[u8]) -> i32 {
+        i32::from_be_bytes([resp[0], resp[1], resp[2], resp[3]])
+    }
+
+    fn budget_used(shard: &Shard) -> usize {
+        shard.request_budget.capacity() - shard.request_budget.available()
+    }
+
+    fn run(seed: u64, f: impl Future<Output = ()> + 'static) {
+        let w = World::new(seed, SimConfig::default());
+        let out = w.run(1, f);
+        w.shutdown();
+        out.expect("simulation");
+    }
+
+    #[test]
+    fn trickled_frames_hold_only_what_arrived() {
+        run(1, async {
+            let (shard, _acceptor) = start(MIB).await;
+            // 20 connections announce 100 MB frames and send 1000 bytes each.
+            let mut tricklers = Vec::new();
+            for _ in 0..20 {
+                let (rd, mut wr) = crate::io::net::connect(addr()).await.expect("connect").split();
+                let mut start = (100_000_000i32).to_be_bytes().to_vec();
+                start.extend(header(0, 3, 1));
+                start.extend(std::iter::repeat_n(0u8, 1000));
+                wr.write_all(&start).await.expect("write");
+                tricklers.push((rd, wr));
+            }
+            sleep(Duration::from_secs(1)).await;
+            assert_eq!(
+                budget_used(&shard),
+                0,
+                "trickled frames hold none of the shard's budget"
+            );
+            assert_eq!(shard.request_overdraft.available(), 1);
+            // Another client is served at once.
+            let (mut rd, mut wr) = crate::io::net::connect(addr()).await.expect("connect").split();
+            wr.write_all(&api_versions(42)).await.expect("write");
+            let resp = timeout(BOUND, response(&mut rd)).await.expect("ApiVersions answered");
+            assert_eq!(correlation(&resp), 42);
+            // A frame of which 300 KiB arrived holds about that much (the
+            // buffer grows by doubling: at most twice).
+            let (big_rd, mut wr) = crate::io::net::connect(addr()).await.expect("connect").split();
+            let mut part = (100_000_000i32).to_be_bytes().to_vec();
+            part.extend(header(0, 3, 2));
+            part.extend(std::iter::repeat_n(0u8, 300 * KIB));
+            let sent = part.len();
+            wr.write_all(&part).await.expect("write");
+            sleep(Duration::from_secs(1)).await;
+            let used = budget_used(&shard);
+            assert!(used > 0, "a frame past the allowance reserves from the budget");
+            assert!(used <= 2 * sent, "{used} bytes reserved for {sent} received");
+            // Closing them gives everything back.
+            drop(tricklers);
+            drop((big_rd, wr));
+            sleep(Duration::from_secs(1)).await;
+            assert_eq!(budget_used(&shard), 0);
+            shard.begin_shutdown();
+        });
+    }
+
+    /// Frames that together need more than the budget, arriving
+    /// interleaved, each holding part of it: all are read and answered
+    /// (the overdraft lets one at a time past the budget), long before the
+    /// receive timeout; one larger than the whole budget too.
+    #[test]
+    fn frames_sharing_the_budget_all_complete() {
+        for seed in 1..4 {
+            run(seed, async {
+                let (shard, _acceptor) = start(MIB).await;
+                let sizes = [700 * KIB, 700 * KIB, 700 * KIB, 1536 * KIB];
+                let mut clients = Vec::new();
+                for (i, &size) in sizes.iter().enumerate() {
+                    let (rd, wr) = crate::io::net::connect(addr()).await.expect("connect").split();
+                    let request = produce(i as i32, size);
+                    clients.push(crate::io::spawn(async move {
+                        let mut wr = wr;
+                        let mut rd = rd;
+                        // In 64 KiB pieces, so that the frames arrive interleaved.
+                        for piece in request.chunks(64 * KIB) {
+                            wr.write_all(piece).await.expect("write");
+                            sleep(Duration::from_millis(1)).await;
+                        }
+                        let resp = response(&mut rd).await;
+                        (correlation(&resp), wr, rd)
+                    }));
+                }
+                for (i, c) in clients.into_iter().enumerate() {
+                    let (corr, _wr, _rd) = timeout(BOUND, c).await.expect("every frame is read and answered");
+                    assert_eq!(corr, i as i32);
+                }
+                assert_eq!(budget_used(&shard), 0, "every request gave its memory back");
+                assert_eq!(shard.request_overdraft.available(), 1);
+                shard.begin_shutdown();
+            });
+        }
+    }
 }

@@ -11,7 +11,12 @@ use crate::shard::Shard;
 
 use limits::ConnectionLimits;
 
-/// Accept connections until shutdown; each gets its own task.
+/// How long a shutdown waits for the shard's client connections to write
+/// the responses of their requests in flight and close.
+pub const SHUTDOWN_DRAIN: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Accept connections until shutdown; each gets its own task. At shutdown,
+/// wait (at most [`SHUTDOWN_DRAIN`]) for the connections to close.
 ///
 /// `max.connections` and `max.connections.per.ip` apply per shard as
 /// ceil(limit / shards): at its share of `max.connections` the shard stops
@@ -37,7 +42,14 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: Listener) {
         )
         .await;
         match accepted {
-            None => return,
+            None => {
+                // Shutdown: every connection stops reading, writes the
+                // responses of what it has in flight (parked fetches answer
+                // at once) and closes. Wait for them, bounded: a client
+                // that does not read cannot hold the shutdown.
+                let _ = crate::io::time::timeout(SHUTDOWN_DRAIN, limits.below(1)).await;
+                return;
+            }
             Some(Ok(conn)) => {
                 let ip = conn.peer_addr().map(|a| a.ip());
                 let per_ip = ip.map_or(usize::MAX, |ip| {

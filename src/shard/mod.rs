@@ -63,10 +63,15 @@ pub struct Shard {
     pub space: space::SpaceState,
     /// Memory for requests read by this shard's connections
     /// (`queued.max.request.bytes` / shards): a connection reserves a
-    /// frame's announced size before reading its body and gives it back
-    /// when the request is done (response written; for produce, data
-    /// written to disk). See docs/design/memory.md.
+    /// frame's memory as its bytes arrive (beyond its own small allowance)
+    /// and gives it back when the request's handler is done (for produce:
+    /// data written to disk). See docs/design/memory.md.
     pub request_budget: Semaphore,
+    /// The one frame of this shard that may grow past the request budget
+    /// (one unit): a frame that finds the budget full takes it and reads
+    /// the rest of itself without further reservation, so frames that each
+    /// hold part of the budget cannot wait for each other for ever.
+    pub request_overdraft: Semaphore,
     /// Bytes appended to this shard's partitions and not yet written and
     /// synced (same size as the request budget): client produce requests
     /// wait here, in arrival order, before appending, and hold their share
@@ -138,6 +143,7 @@ impl Shard {
             space: storage_space,
             groups,
             request_budget: Semaphore::new(budget),
+            request_overdraft: Semaphore::new(1),
             staged_budget: Semaphore::new(budget),
             recovery_points: RefCell::new(recovery_points),
             parked_fetches: Cell::new(0),
@@ -208,7 +214,7 @@ impl Shard {
         v
     }
 
-    fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
+    pub fn partition_dir(&self, topic: &str, partition: i32) -> PathBuf {
         self.config.data_dir.join(partition_dir_name(topic, partition))
     }
 
@@ -386,7 +392,36 @@ impl Shard {
                 let snap = shard.local_metrics();
                 async move { ShardResponse::Metrics(Box::new(snap)) }.boxed_local()
             }
+            ShardRequest::OfflinePartitions => {
+                let offline = shard.offline_partitions();
+                async move { ShardResponse::OfflinePartitions(offline) }.boxed_local()
+            }
         }
+    }
+
+    /// (topic, partition) of this shard's partitions whose log is offline.
+    pub fn offline_partitions(&self) -> Vec<(String, i32)> {
+        self.all_partitions()
+            .into_iter()
+            .filter(|p| p.log.borrow().is_failed())
+            .map(|p| (p.topic.clone(), p.index))
+            .collect()
+    }
+
+    /// The offline partitions of every shard (a shard that does not answer,
+    /// e.g. at shutdown, counts as having none).
+    pub async fn offline_partitions_everywhere(self: &Rc<Self>) -> std::collections::HashSet<(String, i32)> {
+        let mut replies = Vec::with_capacity(self.shards());
+        for s in 0..self.shards() {
+            replies.push(self.dispatch(s, ShardRequest::OfflinePartitions).await);
+        }
+        let mut out = std::collections::HashSet::new();
+        for r in replies {
+            if let Some(ShardResponse::OfflinePartitions(list)) = r.await {
+                out.extend(list);
+            }
+        }
+        out
     }
 
     /// Send a request to `target` (or run it here when it is this shard).

@@ -601,6 +601,20 @@ class SlowFetchReaders(Client):
             s.close()
 
 
+def tcp_state(broker, s: socket.socket) -> str:
+    """The kernel's view of both ends of a client connection (ss -tino):
+    queues, windows, timers."""
+    import subprocess
+
+    try:
+        port = s.getsockname()[1]
+        out = subprocess.run(["ss", "-tino", f"( sport = :{port} or dport = :{port} )"],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError) as e:
+        return f"(ss failed: {e})"
+    return " | ".join(line.strip() for line in out.splitlines() if line.strip())
+
+
 class SlowProduceReaders(Client):
     """Connections with a tiny receive buffer that send acks=1 Produce
     requests (one batch of 2 records each, one partition per connection)
@@ -670,7 +684,11 @@ class SlowProduceReaders(Client):
                 try:
                     corr, parts = parse_produce_response_v3(read_response(s))
                 except (OSError, ConnectionError) as e:
-                    self.errors.append(f"slow produce reader {c}: response {j}: {e}")
+                    # Whether the missing bytes sit in the broker's socket
+                    # (a TCP window that never reopened) or were never
+                    # written (the broker) shows in the kernel's view.
+                    self.errors.append(f"slow produce reader {c}: response {j}: {e}; "
+                                       f"socket state: {tcp_state(self.broker, s)}")
                     break
                 if corr != j or parts.get((HOSTILE_TOPIC, c)) != (0, j * self.RECORDS):
                     self.errors.append(f"slow produce reader {c}: response {j} is {corr} {parts}")
@@ -905,12 +923,14 @@ CASES = [
     # Raw sockets.
     pytest.param(SlowFetchReaders, DEFAULT_CONFIG, id="raw-slow-readers-fetch"),
     pytest.param(SlowProduceReaders, DEFAULT_CONFIG, id="raw-slow-readers-produce",
-                 marks=pytest.mark.xfail(strict=False, reason="issue 8, under investigation: once (loaded machine) "
-                                         "a slow produce reader's response 92 did not come within 30 s")),
-    pytest.param(SlowWriters, DEFAULT_CONFIG, id="raw-slow-writers",
-                 marks=xfail("a frame reserves its announced size from the shard's request budget before its bytes "
-                             "arrive: 50 senders trickling 100 MB frames take the whole budget and every other "
-                             "connection of the shard waits until ringlog.request.receive.timeout.ms (30 s)")),
+                 marks=pytest.mark.xfail(strict=False, reason=(
+                     "issue 8: once (loaded machine, CI 17:50) response 92 of slow produce reader 2 did not come "
+                     "within 30 s; not reproduced since (8 stand-alone runs of the case under load, plus this file). The "
+                     "92 responses read were about what the client's 4 KiB SO_RCVBUF holds and every request had "
+                     "been sent, so the rest waited in the broker's socket or writer: suspected the kernel's "
+                     "zero-window persist backoff after a window closed for seconds, not proven; a failure now "
+                     "reports both ends' ss -tino state to tell"))),
+    pytest.param(SlowWriters, DEFAULT_CONFIG, id="raw-slow-writers"),
     pytest.param(IdleConnections, DEFAULT_CONFIG, id="raw-10000-idle-connections"),
 ]
 

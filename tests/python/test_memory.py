@@ -139,11 +139,13 @@ class Hostile(threading.Thread):
 
 def test_hostile_large_frames_keep_memory_bounded_and_others_served(broker_factory, report):
     # Small budget: 8 MiB broker-wide, 4 MiB per shard. Announced frames
-    # (100 MB) are under socket.request.max.bytes (default 100 MiB), so each
-    # is admitted one at a time per shard, for all of the shard's budget. A
-    # frame must arrive whole within 2 s of its size prefix (waiting for
-    # memory included), so slow senders give their memory back.
+    # (100 MB) are under socket.request.max.bytes (default 100 MiB); each
+    # reserves memory as its bytes arrive, from the shard's budget and then,
+    # one frame per shard at a time, past it (the overdraft). A frame must
+    # arrive whole within 2 s of its size prefix (waiting for memory
+    # included), so slow senders give their memory back.
     shards = 2
+    budget_per_shard = 4 * MiB
     b = broker_factory(
         config={
             "queued.max.request.bytes": 8 * MiB,
@@ -172,13 +174,15 @@ def test_hostile_large_frames_keep_memory_bounded_and_others_served(broker_facto
         hostile.stop.set()
         hostile.join(timeout=30)
     hwm_kib = proc_status_kib(pid, "VmHWM")
-    # The bound: start-up RSS, plus per shard the reading connection's
-    # buffer (what it received in its 2 s: kernel socket buffers plus 2 s of
+    # The bound (docs/design/memory.md, request part): start-up RSS, plus
+    # per shard its budget and the one frame past it (the overdraft: what a
+    # connection received in its 2 s, kernel socket buffers plus 2 s of
     # sending, at most twice over in the growing buffer), plus per
-    # connection one read chunk (64 KiB) read ahead with the size prefix and
-    # its fixed state.
-    per_shard = 2 * (16 * MiB + 2 * rate)
-    bound_kib = baseline_kib + (shards * per_shard + connections * 2 * 128 * 1024 + 32 * MiB) // 1024
+    # connection its allowance (64 KiB), one read chunk (64 KiB) read ahead
+    # with the size prefix, and its fixed state.
+    per_shard = budget_per_shard + 2 * (16 * MiB + 2 * rate)
+    per_connection = 64 * 1024 + 64 * 1024 + 128 * 1024
+    bound_kib = baseline_kib + (shards * per_shard + connections * per_connection + 32 * MiB) // 1024
     report("hostile bytes sent", hostile.sent)
     report("hostile reconnects", hostile.reconnects)
     report("probes served", served)
