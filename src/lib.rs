@@ -30,3 +30,4 @@ pub mod record;
 pub mod routing;
 pub mod server;
 pub mod shard;
+pub mod sim;

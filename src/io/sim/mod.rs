@@ -54,7 +54,7 @@ pub fn current() -> Option<Rc<World>> {
 
 /// The world running on this thread; panics outside a simulation (callers
 /// check [`active`] first).
-pub(crate) fn world() -> Rc<World> {
+pub fn world() -> Rc<World> {
     match current() {
         Some(w) => w,
         None => panic!("no simulated world on this thread"),
