@@ -529,6 +529,13 @@ impl BrokerConfig {
                 .with_context(|| format!("parsing config file {}", path.display()))?;
             flatten("", &table, &mut props)?;
         }
+        Self::from_properties(o, props)
+    }
+
+    /// Build the configuration from Kafka-named properties (what a config
+    /// file holds, already flattened) and the command-line overrides. The
+    /// simulation builds its brokers' configuration this way.
+    pub fn from_properties(o: &Overrides, props: BTreeMap<String, String>) -> anyhow::Result<BrokerConfig> {
         for (k, v) in &props {
             if !is_broker_config(k) && !k.starts_with("listeners") && !k.starts_with("advertised.") {
                 tracing::warn!(property = %k, "unknown broker property ignored");

@@ -481,10 +481,17 @@ pub fn render(snaps: &[Snapshot]) -> String {
 }
 
 /// Measure scheduling delay: sleep 1 ms every 100 ms and record how late
-/// the wake-up is. Runs until the shard shuts down.
+/// the wake-up is. Runs until the shard shuts down. In a simulation the
+/// delay is only the simulated CPU cost, so it probes every 10 s of virtual
+/// time there: days of idle virtual time stay cheap to simulate.
 pub async fn probe_task_queue_delay(shard: &crate::shard::Shard) {
+    let every = if crate::io::sim::active() {
+        Duration::from_secs(10)
+    } else {
+        Duration::from_millis(100)
+    };
     while !shard.shutting_down.get() {
-        crate::io::time::sleep(Duration::from_millis(100)).await;
+        crate::io::time::sleep(every).await;
         let start = crate::io::time::Instant::now();
         crate::io::time::sleep(Duration::from_millis(1)).await;
         let late = start.elapsed().saturating_sub(Duration::from_millis(1));

@@ -8,13 +8,14 @@
 //! same disk.
 
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::Duration;
 
 use crate::broker::{mark_clean_shutdown, prepare, run_shard, Prepared, ShardStart};
-use crate::config::BrokerConfig;
+use crate::config::{BrokerConfig, Overrides};
 use crate::io::file::IoMode;
 use crate::io::mesh::MeshBuilder;
 use crate::io::signal::{Countdown, Flag};
@@ -23,6 +24,8 @@ use crate::routing::Envelope;
 
 /// The broker's node in the world.
 pub const BROKER_NODE: NodeId = 1;
+/// The broker's data directory on the simulated disk.
+pub const DATA_DIR: &str = "/sim/data";
 /// Where the simulated broker listens.
 pub const BROKER_ADDR: ([u8; 4], u16) = ([10, 0, 0, 1], 9092);
 
@@ -51,13 +54,16 @@ impl Default for BrokerSettings {
     }
 }
 
-/// The configuration of the simulated broker.
-pub fn broker_config(s: &BrokerSettings) -> BrokerConfig {
-    let mut props: std::collections::BTreeMap<String, String> = [
+/// The configuration of the simulated broker: the production property
+/// parsing ([`BrokerConfig::from_properties`]) of the seed's properties.
+pub fn broker_config(s: &BrokerSettings) -> anyhow::Result<BrokerConfig> {
+    let mut props: BTreeMap<String, String> = [
         ("log.segment.bytes", s.segment_bytes.to_string()),
         ("offsets.topic.num.partitions", "3".to_string()),
+        ("num.partitions", "2".to_string()),
         ("group.initial.rebalance.delay.ms", "0".to_string()),
         ("ringlog.io.mode", s.io_mode.as_str().to_string()),
+        ("ringlog.cache.bytes.per.shard", (4u64 << 20).to_string()),
         // Committed offsets must outlive the longest idle stretch of a run.
         ("offsets.retention.minutes", (60 * 24 * 60).to_string()),
     ]
@@ -67,23 +73,15 @@ pub fn broker_config(s: &BrokerSettings) -> BrokerConfig {
     for (k, v) in &s.properties {
         props.insert(k.clone(), v.clone());
     }
-    BrokerConfig {
-        node_id: 0,
-        data_dir: PathBuf::from("/sim/data"),
-        listen: broker_addr(),
-        advertised_host: "10.0.0.1".to_string(),
-        advertised_port: BROKER_ADDR.1 as i32,
-        shards: s.shards,
-        cluster_id: String::new(),
-        io_mode: s.io_mode,
-        cache_bytes_per_shard: 4 << 20,
-        num_partitions: 2,
-        auto_create_topics: true,
-        socket_request_max_bytes: 100 << 20,
-        offsets_topic_partitions: 3,
+    let overrides = Overrides {
+        data_dir: Some(PathBuf::from(DATA_DIR)),
+        listen: Some(format!("{}", broker_addr())),
+        advertised_listener: Some(format!("{}", broker_addr())),
+        shards: Some(s.shards),
+        config_file: None,
         metrics_listen: None,
-        properties: props,
-    }
+    };
+    BrokerConfig::from_properties(&overrides, props)
 }
 
 /// How a broker run ended.
@@ -131,14 +129,25 @@ impl SimBroker {
             return;
         }
         self.starts.set(self.starts.get() + 1);
-        let mut config = broker_config(&self.settings);
-        let shards = config.shards;
+        let config = broker_config(&self.settings);
+        let shards = self.settings.shards;
         let stop = Flag::new();
         let ready = Countdown::new(shards);
         let failed = Flag::new();
         let (s, r, f) = (stop.clone(), ready.clone(), failed.clone());
         let task = world().spawn_on(BROKER_NODE, async move {
-            let Prepared { meta, clean_start } = match prepare(&mut config).await {
+            let mut config = match config {
+                Ok(c) => c,
+                Err(e) => {
+                    f.set();
+                    return Exit::Failed(format!("bad configuration: {e:#}"));
+                }
+            };
+            let Prepared {
+                meta,
+                clean_start,
+                recovery_points,
+            } = match prepare(&mut config).await {
                 Ok(p) => p,
                 Err(e) => {
                     f.set();
@@ -158,6 +167,7 @@ impl SimBroker {
                     ready: r.clone(),
                     failed: f.clone(),
                     clean_start,
+                    recovery_points: recovery_points.clone(),
                 };
                 tasks.push(crate::io::spawn(run_shard(start)));
             }
@@ -216,9 +226,11 @@ impl SimBroker {
         run.stop.set();
         let mut task = run.task;
         let r = crate::io::time::timeout(limit, &mut task).await;
+        // The process exits: whatever it left running (detached tasks, open
+        // connections) goes with it; a hung broker is killed.
+        world().kill_node(BROKER_NODE);
         if r.is_none() {
-            // Leave nothing behind: a hung broker is killed.
-            world().kill_node(BROKER_NODE);
+            task.detach();
         }
         r
     }

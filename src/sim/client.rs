@@ -12,12 +12,12 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -276,7 +276,12 @@ impl Client {
     }
 
     /// ListOffsets of one partition at `timestamp` (-1 latest, -2 earliest).
-    pub async fn list_offset(&mut self, topic: &str, partition: i32, timestamp: i64) -> CallResult<ListOffsetsResponse> {
+    pub async fn list_offset(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        timestamp: i64,
+    ) -> CallResult<ListOffsetsResponse> {
         let req = ListOffsetsRequest::default()
             .with_replica_id(BrokerId(-1))
             .with_topics(vec![ListOffsetsTopic::default()
@@ -338,7 +343,11 @@ impl Client {
             .with_assignments(
                 assignments
                     .into_iter()
-                    .map(|(m, a)| SyncGroupRequestAssignment::default().with_member_id(sb(&m)).with_assignment(a))
+                    .map(|(m, a)| {
+                        SyncGroupRequestAssignment::default()
+                            .with_member_id(sb(&m))
+                            .with_assignment(a)
+                    })
                     .collect(),
             );
         self.call(ApiKey::SyncGroup, v::SYNC_GROUP, &req).await

@@ -203,6 +203,11 @@ impl World {
 
     // ---- time -------------------------------------------------------------
 
+    /// Task polls so far.
+    pub fn steps(&self) -> u64 {
+        self.steps.get()
+    }
+
     /// Virtual time since the start of the run.
     pub fn elapsed(&self) -> Duration {
         Duration::from_nanos(self.clock.get())
