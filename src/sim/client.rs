@@ -294,7 +294,10 @@ impl Client {
     }
 
     pub async fn init_producer_id(&mut self) -> CallResult<InitProducerIdResponse> {
+        // The crate's default transactional id is "" (not null), which a
+        // broker without transactions refuses.
         let req = InitProducerIdRequest::default()
+            .with_transactional_id(None)
             .with_transaction_timeout_ms(60_000)
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);

@@ -22,7 +22,7 @@ use super::client::{CallError, Client};
 use super::model::{rec_id, CommitModel, Model, Tp};
 use crate::io::file::IoMode;
 use crate::io::sim::{world, SimConfig, World};
-use crate::io::time::{sleep, timeout};
+use crate::io::time::sleep;
 use crate::protocol::error as ec;
 use crate::record::{self, BatchIter, BatchOptions, Compression, Record};
 
@@ -1058,9 +1058,18 @@ async fn scenario(s: Rc<Shared>) -> Result<(), String> {
         }
         if w.elapsed() > calm_at + limit {
             let progress = s.progress.borrow().clone();
+            let mut clients: Vec<String> = (0..s.plan.producers.len()).map(|i| format!("producer{i}")).collect();
+            clients.extend((0..s.plan.consumers.len()).map(|i| format!("consumer{i}")));
+            if s.plan.group {
+                clients.push("group".to_string());
+            }
+            let stuck: Vec<&String> = clients
+                .iter()
+                .filter(|c| progress.get(*c).copied().unwrap_or(0) < 3)
+                .collect();
+            let errors = s.model.borrow().produce_errors.clone();
             return Err(format!(
-                "liveness: {} clients made no progress within {limit:?} after the last fault (progress: {progress:?})",
-                s.running.get()
+                "liveness: {stuck:?} made no progress within {limit:?} after the last fault (produce errors by code: {errors:?})"
             ));
         }
         sleep(Duration::from_secs(1)).await;
