@@ -641,28 +641,29 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
                 break;
             }
         };
-        let mut m = s.model.borrow_mut();
-        for (off, id) in recs {
-            if off < pos {
-                continue;
+        {
+            let mut m = s.model.borrow_mut();
+            for (off, id) in recs {
+                if off < pos {
+                    continue;
+                }
+                if off != pos {
+                    m.violation(format!(
+                        "{who}: {tp:?} read offset {off} where {pos} was expected (a gap)"
+                    ));
+                    break;
+                }
+                if off >= hw {
+                    m.violation(format!(
+                        "{who}: {tp:?} read offset {off} at or past the high watermark {hw}"
+                    ));
+                    break;
+                }
+                m.observe(tp, off, &id, "fetched");
+                m.fetched_records += 1;
+                pos += 1;
             }
-            if off != pos {
-                m.violation(format!(
-                    "{who}: {tp:?} read offset {off} where {pos} was expected (a gap)"
-                ));
-                break;
-            }
-            if off >= hw {
-                m.violation(format!(
-                    "{who}: {tp:?} read offset {off} at or past the high watermark {hw}"
-                ));
-                break;
-            }
-            m.observe(tp, off, &id, "fetched");
-            m.fetched_records += 1;
-            pos += 1;
         }
-        drop(m);
         s.progressed(&who);
         if max_wait == 0 {
             sleep(Duration::from_millis(w.rand_range(1..200))).await;
@@ -688,7 +689,10 @@ async fn group_member(s: Rc<Shared>) {
         sleep(Duration::from_millis(w.rand_range(10..1000))).await;
         let Some(c) = conn.get(&s).await else { continue };
         let Some((mid, generation)) = member.clone() else {
-            match c.join_group(group, &member_id, 30_000, &[t0.name.clone()]).await {
+            match c
+                .join_group(group, &member_id, 30_000, std::slice::from_ref(&t0.name))
+                .await
+            {
                 Ok(r) if r.error_code == ec::MEMBER_ID_REQUIRED => {
                     member_id = r.member_id.to_string();
                 }
