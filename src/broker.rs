@@ -64,7 +64,7 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
 }
 
 fn new_cluster_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    crate::io::rand::uuid_v4().simple().to_string()
 }
 
 /// What start-up found in the data directory.
@@ -90,8 +90,11 @@ pub async fn prepare(config: &mut BrokerConfig) -> anyhow::Result<Prepared> {
     let clean_start = crate::io::fs::exists(&marker).await;
     if clean_start {
         crate::io::fs::remove_file(&marker).await?;
-        crate::io::fs::sync_dir(&dir).await?;
     }
+    // After a crash, entries created just before it (partition directories,
+    // files) may be visible from the page cache without being durable: sync
+    // them before anything is written into them and acknowledged.
+    crate::io::fs::sync_dir(&dir).await?;
     let mut meta = match store::load(&dir).await? {
         Some(m) => m,
         None => ClusterMeta::new(new_cluster_id()),

@@ -8,7 +8,7 @@
 //! updated dynamically), and so does BROKER_LOGGER (log levels are set with
 //! `--log-level` at start).
 
-use std::collections::HashSet;
+use crate::io::rand::HashSet;
 
 use super::RequestContext;
 use crate::metadata::controller::{ConfigChange, ConfigOp, ConfigTarget};
@@ -79,7 +79,7 @@ fn to_op(e: &AlterEntry) -> Result<ConfigOp, ApiError> {
 }
 
 fn check_one(r: &AlterResource, api: AlterApi, node_id: i32) -> Result<Checked, ApiError> {
-    let mut keys = HashSet::new();
+    let mut keys = HashSet::default();
     if !r.configs.iter().all(|c| keys.insert(c.name.as_str())) {
         return Err(invalid_request("Error due to duplicate config keys"));
     }
@@ -151,7 +151,7 @@ fn check_one(r: &AlterResource, api: AlterApi, node_id: i32) -> Result<Checked, 
 /// a resource named twice, duplicate keys, null values, unknown operations
 /// and resource types, broker ids, unsupported resources.
 pub fn check(resources: &[AlterResource], api: AlterApi, node_id: i32) -> Vec<Result<Checked, ApiError>> {
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = crate::io::rand::HashMap::default();
     for r in resources {
         *seen.entry((r.resource_type, r.name.as_str())).or_insert(0) += 1;
     }

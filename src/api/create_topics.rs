@@ -58,7 +58,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> CreateTop
         })
         .collect();
     // Kafka rejects duplicate names within one request.
-    let mut seen = std::collections::HashMap::new();
+    let mut seen = crate::io::rand::HashMap::default();
     for t in &topics {
         *seen.entry(t.name.clone()).or_insert(0) += 1;
     }

@@ -1,6 +1,6 @@
 //! What the group API handlers share.
 
-use std::collections::HashMap;
+use crate::io::rand::HashMap;
 
 use crate::metadata::ClusterMeta;
 use crate::protocol::error::{self as ec, ErrorCode};
@@ -42,7 +42,7 @@ impl PartitionLayout {
         partition: impl Fn(i32, ErrorCode) -> P,
         topic: impl Fn(&str, Vec<P>) -> T,
     ) -> Vec<T> {
-        let mut codes: HashMap<String, HashMap<i32, ErrorCode>> = HashMap::new();
+        let mut codes: HashMap<String, HashMap<i32, ErrorCode>> = HashMap::default();
         for (name, parts) in results {
             codes.entry(name).or_default().extend(parts);
         }

@@ -1,7 +1,7 @@
 //! Metadata: brokers, topics, partitions and leaders; auto-creates topics
 //! when the client asks for unknown ones and the broker allows it.
 
-use std::collections::HashSet;
+use crate::io::rand::HashSet;
 
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -191,7 +191,7 @@ mod tests {
                 "t".into(),
                 TopicMeta {
                     name: "t".into(),
-                    id: Uuid::new_v4(),
+                    id: crate::io::rand::uuid_v4(),
                     partitions: vec![
                         PartitionMeta {
                             shard: 0,

@@ -8,7 +8,8 @@
 //! offsets); the fetch loop itself only needs a partition list and start
 //! offsets, so it would stay as it is.
 
-use std::collections::{BTreeMap, HashMap};
+use crate::io::rand::HashMap;
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc::Sender;
 use std::sync::Arc;

@@ -2,7 +2,7 @@
 //! command line tools. It negotiates versions with ApiVersions and works
 //! against any Kafka-compatible broker.
 
-use std::collections::HashMap;
+use crate::io::rand::HashMap;
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
@@ -42,7 +42,7 @@ impl Client {
             addr: addr.to_string(),
             stream,
             next_correlation_id: 1,
-            versions: HashMap::new(),
+            versions: HashMap::default(),
         };
         // v0 is understood by every broker since Kafka 0.10.
         let resp: ApiVersionsResponse = client.send(ApiKey::ApiVersions, 0, &ApiVersionsRequest::default())?;

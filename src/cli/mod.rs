@@ -10,7 +10,8 @@
 
 pub mod client;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::io::rand::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
@@ -177,7 +178,7 @@ struct Cluster {
 impl Cluster {
     fn connect(bootstrap: &str) -> anyhow::Result<Cluster> {
         let client = Client::connect(bootstrap, IO_TIMEOUT)?;
-        let mut clients = HashMap::new();
+        let mut clients = HashMap::default();
         clients.insert(bootstrap.to_string(), client);
         Ok(Cluster {
             bootstrap: bootstrap.to_string(),
@@ -331,7 +332,7 @@ impl Cluster {
                 .or_default()
                 .push(*p);
         }
-        let mut found = HashMap::new();
+        let mut found = HashMap::default();
         for (addr, topics) in by_leader {
             let c = self.client(&addr)?;
             let v = c.version(ApiKey::ListOffsets, (1, 7))?;
@@ -666,7 +667,7 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
     let wanted: Vec<(String, i32)> = partitions.iter().cloned().collect();
     let ends = match &meta {
         Some(m) => cluster.list_offsets(m, &wanted, LATEST)?,
-        None => HashMap::new(),
+        None => HashMap::default(),
     };
 
     let mut text = String::new();

@@ -17,7 +17,8 @@
 //!
 //! Both are deterministic: ties are broken by member id and topic id order.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::io::rand::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::TopicId;
 
@@ -235,7 +236,7 @@ fn uniform_heterogeneous(members: &[MemberSpec<'_>], topics: &BTreeMap<TopicId, 
         }
     }
     let mut owner: BTreeMap<(TopicId, i32), String> = BTreeMap::new();
-    let mut count: HashMap<String, usize> = HashMap::new();
+    let mut count: HashMap<String, usize> = HashMap::default();
     for m in &sorted {
         count.insert(m.member_id.to_string(), 0);
     }

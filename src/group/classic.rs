@@ -13,7 +13,7 @@
 //! heartbeat keys) are plain deadlines in the group; [`ClassicGroup::next_deadline`]
 //! tells the shell when to call [`ClassicGroup::poll`].
 
-use std::collections::{HashMap, HashSet};
+use crate::io::rand::{HashMap, HashSet};
 
 use bytes::Bytes;
 use indexmap::{IndexMap, IndexSet};
@@ -405,10 +405,10 @@ impl ClassicGroup {
             protocol_name: None,
             leader_id: None,
             members: IndexMap::new(),
-            static_members: HashMap::new(),
+            static_members: HashMap::default(),
             pending_join_members: IndexMap::new(),
             pending_sync_members: IndexSet::new(),
-            supported_protocols: HashMap::new(),
+            supported_protocols: HashMap::default(),
             num_awaiting_join: 0,
             new_member_added: false,
             subscribed_topics: None,
@@ -1127,10 +1127,10 @@ impl ClassicGroup {
             return None;
         }
         if self.members.is_empty() {
-            return Some(HashSet::new());
+            return Some(HashSet::default());
         }
         let protocol = self.protocol_name.as_deref()?;
-        let mut topics = HashSet::new();
+        let mut topics = HashSet::default();
         for m in self.members.values() {
             let metadata = m.metadata(protocol)?;
             topics.extend(parse_subscription_topics(metadata)?);
@@ -1213,7 +1213,7 @@ impl ClassicGroup {
                 }
                 self.remove_pending_sync_member(&req.member_id);
                 if self.is_leader(&req.member_id) {
-                    let mut assignment: HashMap<String, Bytes> = HashMap::new();
+                    let mut assignment: HashMap<String, Bytes> = HashMap::default();
                     for a in req.assignments {
                         assignment.insert(a.member_id, a.assignment);
                     }
@@ -1763,7 +1763,7 @@ fn inconsistent(a: Option<&str>, b: Option<&str>) -> bool {
 /// Keeps the first protocol of each name (a client sending the same name twice
 /// would otherwise never be counted as supported by every member).
 fn dedup_protocols(protocols: &mut Vec<JoinProtocol>) {
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     protocols.retain(|p| seen.insert(p.name.clone()));
 }
 

@@ -22,7 +22,8 @@
 //! refreshed from the [`TopicLookup`] on every heartbeat, so topic creation
 //! or partition increases are picked up by the next heartbeat of any member.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use crate::io::rand::HashMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use indexmap::IndexMap;
 
@@ -425,10 +426,10 @@ impl ConsumerGroup {
             group_epoch: 0,
             assignment_epoch: 0,
             members: IndexMap::new(),
-            static_members: HashMap::new(),
-            target: HashMap::new(),
+            static_members: HashMap::default(),
+            target: HashMap::default(),
             subscription_metadata: BTreeMap::new(),
-            partition_epochs: HashMap::new(),
+            partition_epochs: HashMap::default(),
         }
     }
 

@@ -148,7 +148,7 @@ pub struct RandomIds;
 
 impl IdGenerator for RandomIds {
     fn next_id(&mut self) -> String {
-        uuid::Uuid::new_v4().to_string()
+        crate::io::rand::uuid_v4().to_string()
     }
 }
 

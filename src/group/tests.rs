@@ -1,6 +1,7 @@
 //! Scenario tests driving [`GroupCoordinatorState`] like the shell would.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use crate::io::rand::{HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -49,9 +50,9 @@ impl Harness {
             c: GroupCoordinatorState::new(cfg, Box::new(SequentialIds::default()), 0),
             now: 0,
             next_token: 0,
-            outstanding: HashSet::new(),
-            joins: HashMap::new(),
-            syncs: HashMap::new(),
+            outstanding: HashSet::default(),
+            joins: HashMap::default(),
+            syncs: HashMap::default(),
             persisted: Vec::new(),
             topics: StaticTopics::default(),
         }
@@ -1108,7 +1109,7 @@ fn cg_heartbeat(h: &mut Harness, group: &str, c: &mut Client, topics: &[&str]) -
 /// neither in the coordinator nor on the simulated clients.
 fn check_exclusive(h: &Harness, group: &str, clients: &[&Client]) {
     let g = h.c.consumer_group(group).expect("consumer group");
-    let mut seen = HashSet::new();
+    let mut seen = HashSet::default();
     for m in g.members() {
         for a in [&m.assigned, &m.pending_revocation] {
             for (t, ps) in a {
@@ -1118,7 +1119,7 @@ fn check_exclusive(h: &Harness, group: &str, clients: &[&Client]) {
             }
         }
     }
-    let mut owned = HashSet::new();
+    let mut owned = HashSet::default();
     for c in clients {
         for (t, ps) in &c.owned {
             for p in ps {

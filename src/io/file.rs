@@ -98,7 +98,7 @@ pub struct LogFile {
 
 thread_local! {
     /// Devices on which this executor has already opened an O_DIRECT file.
-    static PROBED_DEVICES: std::cell::RefCell<std::collections::HashSet<u64>> = Default::default();
+    static PROBED_DEVICES: std::cell::RefCell<crate::io::rand::HashSet<u64>> = Default::default();
 }
 
 /// glommio decides once per device and thread whether reads can use the

@@ -25,6 +25,7 @@ pub mod guard;
 pub mod mesh;
 pub mod net;
 pub mod notify;
+pub mod rand;
 pub mod signal;
 pub mod sim;
 pub mod sync;

@@ -4,8 +4,8 @@
 //! to wake the group-commit loop when data is staged. It never crosses
 //! threads, so it needs no atomics or locks.
 
+use crate::io::rand::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;

@@ -3,7 +3,7 @@
 //! woken by the thread that sets them (glommio queues wakes from other
 //! threads to the owning executor), so nothing polls.
 
-use std::collections::HashMap;
+use crate::io::rand::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};

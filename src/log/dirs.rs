@@ -98,7 +98,7 @@ pub async fn set_aside(
     if crate::io::fs::exists(&to).await {
         // Set aside before with the same id (a crash, then the same
         // directory once more): pick a fresh name.
-        to = data_dir.join(delete_dir_name(topic, partition, &Uuid::new_v4()));
+        to = data_dir.join(delete_dir_name(topic, partition, &crate::io::rand::uuid_v4()));
     }
     match crate::io::fs::rename(dir, &to).await {
         Ok(()) => {}

@@ -1043,6 +1043,17 @@ impl PartitionLog {
         self.segments.last().and_then(|s| s.file.clone())
     }
 
+    /// When [`PartitionLog::due_time_sync`] will next have something to do:
+    /// `None` while nothing written waits for a time-based sync. Same
+    /// conditions as `due_time_sync` (a file to sync included), so the
+    /// flusher never waits for a sync that would then not happen (a zero
+    /// wait repeated: a spinning shard).
+    pub fn next_time_sync_ms(&self) -> Option<i64> {
+        let has_file = self.segments.last().is_some_and(|s| s.file.is_some());
+        (self.unsynced_messages > 0 && self.flush.health == Health::Ok && has_file)
+            .then(|| self.last_sync_ms.saturating_add(self.config.flush_ms))
+    }
+
     /// A time-based sync (see [`PartitionLog::due_time_sync`]) failed. The
     /// data it covered was already acknowledged (the topic relaxed syncing)
     /// and the kernel may have dropped the dirty pages after the error, so

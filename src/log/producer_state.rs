@@ -7,7 +7,8 @@
 //! instead of being written twice; a gap or reordering is refused with
 //! OUT_OF_ORDER_SEQUENCE_NUMBER; an older epoch with INVALID_PRODUCER_EPOCH.
 
-use std::collections::{HashMap, VecDeque};
+use crate::io::rand::HashMap;
+use std::collections::VecDeque;
 
 use crate::protocol::error as ec;
 

@@ -3,8 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use uuid::Uuid;
-
 use crate::config::{validate_value, BrokerConfig, ConfigType, TopicConfigDef, GROUP_CONFIGS, TOPIC_CONFIGS};
 use crate::protocol::error::{self as ec, ApiError};
 
@@ -129,7 +127,7 @@ pub fn plan_create(meta: &ClusterMeta, broker: &BrokerConfig, req: &CreateTopic)
     let shards = place_partitions(&mut loads, partitions as usize);
     Ok(TopicMeta {
         name: req.name.clone(),
-        id: Uuid::new_v4(),
+        id: crate::io::rand::uuid_v4(),
         partitions: shards
             .into_iter()
             .map(|shard| PartitionMeta { shard, leader_epoch: 0 })

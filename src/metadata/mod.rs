@@ -9,7 +9,8 @@ pub mod controller;
 pub mod store;
 pub mod topic_name;
 
-use std::collections::{BTreeMap, HashMap};
+use crate::io::rand::HashMap;
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -182,7 +183,7 @@ mod tests {
     #[test]
     fn apply_and_lookup() {
         let mut m = ClusterMeta::new("c".into());
-        let id = Uuid::new_v4();
+        let id = crate::io::rand::uuid_v4();
         let t = TopicMeta {
             name: "a".into(),
             id,

@@ -124,7 +124,7 @@ pub fn with<R>(f: impl FnOnce(&mut ShardMetrics) -> R) -> R {
 }
 
 thread_local! {
-    static API_NAMES: RefCell<std::collections::HashMap<i16, &'static str>> = RefCell::new(Default::default());
+    static API_NAMES: RefCell<crate::io::rand::HashMap<i16, &'static str>> = RefCell::new(Default::default());
 }
 
 /// The name of a Kafka API, for labels (interned: at most one small string

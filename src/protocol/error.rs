@@ -63,6 +63,7 @@ codes! {
     UNKNOWN_MEMBER_ID = 25, false, "The group has no such member.";
     INVALID_SESSION_TIMEOUT = 26, false, "The session timeout is outside the broker's allowed range.";
     REBALANCE_IN_PROGRESS = 27, false, "The group is rebalancing; the member must rejoin.";
+    INVALID_COMMIT_OFFSET_SIZE = 28, false, "The offset commit could not be written to the offsets log.";
     INVALID_TIMESTAMP = 32, false, "A record timestamp is outside the accepted range.";
     UNSUPPORTED_VERSION = 35, false, "The broker does not implement this version of the API.";
     TOPIC_ALREADY_EXISTS = 36, false, "A topic with this name exists.";

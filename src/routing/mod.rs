@@ -15,8 +15,8 @@
 
 pub mod messages;
 
+use crate::io::rand::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -66,7 +66,7 @@ impl Router {
             inner: Rc::new(Inner {
                 mesh,
                 next_id: Cell::new(1),
-                pending: RefCell::new(HashMap::new()),
+                pending: RefCell::new(HashMap::default()),
                 unsent_cancels: RefCell::new(Vec::new()),
                 cancels_queued: Notify::new(),
             }),

@@ -9,8 +9,8 @@
 //! The writes are blocking and on the shard thread: a debugging aid, never
 //! for production. Without the variable this costs one load and a branch.
 
+use crate::io::rand::{HashMap, HashSet};
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::PathBuf;
@@ -32,7 +32,7 @@ struct Seen {
 }
 
 thread_local! {
-    static SEEN: RefCell<HashMap<(i16, i16), Seen>> = RefCell::new(HashMap::new());
+    static SEEN: RefCell<HashMap<(i16, i16), Seen>> = RefCell::new(HashMap::default());
 }
 
 fn dir() -> Option<&'static PathBuf> {

@@ -7,8 +7,8 @@
 //! listen backlog); a connection from an address that already holds its
 //! share of `max.connections.per.ip` is accepted and closed at once.
 
+use crate::io::rand::HashMap;
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 

@@ -17,6 +17,8 @@ use crate::log::partition::{execute_rollback, execute_sync, execute_writes, Flus
 
 /// From this many files to sync in one round on, sync the filesystem once.
 pub const SYNCFS_FROM_FILES: usize = 8;
+/// Longest sleep while data waits for a time-based (flush.ms) sync.
+const TIME_SYNC_RECHECK: Duration = Duration::from_secs(1);
 
 use super::Shard;
 
@@ -29,12 +31,16 @@ pub async fn run(shard: Rc<Shard>) {
             if shard.shutting_down.get() {
                 return;
             }
-            // Relaxed topics (flush.ms) need a periodic look even when idle.
-            if crate::io::time::timeout(Duration::from_millis(100), listener)
-                .await
-                .is_none()
-            {
-                sync_relaxed(&shard).await;
+            // Relaxed topics (flush.ms) with written but unsynced data need
+            // a look when their sync falls due, even without new appends;
+            // otherwise the loop sleeps until notified (no idle polling).
+            match next_time_sync(&shard) {
+                None => listener.await,
+                Some(wait) => {
+                    if crate::io::time::timeout(wait, listener).await.is_none() {
+                        sync_relaxed(&shard).await;
+                    }
+                }
             }
             continue;
         }
@@ -116,6 +122,22 @@ async fn sync_files(topic: &str, index: i32, job: &FlushJob) -> std::io::Result<
         tracing::error!("fdatasync of {topic}-{index} failed: {e}");
     }
     synced
+}
+
+/// How long until the earliest time-based (flush.ms) sync of the shard is
+/// due, at most [`TIME_SYNC_RECHECK`] (a topic's flush.ms may be lowered
+/// meanwhile); `None` when no partition has data waiting for one.
+fn next_time_sync(shard: &Shard) -> Option<Duration> {
+    let due = shard
+        .partitions
+        .borrow()
+        .values()
+        .flatten()
+        .flatten()
+        .filter_map(|p| p.log.borrow().next_time_sync_ms())
+        .min()?;
+    let wait = u64::try_from(due.saturating_sub(now_ms())).unwrap_or(0);
+    Some(Duration::from_millis(wait).min(TIME_SYNC_RECHECK))
 }
 
 /// Topics with flush.ms: sync data that has waited long enough even when no

@@ -23,8 +23,9 @@
 //!   earlier) to call `poll`: rebalance, session and sync timeouts and
 //!   offset expiration.
 
+use crate::io::rand::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -65,8 +66,6 @@ const WRITE_TIMEOUT_MS: i32 = 30_000;
 const LOAD_READ_BYTES: usize = 4 << 20;
 /// Pause before retrying a failed topic creation or load.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Kafka's error for an offset commit too large to be written.
-const INVALID_COMMIT_OFFSET_SIZE: ErrorCode = 28;
 /// Segment size of the internal topic (Kafka's `offsets.topic.segment.bytes`).
 const OFFSETS_SEGMENT_BYTES: &str = "104857600";
 
@@ -203,8 +202,8 @@ impl Groups {
             )),
             status: Cell::new(Status::Loading),
             reload_wanted: Cell::new(false),
-            joins: RefCell::new(HashMap::new()),
-            syncs: RefCell::new(HashMap::new()),
+            joins: RefCell::new(HashMap::default()),
+            syncs: RefCell::new(HashMap::default()),
             next_token: Cell::new(1),
             wake: RefCell::new(None),
             timer_deadline: Cell::new(i64::MAX),
@@ -727,7 +726,7 @@ pub fn handle(shard: &Rc<Shard>, req: GroupRequest) -> LocalBoxFuture<'static, G
             let outcome = groups.state.borrow_mut().commit_offsets(&r, now);
             let on_error = move |_: OffsetCommitResponse, code: ErrorCode| {
                 let code = if code == gerr::UNKNOWN_SERVER_ERROR {
-                    INVALID_COMMIT_OFFSET_SIZE
+                    ec::INVALID_COMMIT_OFFSET_SIZE
                 } else {
                     code
                 };
@@ -1309,7 +1308,7 @@ mod tests {
             let mut src = Source {
                 state: GroupCoordinatorState::new(GroupConfig::default(), Box::new(RandomIds), 0),
                 persisted: Vec::new(),
-                joins: HashMap::new(),
+                joins: HashMap::default(),
                 now: now_ms(),
             };
             // Each step's records are one produce payload, as `execute` writes them.

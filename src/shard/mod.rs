@@ -10,8 +10,9 @@ pub mod ops;
 pub mod retention;
 pub mod space;
 
+use crate::io::rand::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::rc::Rc;
 
@@ -131,7 +132,7 @@ impl Shard {
             config,
             meta: RefCell::new(meta),
             router,
-            partitions: RefCell::new(HashMap::new()),
+            partitions: RefCell::new(HashMap::default()),
             dirty: RefCell::new(Vec::new()),
             flush_wanted: Notify::new(),
             controller_lock: LocalMutex::default(),
@@ -148,7 +149,7 @@ impl Shard {
             recovery_points: RefCell::new(recovery_points),
             parked_fetches: Cell::new(0),
             parked_watches: Cell::new(0),
-            abortable: RefCell::new(HashMap::new()),
+            abortable: RefCell::new(HashMap::default()),
         })
     }
 
@@ -410,12 +411,12 @@ impl Shard {
 
     /// The offline partitions of every shard (a shard that does not answer,
     /// e.g. at shutdown, counts as having none).
-    pub async fn offline_partitions_everywhere(self: &Rc<Self>) -> std::collections::HashSet<(String, i32)> {
+    pub async fn offline_partitions_everywhere(self: &Rc<Self>) -> crate::io::rand::HashSet<(String, i32)> {
         let mut replies = Vec::with_capacity(self.shards());
         for s in 0..self.shards() {
             replies.push(self.dispatch(s, ShardRequest::OfflinePartitions).await);
         }
-        let mut out = std::collections::HashSet::new();
+        let mut out = crate::io::rand::HashSet::default();
         for r in replies {
             if let Some(ShardResponse::OfflinePartitions(list)) = r.await {
                 out.extend(list);

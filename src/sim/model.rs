@@ -13,7 +13,8 @@
 //! - an idempotent producer's record is in the log at most once;
 //! - a committed group offset survives restarts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use crate::io::rand::{HashMap, HashSet};
+use std::collections::BTreeMap;
 
 /// A partition: (topic index, partition).
 pub type Tp = (usize, i32);

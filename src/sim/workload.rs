@@ -10,8 +10,8 @@
 //! progress again (liveness); then the whole log is read back and checked
 //! against [`Model`], and the broker must stop cleanly.
 
+use crate::io::rand::HashMap;
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -343,8 +343,8 @@ impl Conn {
     fn new() -> Self {
         Conn {
             client: None,
-            floor: HashMap::new(),
-            last: HashMap::new(),
+            floor: HashMap::default(),
+            last: HashMap::default(),
         }
     }
 
@@ -459,7 +459,7 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
     let who = format!("producer{idx}");
     let mut conn = Conn::new();
     let mut pid: Option<(i64, i16)> = None;
-    let mut seqs: HashMap<Tp, i32> = HashMap::new();
+    let mut seqs: HashMap<Tp, i32> = HashMap::default();
     let tps: Vec<Tp> = s
         .plan
         .topics
@@ -751,8 +751,18 @@ async fn group_member(s: Rc<Shared>) {
                     cm.acked = Some(offset);
                     drop(m);
                     s.progressed(&who);
+                } else if write_may_have_happened(code) {
+                    // The append to __consumer_offsets failed (full disk,
+                    // EIO, shutdown): its bytes may still be in the log, and
+                    // the coordinator reloads its groups from the log, so
+                    // the outcome is unknown, as a Kafka client must assume
+                    // for a retriable commit error.
+                    cm.maybe.push(offset);
+                    drop(m);
+                    member = None;
                 } else {
-                    // Not stored (Kafka never stores a refused commit).
+                    // Refused before anything was written (generation,
+                    // member): never stored.
                     drop(m);
                     member = None;
                 }
@@ -765,6 +775,21 @@ async fn group_member(s: Rc<Shared>) {
         }
     }
     s.running.set(s.running.get() - 1);
+}
+
+/// OffsetCommit errors that may follow a failed append to
+/// `__consumer_offsets` (see `write_error` in src/shard/groups.rs): the
+/// commit may or may not be in the log.
+fn write_may_have_happened(code: i16) -> bool {
+    matches!(
+        code,
+        ec::NOT_COORDINATOR
+            | ec::COORDINATOR_NOT_AVAILABLE
+            | ec::UNKNOWN_SERVER_ERROR
+            | ec::INVALID_COMMIT_OFFSET_SIZE
+            | ec::KAFKA_STORAGE_ERROR
+            | ec::REQUEST_TIMED_OUT
+    )
 }
 
 // ---- faults -------------------------------------------------------------------
@@ -852,7 +877,7 @@ async fn check_partition(s: &Shared, tp: Tp) -> Result<(), String> {
     let mut conn = Conn::new();
     let mut pos = 0i64;
     let mut hw = -1i64;
-    let mut seen_idempotent: HashMap<String, i64> = HashMap::new();
+    let mut seen_idempotent: HashMap<String, i64> = HashMap::default();
     while hw < 0 || pos < hw {
         if world().elapsed() > deadline {
             return Err(format!(
@@ -985,6 +1010,12 @@ async fn check_commits(s: &Shared) -> Result<(), String> {
 /// Create the plan's topics (retrying until the broker answers).
 async fn create_topics(s: &Shared) -> Result<(), String> {
     let mut conn = Conn::new();
+    // Nothing deletes in these runs (invariant 3): idle stretches add up to
+    // more than the default retention.ms of 7 days.
+    let configs = [
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-1".to_string()),
+    ];
     for t in &s.plan.topics {
         let deadline = world().elapsed() + Duration::from_secs(120);
         loop {
@@ -992,7 +1023,7 @@ async fn create_topics(s: &Shared) -> Result<(), String> {
                 return Err(format!("could not create topic {}", t.name));
             }
             let Some(c) = conn.get(s).await else { continue };
-            match c.create_topic(&t.name, t.partitions, &[]).await {
+            match c.create_topic(&t.name, t.partitions, &configs).await {
                 Ok(r) => {
                     let code = r
                         .topics
@@ -1111,7 +1142,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Result<Outcome, String> {
         idle_until: Cell::new(Duration::ZERO),
         calm: Cell::new(false),
         running: Cell::new(0),
-        progress: RefCell::new(HashMap::new()),
+        progress: RefCell::new(HashMap::default()),
         faults_done: RefCell::new(Vec::new()),
     });
     let s = shared.clone();

@@ -428,6 +428,7 @@ impl World {
         let watchdog = Watchdog::start(self.poll_started.clone(), self.config.max_poll_wall);
         let mut task = self.spawn_on(node, root);
         task.detached = true; // never cancel the root on drop
+        let trace = std::env::var_os("RINGLOG_SIM_TRACE").is_some();
         let result = loop {
             if let Some(v) = task.try_take() {
                 break Ok(v);
@@ -438,6 +439,9 @@ impl World {
                 self.steps.set(n);
                 if n > self.config.max_steps {
                     break Err(SimError::TooManySteps(n));
+                }
+                if trace {
+                    eprintln!("sim step {n} task {id} at {}", self.clock.get());
                 }
                 self.poll_task(id);
                 continue;

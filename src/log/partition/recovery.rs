@@ -217,7 +217,11 @@ pub async fn open_with(
         created = true;
         tracing::warn!(dir = %dir.display(), base_offset = start, "the log continues in a new segment after the damaged one");
     }
-    if created {
+    // A segment past the recovery point may have been created just before
+    // the crash, its directory entry not yet synced (the page cache kept it
+    // visible). Appends to it would be fsynced but could still vanish with
+    // the entry in a power loss, so make the entries durable now.
+    if created || cx.stats.segments_checked > 0 {
         crate::io::fs::sync_dir(dir).await?;
     }
     let log_end = segments.last().map_or(0, |s| s.next_offset);
