@@ -244,6 +244,8 @@ handlers! {
     consumer_group_heartbeat: ConsumerGroupHeartbeat,
     consumer_group_describe: ConsumerGroupDescribe,
     init_producer_id: InitProducerId,
+    delete_records: DeleteRecords,
+    describe_log_dirs: DescribeLogDirs,
 }
 
 /// The declared version range of an API, if ringlog serves it.

@@ -25,6 +25,34 @@ pub const RECOVERY_POINT_FILE: &str = "recovery-point-offset-checkpoint";
 /// A partition: topic and partition index.
 pub type TopicPartition = (String, i32);
 
+/// The log start offset checkpoint, one per partition directory (in the
+/// same format, with the one entry of that partition). Kafka keeps one such
+/// file per log directory; ringlog keeps it beside the partition's segments
+/// so that it is written by the shard that owns the partition, goes with
+/// the directory when a topic is deleted, and never names a partition of an
+/// older incarnation of the topic. It matters only when the log start lies
+/// inside the first segment (DeleteRecords): otherwise the first segment's
+/// base offset is the log start.
+pub const LOG_START_FILE: &str = "log-start-offset-checkpoint";
+
+/// The log start offset checkpoint of one partition.
+pub fn encode_log_start(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
+    let mut e = BTreeMap::new();
+    e.insert((topic.to_string(), partition), offset);
+    encode(&e)
+}
+
+/// Read the log start offset of `topic`-`partition` from its checkpoint
+/// file; a malformed file, or one naming another partition, gives None
+/// (the first segment's base offset is used).
+pub fn decode_log_start(data: &[u8], topic: &str, partition: i32) -> Option<i64> {
+    let entries = decode(data).ok()?;
+    if entries.len() != 1 {
+        return None;
+    }
+    entries.get(&(topic.to_string(), partition)).copied()
+}
+
 /// The checkpoint file of a shard.
 pub fn file_name(shard: usize) -> String {
     format!("{RECOVERY_POINT_FILE}.{shard}")
@@ -124,6 +152,17 @@ mod tests {
         ] {
             assert!(decode(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
         }
+    }
+
+    #[test]
+    fn log_start_file_names_its_one_partition() {
+        let data = encode_log_start("t", 3, 42);
+        assert_eq!(std::str::from_utf8(&data).unwrap(), "0\n1\nt 3 42\n");
+        assert_eq!(decode_log_start(&data, "t", 3), Some(42));
+        assert_eq!(decode_log_start(&data, "t", 2), None);
+        assert_eq!(decode_log_start(&data, "u", 3), None);
+        assert_eq!(decode_log_start(b"0\n1\nt 3", "t", 3), None);
+        assert_eq!(decode_log_start(b"0\n2\nt 3 4\nt 4 4\n", "t", 3), None);
     }
 
     #[test]

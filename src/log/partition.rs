@@ -273,6 +273,9 @@ pub struct PartitionLog {
     io_mode: IoMode,
     segments: Vec<Segment>,
     log_start_offset: i64,
+    /// The log start offset as the partition's checkpoint file (or, below
+    /// it, the first segment's base offset) has it on disk.
+    log_start_persisted: i64,
     next_offset: i64,
     written_offset: i64,
     high_watermark: i64,
@@ -1138,6 +1141,71 @@ impl PartitionLog {
         })
     }
 
+    /// DeleteRecords: move the log start offset to `offset` (-1: the high
+    /// watermark). Records below it can no longer be read, ListOffsets
+    /// earliest returns it, producers whose last batch lies below it are
+    /// forgotten, and whole segments below it go with the next retention
+    /// pass. Returns the new log start (the low watermark), or a Kafka
+    /// error code: OFFSET_OUT_OF_RANGE past the high watermark,
+    /// POLICY_VIOLATION when `cleanup.policy` has no `delete` (as Kafka),
+    /// KAFKA_STORAGE_ERROR when the log is offline. Moving it backwards is
+    /// a no-op. The caller makes it durable ([`PartitionLog::log_start_to_persist`])
+    /// before answering.
+    pub fn delete_records(&mut self, offset: i64) -> Result<i64, i16> {
+        if self.is_failed() {
+            return Err(ec::KAFKA_STORAGE_ERROR);
+        }
+        if !self.config.delete {
+            return Err(ec::POLICY_VIOLATION);
+        }
+        let target = if offset == -1 { self.high_watermark } else { offset };
+        if target < 0 || target > self.high_watermark {
+            return Err(ec::OFFSET_OUT_OF_RANGE);
+        }
+        if target > self.log_start_offset {
+            self.log_start_offset = target;
+            self.drop_cache_below_start();
+            let pruned = self.producers.prune_below(target);
+            self.durable_producers.prune_below(target);
+            tracing::info!(
+                topic = %self.topic,
+                partition = self.partition,
+                log_start_offset = target,
+                producers_forgotten = pruned,
+                "records deleted"
+            );
+        }
+        Ok(self.log_start_offset)
+    }
+
+    /// When the log start offset moved past what is on disk: the checkpoint
+    /// file to write atomically (path, contents) and the offset it holds,
+    /// to be reported with [`PartitionLog::log_start_persisted`].
+    pub fn log_start_to_persist(&self) -> Option<(PathBuf, Vec<u8>, i64)> {
+        (self.log_start_offset > self.log_start_persisted).then(|| {
+            (
+                self.dir.join(crate::log::checkpoint::LOG_START_FILE),
+                crate::log::checkpoint::encode_log_start(&self.topic, self.partition, self.log_start_offset),
+                self.log_start_offset,
+            )
+        })
+    }
+
+    /// The log start offset checkpoint holding `offset` is on disk.
+    pub fn log_start_persisted(&mut self, offset: i64) {
+        self.log_start_persisted = self.log_start_persisted.max(offset);
+    }
+
+    fn drop_cache_below_start(&mut self) {
+        while let Some(b) = self.cache.front() {
+            if b.last >= self.log_start_offset {
+                break;
+            }
+            self.cache_bytes -= b.charge;
+            self.cache.pop_front();
+        }
+    }
+
     /// Offsets for ListOffsets: earliest, latest (high watermark).
     pub fn earliest(&self) -> i64 {
         self.log_start_offset
@@ -1155,12 +1223,26 @@ impl PartitionLog {
             log_start_offset: self.log_start_offset,
             ..Default::default()
         };
-        if !self.config.delete || self.is_failed() {
+        if self.is_failed() {
             return out;
         }
-        let limits = RetentionLimits {
-            retention_ms: self.config.retention_ms,
-            retention_bytes: self.config.retention_bytes,
+        // Segments wholly below the log start (DeleteRecords) go whatever
+        // the cleanup policy, as in Kafka.
+        let below_start = self
+            .segments
+            .windows(2)
+            .take_while(|w| w[1].base_offset <= self.log_start_offset && w[0].sealed && w[0].seal_done)
+            .count();
+        let limits = if self.config.delete {
+            RetentionLimits {
+                retention_ms: self.config.retention_ms,
+                retention_bytes: self.config.retention_bytes,
+            }
+        } else {
+            RetentionLimits {
+                retention_ms: -1,
+                retention_bytes: -1,
+            }
         };
         let summaries: Vec<SegmentSummary> = self
             .segments
@@ -1189,8 +1271,11 @@ impl PartitionLog {
                 "segment contains future timestamp(s), making it and later segments ineligible for deletion by retention.ms"
             );
         }
-        let n = decision.count().min(self.segments.len().saturating_sub(1));
-        if n + 1 == self.segments.len() && self.active_expired(limits, now_ms) {
+        let n = decision
+            .count()
+            .max(below_start)
+            .min(self.segments.len().saturating_sub(1));
+        if self.config.delete && n + 1 == self.segments.len() && self.active_expired(limits, now_ms) {
             // Kafka rolls when everything, active segment included, is
             // expired; otherwise an idle topic would keep its last segment
             // (and `retention.ms` could never empty a topic).
@@ -1207,14 +1292,9 @@ impl PartitionLog {
             return out;
         }
         let removed: Vec<Segment> = self.segments.drain(..n).collect();
-        self.log_start_offset = self.segments.first().map_or(self.next_offset, |s| s.base_offset);
-        while let Some(b) = self.cache.front() {
-            if b.last >= self.log_start_offset {
-                break;
-            }
-            self.cache_bytes -= b.charge;
-            self.cache.pop_front();
-        }
+        let first = self.segments.first().map_or(self.next_offset, |s| s.base_offset);
+        self.log_start_offset = self.log_start_offset.max(first);
+        self.drop_cache_below_start();
         out.segments = n;
         out.bytes = removed.iter().map(|s| s.size).sum();
         out.log_start_offset = self.log_start_offset;

@@ -186,6 +186,18 @@ impl ProducerStates {
         self.producers.retain(|_, e| e.last_timestamp >= cutoff_ms);
     }
 
+    /// Forget producers whose last batch lies below `log_start` (its records
+    /// are gone: DeleteRecords or retention moved the log start past them),
+    /// as Kafka does. Returns how many were forgotten. Such a producer's
+    /// next batch gets UNKNOWN_PRODUCER_ID with the log start offset, from
+    /// which clients see that their state was removed and reset (KIP-360).
+    pub fn prune_below(&mut self, log_start: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, e| e.batches.back().is_some_and(|b| b.last_offset >= log_start));
+        before - self.producers.len()
+    }
+
     /// The JSON snapshot older versions wrote at clean shutdown
     /// (`producer-state.json`); read once for compatibility.
     pub fn decode_legacy_json(data: &[u8]) -> Option<Self> {

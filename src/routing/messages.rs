@@ -109,6 +109,29 @@ pub struct ListOffsetsPartResult {
     pub leader_epoch: i32,
 }
 
+/// DeleteRecords of one partition: move its log start to `offset` (-1:
+/// the high watermark).
+pub struct DeleteRecordsPart {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DeleteRecordsPartResult {
+    pub error: i16,
+    /// The log start offset after the request (-1 on error).
+    pub low_watermark: i64,
+}
+
+/// The size on disk of one partition (DescribeLogDirs).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartitionSize {
+    pub topic: String,
+    pub partition: i32,
+    pub bytes: u64,
+}
+
 /// Metadata changes, handled by the controller (shard 0).
 pub enum ControllerOp {
     CreateTopics {
@@ -159,6 +182,14 @@ pub enum ShardRequest {
     /// The partitions of this shard whose log is offline (after a storage
     /// error, until a restart), for Metadata.
     OfflinePartitions,
+    DeleteRecords {
+        parts: Vec<DeleteRecordsPart>,
+    },
+    /// The size of every partition of the shard (of these topics only,
+    /// when given), for DescribeLogDirs.
+    PartitionSizes {
+        topics: Option<Vec<String>>,
+    },
 }
 
 impl ShardRequest {
@@ -185,4 +216,6 @@ pub enum ShardResponse {
     ProducerId(Result<i64, i16>),
     /// (topic, partition) of each offline partition.
     OfflinePartitions(Vec<(String, i32)>),
+    DeleteRecords(Vec<DeleteRecordsPartResult>),
+    PartitionSizes(Vec<PartitionSize>),
 }

@@ -50,6 +50,8 @@ pub struct Shard {
     pub flush_wanted: Notify,
     /// Serializes controller operations (shard 0 only).
     pub controller_lock: LocalMutex,
+    /// Serializes writes of the partitions' log start offset checkpoints.
+    pub log_start_lock: LocalMutex,
     pub clean_start: bool,
     pub shutting_down: Cell<bool>,
     /// Notified once when the shard starts shutting down.
@@ -136,6 +138,7 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             flush_wanted: Notify::new(),
             controller_lock: LocalMutex::default(),
+            log_start_lock: LocalMutex::default(),
             clean_start,
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),
@@ -396,6 +399,13 @@ impl Shard {
             ShardRequest::OfflinePartitions => {
                 let offline = shard.offline_partitions();
                 async move { ShardResponse::OfflinePartitions(offline) }.boxed_local()
+            }
+            ShardRequest::DeleteRecords { parts } => {
+                async move { ShardResponse::DeleteRecords(ops::delete_records(&shard, parts).await) }.boxed_local()
+            }
+            ShardRequest::PartitionSizes { topics } => {
+                let sizes = ops::partition_sizes(&shard, topics.as_deref());
+                async move { ShardResponse::PartitionSizes(sizes) }.boxed_local()
             }
         }
     }

@@ -16,8 +16,8 @@ use crate::log::ReadPlan;
 use crate::protocol::error as ec;
 use crate::record;
 use crate::routing::{
-    FetchPart, FetchPartResult, ListOffsetsPart, ListOffsetsPartResult, ProducePart, ProducePartResult, WatchPart,
-    WatchReport, WatchSpec,
+    DeleteRecordsPart, DeleteRecordsPartResult, FetchPart, FetchPartResult, ListOffsetsPart, ListOffsetsPartResult,
+    PartitionSize, ProducePart, ProducePartResult, WatchPart, WatchReport, WatchSpec,
 };
 
 use super::{PartitionRef, Shard};
@@ -126,7 +126,12 @@ fn append_parts(shard: &Rc<Shard>, parts: Vec<ProducePart>, now: i64) -> Appende
                 waits.push(Some((p, info.rollbacks, info.last_offset)));
             }
             Err(e) => {
-                results.push(produce_error(e.kafka_code(), e.to_string()));
+                let mut r = produce_error(e.kafka_code(), e.to_string());
+                // Kafka reports the log start with errors too: clients
+                // tell from it that an UNKNOWN_PRODUCER_ID comes from
+                // records deleted below their last acknowledged batch.
+                r.log_start_offset = p.log.borrow().log_start_offset();
+                results.push(r);
                 waits.push(None);
             }
         }
@@ -561,6 +566,77 @@ pub async fn watch_partitions(
             stopping = true;
         }
     }
+}
+
+/// DeleteRecords on this shard's partitions: each log start moves, then
+/// its checkpoint is written (atomically, synced) before the answer, so an
+/// acknowledged deletion survives a crash. Kafka writes that checkpoint
+/// only once a minute.
+pub async fn delete_records(shard: &Rc<Shard>, parts: Vec<DeleteRecordsPart>) -> Vec<DeleteRecordsPartResult> {
+    let mut out = Vec::with_capacity(parts.len());
+    for part in parts {
+        let Some(p) = shard.partition(&part.topic, part.partition) else {
+            out.push(DeleteRecordsPartResult {
+                error: ec::UNKNOWN_TOPIC_OR_PARTITION,
+                low_watermark: -1,
+            });
+            continue;
+        };
+        let moved = p.log.borrow_mut().delete_records(part.offset);
+        let r = match moved {
+            Err(error) => DeleteRecordsPartResult {
+                error,
+                low_watermark: -1,
+            },
+            Ok(low_watermark) => match persist_log_start(shard, &p).await {
+                Ok(()) => DeleteRecordsPartResult {
+                    error: ec::NONE,
+                    low_watermark,
+                },
+                Err(e) => {
+                    tracing::warn!("{}-{}: writing the log start offset checkpoint: {e}", p.topic, p.index);
+                    DeleteRecordsPartResult {
+                        error: ec::KAFKA_STORAGE_ERROR,
+                        low_watermark: -1,
+                    }
+                }
+            },
+        };
+        crate::metrics::partition_error("DeleteRecords", r.error);
+        out.push(r);
+    }
+    out
+}
+
+/// Write `p`'s log start offset checkpoint if it moved past what is on
+/// disk. Writers of the shard take turns (one temporary file per
+/// partition), and a write covers every move made before it started.
+async fn persist_log_start(shard: &Rc<Shard>, p: &PartitionRef) -> std::io::Result<()> {
+    let _turn = shard.log_start_lock.lock().await;
+    if p.deleted.get() {
+        return Ok(());
+    }
+    let Some((path, data, offset)) = p.log.borrow().log_start_to_persist() else {
+        return Ok(());
+    };
+    crate::io::file::write_file_atomic(&path, &data).await?;
+    p.log.borrow_mut().log_start_persisted(offset);
+    Ok(())
+}
+
+/// The size on disk of this shard's partitions (of `topics` only, when
+/// given).
+pub fn partition_sizes(shard: &Shard, topics: Option<&[String]>) -> Vec<PartitionSize> {
+    shard
+        .all_partitions()
+        .into_iter()
+        .filter(|p| !p.deleted.get() && topics.is_none_or(|t| t.contains(&p.topic)))
+        .map(|p| PartitionSize {
+            topic: p.topic.clone(),
+            partition: p.index,
+            bytes: p.log.borrow().size_bytes(),
+        })
+        .collect()
 }
 
 /// Offset lookups: -1 latest, -2 earliest, -3 max timestamp, -4 earliest

@@ -35,6 +35,7 @@ use uuid::Uuid;
 use crate::config::TopicConfig;
 use crate::io::file::{IoMode, LogFile, ALIGN};
 use crate::io::notify::Notify;
+use crate::log::checkpoint::{decode_log_start, LOG_START_FILE};
 use crate::log::dirs::{decode_partition_metadata, encode_partition_metadata, set_aside};
 use crate::log::index::{OffsetIndex, TimeIndex};
 use crate::log::producer_state::{
@@ -229,7 +230,17 @@ pub async fn open_with(
         log_end >= floor,
         "{topic}-{partition}: recovery set the log end {log_end} below the recovery point {floor}"
     );
-    let log_start = segments.first().map_or(0, |s| s.base_offset);
+    let first_base = segments.first().map_or(0, |s| s.base_offset);
+    // DeleteRecords may have moved the log start inside the first segment.
+    let checkpointed = match crate::io::file::read_file(&dir.join(LOG_START_FILE)).await {
+        Ok(Some(data)) => decode_log_start(&data, topic, partition),
+        Ok(None) => None,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), "reading the log start offset checkpoint: {e}");
+            None
+        }
+    };
+    let log_start = checkpointed.map_or(first_base, |o| o.clamp(first_base, log_end));
 
     // Producer state: the newest intact snapshot at or below the point up
     // to which everything is durable, then the batches after it.
@@ -266,7 +277,7 @@ pub async fn open_with(
         let _ = crate::io::fs::remove_file(&path).await;
     }
     cx.stats.snapshot_offset = chosen.as_ref().map(|(at, _)| *at);
-    let (snapshot_offset, mut producers) = chosen.unwrap_or((log_start, ProducerStates::new()));
+    let (snapshot_offset, mut producers) = chosen.unwrap_or((first_base, ProducerStates::new()));
     // Every batch from `covered` on was walked above.
     let mut covered = log_end;
     for (seg, &from) in segments.iter().zip(&walk_from).rev() {
@@ -284,6 +295,7 @@ pub async fn open_with(
     for b in &replay {
         producers.apply(b);
     }
+    producers.prune_below(log_start);
     cx.stats.producer_batches_replayed = replay.len();
     // Snapshots past the log end describe offsets that are gone.
     let mut kept = Vec::with_capacity(snapshots.len());
@@ -317,6 +329,7 @@ pub async fn open_with(
         io_mode,
         segments,
         log_start_offset: log_start,
+        log_start_persisted: log_start,
         next_offset: log_end,
         written_offset: log_end,
         high_watermark: log_end,
