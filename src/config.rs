@@ -132,6 +132,8 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("fetch.max.bytes", "57671680", ConfigType::Int),
     ("log.dirs", "./data", ConfigType::String),
     ("offsets.topic.num.partitions", "50", ConfigType::Int),
+    ("offsets.topic.segment.bytes", "104857600", ConfigType::Int),
+    ("offsets.topic.compression.codec", "0", ConfigType::Int),
     ("offsets.retention.minutes", "10080", ConfigType::Int),
     ("offsets.retention.check.interval.ms", "600000", ConfigType::Long),
     ("offset.metadata.max.bytes", "4096", ConfigType::Int),

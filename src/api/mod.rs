@@ -317,6 +317,8 @@ mod tests {
             (ApiKey::ConsumerGroupHeartbeat, 0, 1),
             (ApiKey::ConsumerGroupDescribe, 0, 1),
             (ApiKey::InitProducerId, 0, 5),
+            (ApiKey::DeleteRecords, 0, 2),
+            (ApiKey::DescribeLogDirs, 1, 4),
         ];
         let advertised: Vec<(i16, i16, i16)> = api_versions::supported_apis()
             .iter()

@@ -25,6 +25,7 @@ use super::segment::{Segment, SegmentMark, DELETED_SUFFIX};
 
 mod durable;
 mod recovery;
+pub mod swap;
 
 pub use durable::{CheckpointPlan, PartialIndex, SealedFiles};
 pub use recovery::{open, open_with, Recovery, RecoveryStats, PARTITION_METADATA};

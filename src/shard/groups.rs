@@ -66,8 +66,34 @@ const WRITE_TIMEOUT_MS: i32 = 30_000;
 const LOAD_READ_BYTES: usize = 4 << 20;
 /// Pause before retrying a failed topic creation or load.
 const RETRY_DELAY: Duration = Duration::from_millis(500);
-/// Segment size of the internal topic (Kafka's `offsets.topic.segment.bytes`).
-const OFFSETS_SEGMENT_BYTES: &str = "104857600";
+/// Segment size of the internal topic: Kafka's `offsets.topic.segment.bytes`
+/// default (100 MiB), small so that the cleaner can compact all but the
+/// newest segment.
+const OFFSETS_SEGMENT_BYTES: i64 = 104_857_600;
+
+/// `offsets.topic.segment.bytes` (at least 1 MiB).
+fn offsets_segment_bytes(shard: &Shard) -> i64 {
+    shard
+        .config
+        .properties
+        .get("offsets.topic.segment.bytes")
+        .and_then(|v| v.trim().parse::<i64>().ok())
+        .unwrap_or(OFFSETS_SEGMENT_BYTES)
+        .max(1 << 20)
+}
+
+/// `offsets.topic.compression.codec` (Kafka's codec ids: 0 none, 1 gzip,
+/// 2 snappy, 3 lz4, 4 zstd): the codec of the batches the coordinator
+/// writes.
+fn offsets_codec(shard: &Shard) -> record::Compression {
+    shard
+        .config
+        .properties
+        .get("offsets.topic.compression.codec")
+        .and_then(|v| v.trim().parse::<i16>().ok())
+        .and_then(record::Compression::from_id)
+        .unwrap_or(record::Compression::None)
+}
 
 /// A group request for the coordinating shard.
 pub enum GroupRequest {
@@ -512,7 +538,7 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
             .partition(OFFSETS_TOPIC, p)
             .map(|part| part.log.borrow().config.max_message_bytes)
             .ok_or(gerr::NOT_COORDINATOR)?;
-        let payload = encode_payload(&encoded, max, now);
+        let payload = encode_payload(&encoded, max, now, offsets_codec(shard));
         let frame_len = payload.len();
         parts.push(ProducePart {
             topic: OFFSETS_TOPIC.to_string(),
@@ -527,14 +553,14 @@ fn build_parts(shard: &Shard, records: &[Record]) -> Result<Vec<ProducePart>, Er
 
 /// One offsets partition's encoded records as a produce payload: batches of
 /// at most about `max` bytes (`max.message.bytes`), timestamped `now`.
-fn encode_payload(encoded: &[(Bytes, Option<Bytes>)], max: usize, now: i64) -> Vec<u8> {
+fn encode_payload(encoded: &[(Bytes, Option<Bytes>)], max: usize, now: i64, codec: record::Compression) -> Vec<u8> {
     let mut payload = Vec::new();
     let mut chunk: Vec<record::Record<'_>> = Vec::new();
     let mut chunk_bytes = 0usize;
     for (k, v) in encoded {
         let size = k.len() + v.as_ref().map_or(0, Bytes::len) + 32;
         if !chunk.is_empty() && chunk_bytes + size + 128 > max {
-            payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
+            payload.extend_from_slice(&record::build_batch(0, now, codec, &chunk));
             chunk.clear();
             chunk_bytes = 0;
         }
@@ -547,7 +573,7 @@ fn encode_payload(encoded: &[(Bytes, Option<Bytes>)], max: usize, now: i64) -> V
         chunk_bytes += size;
     }
     if !chunk.is_empty() {
-        payload.extend_from_slice(&record::build_batch(0, now, record::Compression::None, &chunk));
+        payload.extend_from_slice(&record::build_batch(0, now, codec, &chunk));
     }
     payload
 }
@@ -820,7 +846,10 @@ async fn ensure_offsets_topic(shard: &Rc<Shard>) -> Result<(), String> {
             configs: vec![
                 ("cleanup.policy".to_string(), Some("compact".to_string())),
                 ("compression.type".to_string(), Some("producer".to_string())),
-                ("segment.bytes".to_string(), Some(OFFSETS_SEGMENT_BYTES.to_string())),
+                (
+                    "segment.bytes".to_string(),
+                    Some(offsets_segment_bytes(shard).to_string()),
+                ),
             ],
         }],
         validate_only: false,
@@ -1320,7 +1349,12 @@ mod tests {
                 if encoded.is_empty() {
                     return;
                 }
-                let payload = Bytes::from(encode_payload(&encoded, cfg.max_message_bytes, now_ms()));
+                let payload = Bytes::from(encode_payload(
+                    &encoded,
+                    cfg.max_message_bytes,
+                    now_ms(),
+                    record::Compression::None,
+                ));
                 let opts = record::ValidateOptions {
                     require_keys: true,
                     timestamps: cfg.timestamp_policy(now_ms()),

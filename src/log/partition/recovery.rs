@@ -132,6 +132,9 @@ pub async fn open_with(
         }
         None => crate::io::fs::create_dir_durable(dir).await?,
     }
+    // A cleaner swap cut short by the crash: finish it if it was committed,
+    // forget it otherwise (see `swap`).
+    super::swap::finish_interrupted_swaps(dir).await?;
     let entries = crate::io::fs::read_dir(dir).await?;
     let mut bases: Vec<i64> = entries
         .iter()
