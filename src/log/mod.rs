@@ -2,6 +2,7 @@
 //! `.timeindex`), recovery, staging for group commit and reads.
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod dirs;
 pub mod index;
 pub mod partition;

@@ -50,7 +50,10 @@ pub use batch::{
     PARTITION_LEADER_EPOCH_OFFSET, PRODUCER_EPOCH_OFFSET, PRODUCER_ID_OFFSET, RECORD_COUNT_OFFSET,
 };
 pub use compression::{decompression_limit, MAX_DECOMPRESSED_BYTES, MAX_DECOMPRESSION_RATIO, MIN_DECOMPRESSION_LIMIT};
-pub use records::{build_batch, build_batch_with, decode_records, BatchOptions, OwnedRecord, Record};
+pub use records::{
+    batch_records, build_batch, build_batch_exact, build_batch_with, build_raw_batch, decode_records, BatchOptions,
+    BatchRecords, OwnedRecord, RawRecord, RawRecordOut, Record,
+};
 pub use validate::{
     validate_payload, validate_payload_pausing, validate_produce_payload, BatchSpan, TimestampPolicy, ValidateOptions,
     ValidatedBatches, PAUSE_EVERY,

@@ -146,10 +146,60 @@ pub fn build_batch_with(
     opts: &BatchOptions,
     records: &[Record<'_>],
 ) -> Vec<u8> {
+    let last_offset_delta = len_i32(records.len().saturating_sub(1));
+    build_inner(
+        base_offset,
+        base_timestamp,
+        compression,
+        opts,
+        records,
+        len_i32,
+        last_offset_delta,
+    )
+}
+
+/// [`build_batch_with`] with explicit offset deltas and header last offset
+/// delta: the shape of a batch after log compaction, whose records keep their
+/// original offsets (gaps between them) and whose header keeps the original
+/// last offset even when the last record is gone (Kafka's
+/// `overrideLastOffset`). `records` pairs each offset delta with its record;
+/// the deltas should ascend and not exceed `last_offset_delta` (not checked:
+/// tests build malformed batches with it).
+pub fn build_batch_exact(
+    base_offset: i64,
+    base_timestamp: i64,
+    compression: Compression,
+    opts: &BatchOptions,
+    last_offset_delta: i32,
+    records: &[(i32, Record<'_>)],
+) -> Vec<u8> {
+    let plain: Vec<Record<'_>> = records.iter().map(|(_, r)| *r).collect();
+    build_inner(
+        base_offset,
+        base_timestamp,
+        compression,
+        opts,
+        &plain,
+        |i| records.get(i).map_or(0, |r| r.0),
+        last_offset_delta,
+    )
+}
+
+/// The batch builder behind [`build_batch_with`] and [`build_batch_exact`]:
+/// record `i` gets offset delta `offset_delta(i)`.
+fn build_inner(
+    base_offset: i64,
+    base_timestamp: i64,
+    compression: Compression,
+    opts: &BatchOptions,
+    records: &[Record<'_>],
+    offset_delta: impl Fn(usize) -> i32,
+    last_offset_delta: i32,
+) -> Vec<u8> {
     let bodies: Vec<usize> = records
         .iter()
         .enumerate()
-        .map(|(i, r)| body_len(len_i32(i), r))
+        .map(|(i, r)| body_len(offset_delta(i), r))
         .collect();
     let records_len: usize = bodies.iter().map(|&b| varint_len(len_i32(b)) + b).sum();
 
@@ -158,12 +208,12 @@ pub fn build_batch_with(
     let mut codec = compression;
     if compression == Compression::None {
         for (i, (r, &body)) in records.iter().zip(&bodies).enumerate() {
-            encode_record(&mut out, len_i32(i), body, r);
+            encode_record(&mut out, offset_delta(i), body, r);
         }
     } else {
         let mut raw = Vec::with_capacity(records_len);
         for (i, (r, &body)) in records.iter().zip(&bodies).enumerate() {
-            encode_record(&mut raw, len_i32(i), body, r);
+            encode_record(&mut raw, offset_delta(i), body, r);
         }
         match compression::compress(compression, &raw) {
             Ok(c) => out.extend_from_slice(&c),
@@ -196,7 +246,7 @@ pub fn build_batch_with(
         magic: MAGIC_V2,
         crc: 0,
         attributes,
-        last_offset_delta: len_i32(records.len().saturating_sub(1)),
+        last_offset_delta,
         base_timestamp,
         max_timestamp,
         producer_id: opts.producer_id,
@@ -207,6 +257,199 @@ pub fn build_batch_with(
     header.write(&mut out);
     super::batch::update_crc(&mut out);
     out
+}
+
+/// One record of a stored batch, borrowed from its (decompressed) records
+/// data: enough for the log cleaner to decide on it and to write it again
+/// with new timestamp/offset deltas while copying key, value and headers
+/// byte for byte (no re-decoding of header keys, no allocation per record).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecord<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+    /// The record's encoded key, value and headers: everything after the
+    /// offset delta, as stored.
+    pub tail: &'a [u8],
+}
+
+/// The records of one stored batch, decompressed (see [`batch_records`]).
+#[derive(Debug, Clone)]
+pub struct BatchRecords<'a> {
+    pub header: BatchHeader,
+    data: std::borrow::Cow<'a, [u8]>,
+}
+
+impl BatchRecords<'_> {
+    /// Parse the records, checking each one's length against its contents
+    /// and that exactly `record_count` of them fill the data.
+    pub fn records(&self) -> Result<Vec<RawRecord<'_>>, RecordError> {
+        raw_records(&self.data, self.header.record_count)
+    }
+}
+
+/// Check the batch at the start of `batch` (framing, CRC, codec) and
+/// decompress its records. An uncompressed batch is borrowed, not copied.
+/// Bytes after the batch are ignored.
+pub fn batch_records(batch: &[u8]) -> Result<BatchRecords<'_>, RecordError> {
+    let (h, total) = check_frame(batch, 0)?;
+    let covered = batch
+        .get(super::batch::ATTRIBUTES_OFFSET..total)
+        .ok_or_else(|| corrupt("truncated batch"))?;
+    let crc = crc32c::crc32c(covered);
+    if crc != h.crc {
+        return Err(corrupt(format!(
+            "batch CRC mismatch: stored {:#010x}, computed {crc:#010x}",
+            h.crc
+        )));
+    }
+    let codec = h
+        .compression()
+        .ok_or(RecordError::UnsupportedCompression(h.attributes & 7))?;
+    if h.record_count < 0 {
+        return Err(invalid(format!("invalid record count {}", h.record_count)));
+    }
+    let body = batch
+        .get(BATCH_HEADER_LEN..total)
+        .ok_or_else(|| corrupt("truncated batch"))?;
+    let data = match codec {
+        Compression::None => std::borrow::Cow::Borrowed(body),
+        c => std::borrow::Cow::Owned(compression::decompress(c, body, decompression_limit(body.len()))?),
+    };
+    Ok(BatchRecords { header: h, data })
+}
+
+fn raw_nullable<'a>(src: &mut SliceSource<'a>, data: &'a [u8], end: usize) -> Result<Option<&'a [u8]>, RecordError> {
+    let len = src.varint()?;
+    if len < 0 {
+        return Ok(None);
+    }
+    let r = take_within(src, len as usize, end)?;
+    Ok(data.get(r))
+}
+
+/// Parse `count` records filling `data` (decompressed records of a batch).
+fn raw_records(data: &[u8], count: i32) -> Result<Vec<RawRecord<'_>>, RecordError> {
+    let count_u = count.max(0) as u64;
+    if count_u.saturating_mul(MIN_RECORD_LEN) > data.len() as u64 {
+        return Err(corrupt(format!("{count} records cannot fit in {} bytes", data.len())));
+    }
+    let mut out = Vec::with_capacity(count_u as usize);
+    let mut src = SliceSource::new(data);
+    for i in 0..count {
+        let len = src.varint()?;
+        if len < 0 {
+            return Err(corrupt(format!("record {i} has a negative length {len}")));
+        }
+        let start = src.offset();
+        let end = start.saturating_add(len as usize);
+        if end > data.len() {
+            return Err(corrupt(format!("record {i} overruns the batch")));
+        }
+        src.u8()?;
+        let timestamp_delta = src.varlong()?;
+        let offset_delta = src.varint()?;
+        let tail_start = src.offset();
+        let key = raw_nullable(&mut src, data, end)?;
+        let value = raw_nullable(&mut src, data, end)?;
+        let header_count = src.varint()?;
+        if header_count < 0 {
+            return Err(invalid(format!(
+                "record {i} has an invalid header count {header_count}"
+            )));
+        }
+        if (header_count as usize).saturating_mul(2) > end.saturating_sub(src.offset()) {
+            return Err(corrupt(format!(
+                "record {i} has more headers ({header_count}) than bytes"
+            )));
+        }
+        for _ in 0..header_count {
+            let key_len = src.varint()?;
+            if key_len < 0 {
+                return Err(invalid(format!("record {i} has a null header key")));
+            }
+            take_within(&mut src, key_len as usize, end)?;
+            raw_nullable(&mut src, data, end)?;
+        }
+        if src.offset() != end {
+            return Err(corrupt(format!(
+                "record {i}: length says {len} bytes, contents take {}",
+                src.offset().saturating_sub(start)
+            )));
+        }
+        let tail = data
+            .get(tail_start..end)
+            .ok_or_else(|| corrupt(format!("record {i} overruns the batch")))?;
+        out.push(RawRecord {
+            offset_delta,
+            timestamp_delta,
+            key,
+            value,
+            tail,
+        });
+    }
+    if !src.at_end()? {
+        return Err(corrupt(format!("batch has data after its {count} records")));
+    }
+    Ok(out)
+}
+
+/// One record for [`build_raw_batch`]: new deltas, the stored tail
+/// ([`RawRecord::tail`]) copied as is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawRecordOut<'a> {
+    pub offset_delta: i32,
+    pub timestamp_delta: i64,
+    pub tail: &'a [u8],
+}
+
+/// Encode a batch from a header template and records taken from stored
+/// batches (the log cleaner's rewrite). `header` gives every header field
+/// but `batch_length`, `crc` and `record_count`, which are computed; the
+/// records are compressed with the codec of `header.attributes`. Fails on an
+/// unknown codec or if the codec fails.
+pub fn build_raw_batch(header: &BatchHeader, records: &[RawRecordOut<'_>]) -> Result<Vec<u8>, RecordError> {
+    let codec = header
+        .compression()
+        .ok_or(RecordError::UnsupportedCompression(header.attributes & 7))?;
+    let body = |r: &RawRecordOut<'_>| 1 + varlong_len(r.timestamp_delta) + varint_len(r.offset_delta) + r.tail.len();
+    let records_len: usize = records
+        .iter()
+        .map(|r| {
+            let b = body(r);
+            varint_len(len_i32(b)) + b
+        })
+        .sum();
+    let mut raw = Vec::with_capacity(records_len);
+    for r in records {
+        put_varint(&mut raw, len_i32(body(r)));
+        raw.push(0); // attributes: unused in v2
+        put_varlong(&mut raw, r.timestamp_delta);
+        put_varint(&mut raw, r.offset_delta);
+        raw.extend_from_slice(r.tail);
+    }
+    let mut out = Vec::with_capacity(BATCH_HEADER_LEN + records_len);
+    out.resize(BATCH_HEADER_LEN, 0);
+    match codec {
+        Compression::None => out.extend_from_slice(&raw),
+        c => {
+            let compressed = compression::compress(c, &raw)
+                .map_err(|e| invalid(format!("cannot compress with {}: {e}", c.name())))?;
+            out.extend_from_slice(&compressed);
+        }
+    }
+    let batch_length = i32::try_from(out.len() - LOG_OVERHEAD).map_err(|_| RecordError::MessageTooLarge(out.len()))?;
+    let h = BatchHeader {
+        batch_length,
+        magic: MAGIC_V2,
+        crc: 0,
+        record_count: len_i32(records.len()),
+        ..*header
+    };
+    h.write(&mut out);
+    super::batch::update_crc(&mut out);
+    Ok(out)
 }
 
 /// Rules applied while walking the records of a produced batch.

@@ -1276,3 +1276,112 @@ fn timestamp_errors_list_keyless_records_too_and_are_bounded() {
     let m = out_of_range(3, 10, 1, 5).to_string();
     assert!(m.contains("record 3") && m.contains("[1, 5]"), "{m}");
 }
+
+#[test]
+fn build_batch_exact_keeps_given_offsets_and_last_offset() {
+    let hdrs: &[(&str, Option<&[u8]>)] = &[("k", Some(b"v"))];
+    let r = |k: &'static [u8], ts| Record {
+        key: Some(k),
+        value: Some(b"x"),
+        headers: hdrs,
+        timestamp_delta: ts,
+    };
+    for codec in CODECS {
+        let opts = BatchOptions {
+            producer_id: 3,
+            producer_epoch: 1,
+            base_sequence: 9,
+            ..BatchOptions::default()
+        };
+        let b = build_batch_exact(100, 50, codec, &opts, 12, &[(1, r(b"a", 5)), (7, r(b"b", -3))]);
+        assert!(verify_crc(&b));
+        let h = BatchHeader::parse(&b).unwrap();
+        assert_eq!((h.base_offset, h.last_offset(), h.record_count), (100, 112, 2));
+        assert_eq!((h.producer_id, h.base_sequence, h.max_timestamp), (3, 9, 55));
+        assert_eq!(h.compression(), Some(codec));
+        let got = decode_records(&b).unwrap();
+        assert_eq!(
+            got.iter()
+                .map(|x| (x.offset_delta, x.timestamp_delta))
+                .collect::<Vec<_>>(),
+            vec![(1, 5), (7, -3)]
+        );
+        assert_eq!(got[1].headers.len(), 1);
+        // The batch is a valid stored batch.
+        assert_eq!(BatchIter::new(&b, true).scan_valid_len(), b.len());
+    }
+    // build_batch_with is unchanged: sequential deltas, last = n - 1.
+    let b = build_batch_with(
+        0,
+        0,
+        Compression::None,
+        &BatchOptions::default(),
+        &[Record::default(); 3],
+    );
+    let e = build_batch_exact(
+        0,
+        0,
+        Compression::None,
+        &BatchOptions::default(),
+        2,
+        &[(0, Record::default()), (1, Record::default()), (2, Record::default())],
+    );
+    assert_eq!(b, e);
+}
+
+#[test]
+fn raw_records_round_trip_through_build_raw_batch() {
+    for codec in CODECS {
+        let s = Sample::new(20);
+        let records = s.records();
+        let b = build_batch(40, 1_000, codec, &records);
+        let parsed = batch_records(&b).unwrap();
+        let raw = parsed.records().unwrap();
+        assert_eq!(raw.len(), records.len());
+        for (x, r) in raw.iter().zip(&records) {
+            assert_eq!((x.key, x.value, x.timestamp_delta), (r.key, r.value, r.timestamp_delta));
+        }
+        // Every other record, deltas kept: what the cleaner writes.
+        let keep: Vec<RawRecordOut<'_>> = raw
+            .iter()
+            .step_by(2)
+            .map(|x| RawRecordOut {
+                offset_delta: x.offset_delta,
+                timestamp_delta: x.timestamp_delta,
+                tail: x.tail,
+            })
+            .collect();
+        let out = build_raw_batch(&parsed.header, &keep).unwrap();
+        assert!(verify_crc(&out));
+        let h = BatchHeader::parse(&out).unwrap();
+        assert_eq!(h.record_count as usize, keep.len());
+        assert_eq!(h.last_offset(), parsed.header.last_offset());
+        assert_eq!(h.compression(), Some(codec));
+        let all = decode_records(&b).unwrap();
+        let want: Vec<_> = all.into_iter().step_by(2).collect();
+        assert_eq!(decode_records(&out).unwrap(), want);
+    }
+    // An unknown codec in the template is refused.
+    let mut h = BatchHeader::parse(&build_batch(0, 0, Compression::None, &[Record::default()])).unwrap();
+    h.attributes |= 7;
+    assert!(matches!(
+        build_raw_batch(&h, &[]),
+        Err(RecordError::UnsupportedCompression(7))
+    ));
+}
+
+#[test]
+fn batch_records_refuses_bad_batches() {
+    let b = build_batch(0, 0, Compression::Gzip, &[Record::default(); 2]);
+    assert!(batch_records(&b).is_ok());
+    let mut bad = b.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    assert!(batch_records(&bad).is_err());
+    assert!(batch_records(&b[..n - 1]).is_err());
+    // A wrong record count is found when the records are parsed.
+    let mut wrong = b.clone();
+    wrong[RECORD_COUNT_OFFSET..RECORD_COUNT_OFFSET + 4].copy_from_slice(&3i32.to_be_bytes());
+    update_crc(&mut wrong);
+    assert!(batch_records(&wrong).unwrap().records().is_err());
+}
