@@ -270,6 +270,8 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     let groups = crate::io::spawn(crate::shard::groups::run(shard.clone()));
     // Delete retention (retention.ms / retention.bytes) of this shard's logs.
     let retention = crate::io::spawn(crate::shard::retention::run(shard.clone()));
+    // Compaction of this shard's compacted logs, in its own task queue.
+    let cleaner = crate::shard::cleaner::start(&shard);
     let listener = Listener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let acceptor = crate::io::spawn(crate::server::accept_loop(shard.clone(), listener));
     let mut metrics = None;
@@ -290,6 +292,9 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     shard.begin_shutdown();
     drop(groups);
     drop(retention);
+    // A cleaning cut short here is finished or discarded by the next start
+    // (see crate::log::partition::swap).
+    drop(cleaner);
     drop(probe);
     drop(metrics);
     drop(space);

@@ -74,15 +74,15 @@ pub const TOPIC_CONFIGS: &[TopicConfigDef] = &[
     // work; the features they tune (log cleaner, tiered storage, replica
     // throttling, preallocation) are not implemented yet and the values have
     // no effect until they are.
-    TopicConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", default: "86400000", ty: ConfigType::Long, doc: "how long tombstones are kept on compacted topics (compaction not implemented yet)" },
+    TopicConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", default: "86400000", ty: ConfigType::Long, doc: "how long tombstones are kept on compacted topics" },
     TopicConfigDef { name: "file.delete.delay.ms", broker_name: "log.segment.delete.delay.ms", default: "60000", ty: ConfigType::Long, doc: "delay before a deleted segment's files are removed" },
     TopicConfigDef { name: "follower.replication.throttled.replicas", broker_name: "", default: "", ty: ConfigType::List, doc: "single node: no effect" },
     TopicConfigDef { name: "leader.replication.throttled.replicas", broker_name: "", default: "", ty: ConfigType::List, doc: "single node: no effect" },
     TopicConfigDef { name: "local.retention.bytes", broker_name: "log.local.retention.bytes", default: "-2", ty: ConfigType::Long, doc: "tiered storage (not implemented)" },
     TopicConfigDef { name: "local.retention.ms", broker_name: "log.local.retention.ms", default: "-2", ty: ConfigType::Long, doc: "tiered storage (not implemented)" },
-    TopicConfigDef { name: "max.compaction.lag.ms", broker_name: "log.cleaner.max.compaction.lag.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "compaction (not implemented yet)" },
-    TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", default: "0.5", ty: ConfigType::Double, doc: "compaction (not implemented yet)" },
-    TopicConfigDef { name: "min.compaction.lag.ms", broker_name: "log.cleaner.min.compaction.lag.ms", default: "0", ty: ConfigType::Long, doc: "compaction (not implemented yet)" },
+    TopicConfigDef { name: "max.compaction.lag.ms", broker_name: "log.cleaner.max.compaction.lag.ms", default: "9223372036854775807", ty: ConfigType::Long, doc: "longest a record stays uncompacted" },
+    TopicConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", default: "0.5", ty: ConfigType::Double, doc: "share of the log uncleaned before the cleaner runs" },
+    TopicConfigDef { name: "min.compaction.lag.ms", broker_name: "log.cleaner.min.compaction.lag.ms", default: "0", ty: ConfigType::Long, doc: "shortest a record stays uncompacted" },
     TopicConfigDef { name: "preallocate", broker_name: "log.preallocate", default: "false", ty: ConfigType::Bool, doc: "preallocate segment files (no effect)" },
     TopicConfigDef { name: "remote.storage.enable", broker_name: "", default: "false", ty: ConfigType::Bool, doc: "tiered storage (not implemented; only false is accepted)" },
     TopicConfigDef { name: "segment.jitter.ms", broker_name: "log.roll.jitter.ms", default: "0", ty: ConfigType::Long, doc: "random jitter subtracted from segment.ms (not applied yet)" },
@@ -133,6 +133,20 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     ("log.dirs", "./data", ConfigType::String),
     ("offsets.topic.num.partitions", "50", ConfigType::Int),
     ("offsets.topic.segment.bytes", "104857600", ConfigType::Int),
+    // The log cleaner (src/shard/cleaner.rs); buffer sizes and the IO
+    // rate are broker-wide, split over the shards.
+    ("log.cleaner.enable", "true", ConfigType::Bool),
+    ("log.cleaner.threads", "1", ConfigType::Int),
+    ("log.cleaner.dedupe.buffer.size", "134217728", ConfigType::Long),
+    ("log.cleaner.io.buffer.load.factor", "0.9", ConfigType::Double),
+    ("log.cleaner.io.buffer.size", "524288", ConfigType::Int),
+    ("log.cleaner.backoff.ms", "15000", ConfigType::Long),
+    (
+        "log.cleaner.io.max.bytes.per.second",
+        "1.7976931348623157E308",
+        ConfigType::Double,
+    ),
+    ("ringlog.cleaner.shares", "100", ConfigType::Int),
     ("offsets.topic.compression.codec", "0", ConfigType::Int),
     ("offsets.retention.minutes", "10080", ConfigType::Int),
     ("offsets.retention.check.interval.ms", "600000", ConfigType::Long),

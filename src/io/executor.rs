@@ -59,6 +59,41 @@ pub fn spawn<T: 'static>(fut: impl Future<Output = T> + 'static) -> Task<T> {
     Task(Inner::Glommio(glommio::spawn_local(fut)))
 }
 
+/// Spawn background work (the log cleaner) in its own task queue with a
+/// small share of the core: when the shard is busy with requests, the
+/// scheduler gives the queue about `shares / (shares + 1000)` of the time
+/// (the default queue has 1000 shares), and all of it when idle. The queue
+/// is created once per shard and name. In a simulation, a plain task.
+pub fn spawn_background<T: 'static>(
+    name: &'static str,
+    shares: usize,
+    fut: impl Future<Output = T> + 'static,
+) -> Result<Task<T>, String> {
+    if sim::active() {
+        return Ok(Task(Inner::Sim(sim::world().spawn(fut))));
+    }
+    thread_local! {
+        static QUEUES: std::cell::RefCell<Vec<(&'static str, glommio::TaskQueueHandle)>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let queue = QUEUES.with(|q| {
+        let mut q = q.borrow_mut();
+        if let Some((_, h)) = q.iter().find(|(n, _)| *n == name) {
+            return *h;
+        }
+        let h = glommio::executor().create_task_queue(
+            glommio::Shares::Static(shares.max(1)),
+            glommio::Latency::NotImportant,
+            name,
+        );
+        q.push((name, h));
+        h
+    });
+    glommio::spawn_local_into(fut, queue)
+        .map(|t| Task(Inner::Glommio(t)))
+        .map_err(|e| format!("spawning into task queue {name}: {e}"))
+}
+
 /// Spawn a task and let it run to completion on its own.
 pub fn spawn_detached<T: 'static>(fut: impl Future<Output = T> + 'static) {
     spawn(fut).detach();

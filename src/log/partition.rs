@@ -23,6 +23,7 @@ use super::producer_state::{last_sequence, BatchMeta, ProducerBatch, ProducerEnt
 use super::retention::{segments_to_delete, RetentionLimits, SegmentSummary};
 use super::segment::{Segment, SegmentMark, DELETED_SUFFIX};
 
+pub mod compaction;
 mod durable;
 mod recovery;
 pub mod swap;
@@ -386,6 +387,17 @@ impl PartitionLog {
     pub fn size_bytes(&self) -> u64 {
         self.segments.iter().map(|s| s.size).sum()
     }
+    /// The IO mode of the log's files.
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode
+    }
+
+    /// The last offset of each producer's last batch (the cleaner keeps
+    /// those batches, emptied if need be).
+    pub fn producer_last_offsets(&self) -> crate::io::rand::HashMap<i64, i64> {
+        self.producers.last_offsets()
+    }
+
     pub fn set_cache_limit(&mut self, bytes: usize) {
         self.cache_limit = bytes;
         self.trim_cache();
@@ -1113,8 +1125,14 @@ impl PartitionLog {
         let Some(seg) = i.checked_sub(1).and_then(|i| self.segments.get(i)) else {
             return Err(LogError::OffsetOutOfRange);
         };
+        // Past the segment's last offset (a gap that compaction left at its
+        // end, or an empty segment): the next segment holding a later
+        // offset.
         let seg = if offset >= seg.next_offset {
-            match self.segments.get(i) {
+            match self.segments[i..]
+                .iter()
+                .find(|s| s.next_offset > offset && !s.is_empty())
+            {
                 Some(s) => s,
                 None => return Ok(ReadPlan::Empty),
             }

@@ -186,6 +186,14 @@ impl ProducerStates {
         self.producers.retain(|_, e| e.last_timestamp >= cutoff_ms);
     }
 
+    /// The last offset of each producer's last batch.
+    pub fn last_offsets(&self) -> HashMap<i64, i64> {
+        self.producers
+            .iter()
+            .filter_map(|(&id, e)| e.batches.back().map(|b| (id, b.last_offset)))
+            .collect()
+    }
+
     /// Forget producers whose last batch lies below `log_start` (its records
     /// are gone: DeleteRecords or retention moved the log start past them),
     /// as Kafka does. Returns how many were forgotten. Such a producer's

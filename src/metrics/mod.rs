@@ -66,6 +66,13 @@ pub struct ShardMetrics {
     pub retention_segments_deleted: u64,
     /// Bytes of those segments.
     pub retention_bytes_deleted: u64,
+    /// Log cleaner passes completed, failed, bytes read and written, and
+    /// records compacted away.
+    pub cleaner_passes: u64,
+    pub cleaner_errors: u64,
+    pub cleaner_bytes_read: u64,
+    pub cleaner_bytes_written: u64,
+    pub cleaner_records_removed: u64,
     /// Broken invariants (bugs; see `crate::invariant`).
     pub invariant_violations: u64,
     /// Free bytes of the data directory as the shard estimates them.
@@ -104,6 +111,11 @@ impl Default for ShardMetrics {
             staged_budget_waits: 0,
             retention_segments_deleted: 0,
             retention_bytes_deleted: 0,
+            cleaner_passes: 0,
+            cleaner_errors: 0,
+            cleaner_bytes_read: 0,
+            cleaner_bytes_written: 0,
+            cleaner_records_removed: 0,
             invariant_violations: 0,
             storage_free_bytes: 0,
             storage_degraded: 0,
@@ -279,7 +291,7 @@ pub fn render(snaps: &[Snapshot]) -> String {
     out.push_str("# HELP ringlog_fsync_latency_seconds fdatasync latency of segment files.\n# TYPE ringlog_fsync_latency_seconds summary\n");
     summary(&mut out, "ringlog_fsync_latency_seconds", "", &fsync, fsync.len());
     type PerShard = (&'static str, &'static str, &'static str, fn(&Snapshot) -> f64);
-    let per_shard: [PerShard; 29] = [
+    let per_shard: [PerShard; 34] = [
         (
             "ringlog_shard_storage_free_bytes",
             "gauge",
@@ -450,6 +462,36 @@ pub fn render(snaps: &[Snapshot]) -> String {
             "counter",
             "Bytes of the log segments deleted by retention.",
             |s| s.metrics.retention_bytes_deleted as f64,
+        ),
+        (
+            "ringlog_shard_cleaner_passes_total",
+            "counter",
+            "Log cleaner passes over a compacted partition.",
+            |s| s.metrics.cleaner_passes as f64,
+        ),
+        (
+            "ringlog_shard_cleaner_errors_total",
+            "counter",
+            "Log cleaner passes that stopped on an error (the log is left as it was).",
+            |s| s.metrics.cleaner_errors as f64,
+        ),
+        (
+            "ringlog_shard_cleaner_read_bytes_total",
+            "counter",
+            "Bytes the log cleaner read.",
+            |s| s.metrics.cleaner_bytes_read as f64,
+        ),
+        (
+            "ringlog_shard_cleaner_written_bytes_total",
+            "counter",
+            "Bytes of cleaned segments the log cleaner wrote.",
+            |s| s.metrics.cleaner_bytes_written as f64,
+        ),
+        (
+            "ringlog_shard_cleaner_removed_records_total",
+            "counter",
+            "Records the log cleaner removed (superseded, keyless, expired tombstones).",
+            |s| s.metrics.cleaner_records_removed as f64,
         ),
     ];
     for (name, ty, help, f) in per_shard {

@@ -3,6 +3,7 @@
 //! group-commit loop that writes and syncs its partitions' logs.
 
 pub mod checkpoint;
+pub mod cleaner;
 pub mod controller;
 pub mod flusher;
 pub mod groups;
@@ -35,6 +36,11 @@ pub struct Partition {
     pub dirty: Cell<bool>,
     /// Removed (topic deleted): no more appends.
     pub deleted: Cell<bool>,
+    /// The log cleaner is rewriting segments: retention waits.
+    pub cleaning: Cell<bool>,
+    /// The cleaner's first dirty offset (`cleaner-offset-checkpoint`), once
+    /// read: `Some(None)` when there is none yet.
+    pub cleaner_checkpoint: Cell<Option<Option<i64>>>,
 }
 
 pub type PartitionRef = Rc<Partition>;
@@ -293,6 +299,8 @@ impl Shard {
             log: RefCell::new(log),
             dirty: Cell::new(false),
             deleted: Cell::new(false),
+            cleaning: Cell::new(false),
+            cleaner_checkpoint: Cell::new(None),
         });
         let mut parts = self.partitions.borrow_mut();
         let v = parts.entry(topic.to_string()).or_default();

@@ -69,7 +69,8 @@ pub async fn run(shard: Rc<Shard>) {
 pub async fn check(shard: &Rc<Shard>, now: i64) -> bool {
     let mut rolled = false;
     for p in shard.all_partitions() {
-        if p.deleted.get() {
+        if p.deleted.get() || p.cleaning.get() {
+            // (A partition being cleaned is checked at the next pass.)
             continue;
         }
         let outcome = p.log.borrow_mut().enforce_retention(now);
