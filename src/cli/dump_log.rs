@@ -1553,7 +1553,10 @@ mod tests {
         check(&[(2, pos[1])], "offset 2 is not in the batch at position");
         check(
             &[(3, pos[1] + 1)],
-            &format!("is not a batch boundary (it is inside the batch at {}, offsets 3..=4)", pos[1]),
+            &format!(
+                "is not a batch boundary (it is inside the batch at {}, offsets 3..=4)",
+                pos[1]
+            ),
         );
         check(&[(3, pos[1]), (5, pos[1])], "does not follow the previous entry's");
         check(
