@@ -49,6 +49,8 @@ enum Command {
     Bench(ringlog::bench::BenchArgs),
     /// Consumer group tools for any Kafka-compatible broker (list, describe, reset-offsets).
     Group(ringlog::cli::GroupArgs),
+    /// Print and check segment files (.log, .index, .timeindex), like kafka-dump-log.sh.
+    DumpLog(ringlog::cli::DumpLogArgs),
 }
 
 fn main() {
@@ -85,5 +87,6 @@ fn main() {
         }
         Command::Bench(args) => std::process::exit(ringlog::bench::main(args)),
         Command::Group(args) => std::process::exit(ringlog::cli::main(args)),
+        Command::DumpLog(args) => std::process::exit(ringlog::cli::dump_log::main(args)),
     }
 }

@@ -9,6 +9,9 @@
 //!   no active members.
 
 pub mod client;
+pub mod dump_log;
+
+pub use dump_log::DumpLogArgs;
 
 use crate::io::rand::HashMap;
 use std::collections::{BTreeMap, BTreeSet};
