@@ -326,8 +326,9 @@ async fn clean_partition(
             .map_err(|e| format!("committing the cleaned copy: {e}"))?;
         let log_path = view.dir.join(segment_file_name(copy.old_bases[0], "log"));
         let mut copy = copy;
+        let mode = p.log.borrow().io_mode();
         copy.segment.file = Some(
-            LogFile::open(&log_path, p.log.borrow().io_mode())
+            LogFile::open(&log_path, mode)
                 .await
                 .map_err(|e| format!("reopening {}: {e}", log_path.display()))?,
         );

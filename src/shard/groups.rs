@@ -1300,13 +1300,7 @@ mod tests {
     }
 
     fn partition_ref(log: crate::log::PartitionLog) -> PartitionRef {
-        Rc::new(super::super::Partition {
-            topic: OFFSETS_TOPIC.to_string(),
-            index: 0,
-            log: RefCell::new(log),
-            dirty: Cell::new(false),
-            deleted: Cell::new(false),
-        })
+        Rc::new(super::super::Partition::new(OFFSETS_TOPIC, 0, log))
     }
 
     async fn reload(p: &PartitionRef) -> (usize, Vec<String>) {

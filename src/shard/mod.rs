@@ -43,6 +43,20 @@ pub struct Partition {
     pub cleaner_checkpoint: Cell<Option<Option<i64>>>,
 }
 
+impl Partition {
+    pub fn new(topic: &str, index: i32, log: PartitionLog) -> Self {
+        Partition {
+            topic: topic.to_string(),
+            index,
+            log: RefCell::new(log),
+            dirty: Cell::new(false),
+            deleted: Cell::new(false),
+            cleaning: Cell::new(false),
+            cleaner_checkpoint: Cell::new(None),
+        }
+    }
+}
+
 pub type PartitionRef = Rc<Partition>;
 
 pub struct Shard {
@@ -293,15 +307,7 @@ impl Shard {
         )
         .await
         .map_err(|e| anyhow::anyhow!("opening {}: {e}", dir.display()))?;
-        let p = Rc::new(Partition {
-            topic: topic.to_string(),
-            index: partition,
-            log: RefCell::new(log),
-            dirty: Cell::new(false),
-            deleted: Cell::new(false),
-            cleaning: Cell::new(false),
-            cleaner_checkpoint: Cell::new(None),
-        });
+        let p = Rc::new(Partition::new(topic, partition, log));
         let mut parts = self.partitions.borrow_mut();
         let v = parts.entry(topic.to_string()).or_default();
         let i = partition as usize;

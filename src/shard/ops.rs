@@ -863,7 +863,7 @@ mod tests {
     /// room), when asked for progress, when a partition breaks, at its
     /// deadline or when stopped. Hang bounds only.
     mod parked {
-        use std::cell::{Cell, RefCell};
+        use std::cell::Cell;
         use std::collections::BTreeMap;
         use std::future::Future;
         use std::rc::Rc;
@@ -904,13 +904,7 @@ mod tests {
             let log = crate::log::partition::open(dir, "t", 0, cfg, IoMode::Direct, true, 0)
                 .await
                 .unwrap();
-            Rc::new(Partition {
-                topic: "t".into(),
-                index: 0,
-                log: RefCell::new(log),
-                dirty: Cell::new(false),
-                deleted: Cell::new(false),
-            })
+            Rc::new(Partition::new("t", 0, log))
         }
 
         /// Append one batch of `n` records and commit it (moves the high

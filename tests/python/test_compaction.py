@@ -190,3 +190,125 @@ def test_compaction_keeps_the_latest_value_of_every_key(broker_factory):
     )
     check_log(records, latest, end2, compacted=True)
     assert not any(k == key(i) for _, k, _ in records for i in DEAD)
+
+
+def test_kill9_during_cleaning_loses_no_live_key(broker_factory):
+    """kill -9 at random moments while the cleaner works (its IO slowed so
+    that the kills land mid-pass): after every restart, every key still
+    reads its last acknowledged value, offsets ascend and the log end
+    holds; in the end the log compacts fully."""
+    import random
+
+    cfg = broker_config()
+    cfg["log.cleaner.backoff.ms"] = 50
+    cfg["log.cleaner.io.max.bytes.per.second"] = 400000
+    broker = broker_factory(cfg)
+    topic = "compacted-crash"
+    create_topic(
+        broker.bootstrap,
+        topic,
+        1,
+        {"cleanup.policy": "compact", "segment.bytes": str(SEGMENT_BYTES), "min.cleanable.dirty.ratio": "0.01"},
+    )
+    rng = random.Random(9)
+    latest: dict = {}
+    end = 0
+    for round_ in range(6):
+        p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 2, "batch.size": 4096})
+        for n in range(1500):
+            k = key(rng.randrange(40))
+            v = f"r{round_}-{n:05d}-".encode() + b"x" * 120
+            p.produce(topic, key=k, value=v)
+            latest[k] = v
+        for n in range(100):
+            k = f"filler-{round_}-{n:04d}".encode()
+            p.produce(topic, key=k, value=b"f" * 150)
+            latest[k] = b"f" * 150
+        assert p.flush(60) == 0
+        end += 1600
+        time.sleep(rng.uniform(0.2, 3.0))
+        broker.kill9()
+        broker.start()
+        broker.wait_ready()
+        assert watermarks(broker.bootstrap, topic) == (0, end)
+        records = read_all(broker.bootstrap, topic, end)
+        offsets = [o for o, _, _ in records]
+        assert offsets == sorted(set(offsets)) and offsets[-1] == end - 1
+        last = {k: v for _, k, v in records}
+        for k, v in latest.items():
+            assert last.get(k) == v, f"round {round_}: {k!r} lost its last acknowledged value"
+
+    def fully_compacted():
+        records = read_all(broker.bootstrap, topic, end)
+        keys = [k for _, k, _ in records]
+        return records if len(keys) == len(set(keys)) else None
+
+    # Roll the last updates out of the active segment, then wait.
+    p = Producer({"bootstrap.servers": broker.bootstrap, "acks": "all", "linger.ms": 2, "batch.size": 4096})
+    for n in range(200):
+        k = f"tail-{n:04d}".encode()
+        p.produce(topic, key=k, value=b"t" * 150)
+        latest[k] = b"t" * 150
+    assert p.flush(60) == 0
+    end += 200
+    records = wait_for("full compaction after the crashes", fully_compacted, timeout=120)
+    last = {k: v for _, k, v in records}
+    for k, v in latest.items():
+        assert last.get(k) == v
+    problems = broker.log_problems()
+    assert not [line for line in problems if "invariant" in line], problems
+
+
+def test_offsets_topic_stays_small_under_a_commit_storm(broker_factory):
+    """A commit storm on one group: __consumer_offsets is compacted, stays
+    far smaller than what was written, and the committed offsets are right
+    after restarts (and load fast)."""
+    broker = broker_factory(
+        {
+            "offsets.topic.num.partitions": 1,
+            "offsets.topic.segment.bytes": 1048576,
+            "log.cleaner.backoff.ms": 100,
+            "log.flush.offset.checkpoint.interval.ms": 200,
+        }
+    )
+    create_topic(broker.bootstrap, "committed", 4)
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "storm", "enable.auto.commit": False})
+    commits = 40000
+    try:
+        for n in range(commits):
+            c.commit(offsets=[TopicPartition("committed", n % 4, n)], asynchronous=True)
+            if n % 5000 == 4999:
+                c.commit(offsets=[TopicPartition("committed", n % 4, n)], asynchronous=False)
+        final = [TopicPartition("committed", p, commits + p) for p in range(4)]
+        c.commit(offsets=final, asynchronous=False)
+    finally:
+        c.close()
+    odir = broker.data_dir / "__consumer_offsets-0"
+
+    def small():
+        files = segment_files(odir)
+        total = sum(files.values())
+        # Everything below the active segment compacted: a few records per
+        # partition, so the sealed part is tiny.
+        sealed = total - files[max(files)] if files else 0
+        return (total, sealed) if len(files) > 1 and sealed < 64 * 1024 else None
+
+    total, sealed = wait_for("the offsets topic compacted", small, timeout=120)
+    written = commits * 60  # at least ~60 bytes per commit record
+    assert total < written / 2, f"{total} bytes on disk after writing ~{written}"
+
+    def committed():
+        c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "storm", "enable.auto.commit": False})
+        try:
+            got = c.committed([TopicPartition("committed", p) for p in range(4)], timeout=30)
+            return {tp.partition: tp.offset for tp in got}
+        finally:
+            c.close()
+
+    assert committed() == {p: commits + p for p in range(4)}
+    broker.restart()
+    assert committed() == {p: commits + p for p in range(4)}
+    broker.kill9()
+    broker.start()
+    broker.wait_ready()
+    assert committed() == {p: commits + p for p in range(4)}
