@@ -81,6 +81,7 @@ pub async fn run_once(shard: &Rc<Shard>) {
         .filter(|p| !p.deleted.get())
         .collect();
     for p in &parts {
+        let _no_swap = shard.segment_swap_lock.lock().await;
         let plan = p.log.borrow_mut().plan_checkpoint();
         let Some(plan) = plan else { continue };
         match carry_out(p, &plan).await {

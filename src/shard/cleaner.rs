@@ -118,7 +118,7 @@ pub async fn run(shard: Rc<Shard>, settings: CleanerSettings) {
         if let Some((p, cfg, view, checkpoint, c)) = pick(&shard).await {
             let map = map.get_or_insert_with(|| KeyMap::with_memory(settings.dedupe_bytes, settings.load_factor));
             p.cleaning.set(true);
-            let result = clean_partition(&p, &cfg, &view, checkpoint, c, map, &mut pacer).await;
+            let result = clean_partition(&shard, &p, &cfg, &view, checkpoint, c, map, &mut pacer).await;
             p.cleaning.set(false);
             match result {
                 Ok(stats) => {
@@ -246,6 +246,7 @@ struct PassStats {
 
 /// One cleaning pass over a partition.
 async fn clean_partition(
+    shard: &Shard,
     p: &PartitionRef,
     cfg: &CompactionConfig,
     view: &CleanerView,
@@ -317,6 +318,7 @@ async fn clean_partition(
         stats.bytes_written += written;
         stats.records_dropped += dropped;
         stats.segments += segs.len();
+        let _no_checkpoint = shard.segment_swap_lock.lock().await;
         if p.deleted.get() || !p.log.borrow().can_install(&copy.old_bases) {
             discard(view, copy.old_bases[0]).await;
             return Err("the log changed under the cleaner".into());

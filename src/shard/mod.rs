@@ -72,6 +72,10 @@ pub struct Shard {
     pub controller_lock: LocalMutex,
     /// Serializes writes of the partitions' log start offset checkpoints.
     pub log_start_lock: LocalMutex,
+    /// Held by a recovery-point checkpoint of a partition (plan to done)
+    /// and by the cleaner while it swaps segments: a checkpoint never
+    /// writes index files planned from segments the cleaner replaced.
+    pub segment_swap_lock: LocalMutex,
     pub clean_start: bool,
     pub shutting_down: Cell<bool>,
     /// Notified once when the shard starts shutting down.
@@ -159,6 +163,7 @@ impl Shard {
             flush_wanted: Notify::new(),
             controller_lock: LocalMutex::default(),
             log_start_lock: LocalMutex::default(),
+            segment_swap_lock: LocalMutex::default(),
             clean_start,
             shutting_down: Cell::new(false),
             shutdown: Notify::new(),

@@ -499,10 +499,19 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
         }
         // Send, retrying (an idempotent producer with the same sequence).
         let mut acked = false;
+        let first_attempt_ms = crate::io::time::now_ms();
         for attempt in 0..20 {
             if attempt > 0 {
                 backoff().await;
                 s.wait_idle().await;
+                // A real client gives a batch up after delivery.timeout.ms
+                // (Kafka's default: 2 minutes); retrying it days later
+                // (after an idle spell) could outlive the producer's state
+                // on the broker (producer.id.expiration.ms), and then a
+                // duplicate is what Kafka's semantics allow.
+                if crate::io::time::now_ms() - first_attempt_ms > DELIVERY_TIMEOUT_MS {
+                    break;
+                }
             }
             if s.failed() {
                 return;
@@ -590,6 +599,9 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
     }
     s.running.set(s.running.get() - 1);
 }
+
+/// How long a producer retries a batch (Kafka's `delivery.timeout.ms`).
+const DELIVERY_TIMEOUT_MS: i64 = 120_000;
 
 async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
     let w = world();

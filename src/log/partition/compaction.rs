@@ -26,9 +26,11 @@ pub struct SegmentToClean {
 
 /// A partition's segments and offsets as the cleaner sees them. Segments
 /// from the first one the cleaner must not touch on are marked active:
-/// the newest one, one still being written or sealed, one whose index
-/// files a checkpoint has not yet synced (the checkpoint would write them
-/// again over the cleaned copy's), or one with a corrupt region.
+/// the newest one, one still being written or sealed, or one with a
+/// corrupt region. (A checkpoint that planned index files of a segment
+/// while it was active writes them again from memory once it is sealed,
+/// `index_sealed_meanwhile`, so a cleaned copy swapped in meanwhile gets
+/// its own index back.)
 pub struct CleanerView {
     pub dir: PathBuf,
     pub segments: Vec<SegmentToClean>,
@@ -57,7 +59,6 @@ impl PartitionLog {
             let ready = !last
                 && s.sealed
                 && s.seal_done
-                && s.index_synced
                 && s.corrupt.is_empty()
                 && s.written == s.size
                 && s.next_offset <= self.high_watermark;
@@ -114,7 +115,7 @@ impl PartitionLog {
             && run
                 .iter()
                 .zip(bases)
-                .all(|(s, &b)| s.base_offset == b && s.sealed && s.seal_done && s.index_synced)
+                .all(|(s, &b)| s.base_offset == b && s.sealed && s.seal_done)
     }
 
     /// Replace the segments `copy.old_bases` by the cleaned copy (its files
