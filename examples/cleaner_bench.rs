@@ -118,24 +118,26 @@ impl Log {
     /// The batches from the one holding `offset` on.
     fn batches_from(&self, offset: i64) -> impl Iterator<Item = Vec<u8>> + '_ {
         let first = offset / RECORDS_PER_BATCH * RECORDS_PER_BATCH;
-        (first..self.total).step_by(RECORDS_PER_BATCH as usize).map(move |base| {
-            let n = RECORDS_PER_BATCH.min(self.total - base);
-            let keys: Vec<String> = (base..base + n)
-                .map(|i| format!("key-{:012}", i as u64 % self.keys))
-                .collect();
-            let value = vec![b'v'; VALUE_BYTES];
-            let recs: Vec<Record<'_>> = keys
-                .iter()
-                .enumerate()
-                .map(|(i, k)| Record {
-                    key: Some(k.as_bytes()),
-                    value: Some(&value),
-                    headers: &[],
-                    timestamp_delta: i as i64,
-                })
-                .collect();
-            build_batch(base, 1_700_000_000_000, self.codec, &recs)
-        })
+        (first..self.total)
+            .step_by(RECORDS_PER_BATCH as usize)
+            .map(move |base| {
+                let n = RECORDS_PER_BATCH.min(self.total - base);
+                let keys: Vec<String> = (base..base + n)
+                    .map(|i| format!("key-{:012}", i as u64 % self.keys))
+                    .collect();
+                let value = vec![b'v'; VALUE_BYTES];
+                let recs: Vec<Record<'_>> = keys
+                    .iter()
+                    .enumerate()
+                    .map(|(i, k)| Record {
+                        key: Some(k.as_bytes()),
+                        value: Some(&value),
+                        headers: &[],
+                        timestamp_delta: i as i64,
+                    })
+                    .collect();
+                build_batch(base, 1_700_000_000_000, self.codec, &recs)
+            })
     }
 }
 

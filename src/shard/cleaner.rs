@@ -312,8 +312,16 @@ async fn clean_partition(
     for g in groups {
         let segs: Vec<SegmentToClean> = view.segments[g.clone()].to_vec();
         let next_base = view.segments.get(g.end).map_or(boundary, |s| s.summary.base_offset);
-        let (copy, read, written, dropped) =
-            write_cleaned_group(view, &segs, next_base, map, end_offset, horizon, &producers_last, pacer).await?;
+        let written =
+            write_cleaned_group(view, &segs, next_base, map, end_offset, horizon, &producers_last, pacer).await;
+        let (copy, read, written, dropped) = match written {
+            Ok(w) => w,
+            Err(e) => {
+                // (A full disk, say: the old segments stay the log.)
+                discard(view, segs[0].summary.base_offset).await;
+                return Err(e);
+            }
+        };
         stats.bytes_read += read;
         stats.bytes_written += written;
         stats.records_dropped += dropped;
