@@ -20,7 +20,7 @@ use ringlog::sim::client::Client;
 use ringlog::sim::workload::{replay_command, run_seed, Options};
 
 /// Seeds per CI run: about four minutes on a 2-core machine.
-const DEFAULT_SEEDS: u64 = 2000;
+const DEFAULT_SEEDS: u64 = 1000;
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
