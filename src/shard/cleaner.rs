@@ -118,7 +118,10 @@ pub async fn run(shard: Rc<Shard>, settings: CleanerSettings) {
         if let Some((p, cfg, view, checkpoint, c)) = pick(&shard).await {
             let map = map.get_or_insert_with(|| KeyMap::with_memory(settings.dedupe_bytes, settings.load_factor));
             p.cleaning.set(true);
-            let result = clean_partition(&shard, &p, &cfg, &view, checkpoint, c, map, &mut pacer).await;
+            if c.reset_checkpoint || checkpoint.is_none() {
+                let _ = save_checkpoint(&p, c.first_dirty_offset).await;
+            }
+            let result = clean_partition(&shard, &p, &cfg, &view, c, map, &mut pacer).await;
             p.cleaning.set(false);
             match result {
                 Ok(stats) => {
@@ -250,16 +253,12 @@ async fn clean_partition(
     p: &PartitionRef,
     cfg: &CompactionConfig,
     view: &CleanerView,
-    checkpoint: Option<i64>,
     c: select::Cleanable,
     map: &mut KeyMap,
     pacer: &mut Pacer,
 ) -> Result<PassStats, String> {
     let started = now_ms();
     let mut stats = PassStats::default();
-    if c.reset_checkpoint || checkpoint.is_none() {
-        let _ = save_checkpoint(p, c.first_dirty_offset).await;
-    }
     let summaries: Vec<_> = view.segments.iter().map(|s| s.summary).collect();
 
     // 2. The key map over the dirty range.
