@@ -715,29 +715,10 @@ pub(crate) fn check_frame(buf: &[u8], at: usize) -> Result<(BatchHeader, usize),
 /// returned as stored (compacted batches have gaps); the number of records and
 /// their lengths must match the header exactly.
 pub fn decode_records(batch: &[u8]) -> Result<Vec<OwnedRecord>, RecordError> {
-    let (h, total) = check_frame(batch, 0)?;
-    let covered = batch
-        .get(super::batch::ATTRIBUTES_OFFSET..total)
-        .ok_or_else(|| corrupt("truncated batch"))?;
-    let crc = crc32c::crc32c(covered);
-    if crc != h.crc {
-        return Err(corrupt(format!(
-            "batch CRC mismatch: stored {:#010x}, computed {crc:#010x}",
-            h.crc
-        )));
-    }
-    let codec = h
-        .compression()
-        .ok_or(RecordError::UnsupportedCompression(h.attributes & 7))?;
-    if h.record_count < 0 {
-        return Err(invalid(format!("invalid record count {}", h.record_count)));
-    }
-    let body = batch
-        .get(BATCH_HEADER_LEN..total)
-        .ok_or_else(|| corrupt("truncated batch"))?;
-    let data = match codec {
-        Compression::None => Bytes::copy_from_slice(body),
-        c => Bytes::from(compression::decompress(c, body, decompression_limit(body.len()))?),
+    let BatchRecords { header: h, data } = batch_records(batch)?;
+    let data = match data {
+        std::borrow::Cow::Borrowed(body) => Bytes::copy_from_slice(body),
+        std::borrow::Cow::Owned(v) => Bytes::from(v),
     };
     decode_all(&data, h.record_count)
 }
