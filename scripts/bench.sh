@@ -35,6 +35,12 @@
 #   BENCH_NOTE                 text added to the notes column
 #   BENCH_QUIET_WAIT=SECONDS   first wait up to this long for an idle machine
 #                              (CPU busy below BENCH_QUIET_BUSY, default 0.15)
+#   BENCH_CLEANING_BYTES=SIZE  run the workload while the log cleaner works:
+#                              first fill a compacted topic (cleaning-load, 4
+#                              partitions, 128 MiB segments, BENCH_CLEANING_KEYS
+#                              distinct keys, default 1000000) with SIZE with
+#                              the cleaner off, then restart the broker with it
+#                              on; the notes say what it cleaned during the run
 #
 # Exit status: 0 if every run succeeded.
 set -euo pipefail
@@ -51,7 +57,7 @@ extra=()
 while (($#)); do
     case "$1" in
         -h | --help)
-            sed -n '2,39p' "$0"
+            sed -n '2,45p' "$0"
             exit 0
             ;;
         --)
@@ -81,6 +87,58 @@ run_generator() {
     return "$rc"
 }
 
+# broker_config_with LINE...: a broker config file of LINEs followed by
+# BENCH_BROKER_CONFIG's contents (top-level keys before its tables).
+broker_config_with() {
+    local f
+    f="$(mktemp "${TMPDIR:-/tmp}/ringlog-bench-config-XXXXXX.toml")"
+    printf '%s\n' "$@" >"$f"
+    if [[ -n ${BENCH_BROKER_CONFIG:-} ]]; then
+        cat "$BENCH_BROKER_CONFIG" >>"$f"
+    fi
+    echo "$f"
+}
+
+# fill_cleaning_load OUT DATA: start the broker on DATA with the log cleaner
+# off, write BENCH_CLEANING_BYTES of keyed records to the compacted topic
+# cleaning-load, and restart the broker with the cleaner on, so the workload
+# that follows runs while it compacts them.
+fill_cleaning_load() {
+    local out=$1 data=$2 user_config=${BENCH_BROKER_CONFIG:-} off on
+    off="$(broker_config_with "log.cleaner.enable = false")"
+    on="$(broker_config_with "log.cleaner.backoff.ms = 1000")"
+    BENCH_BROKER_CONFIG=$off
+    bench_start_broker "$data/data" "$out/broker-fill.log"
+    log "cleaning load: writing $BENCH_CLEANING_BYTES to the compacted topic cleaning-load (cleaner off)"
+    run_generator "$out/fill" --bootstrap "$BENCH_BOOTSTRAP_ADDR" --topic cleaning-load --partitions 4 \
+        --key --key-space "${BENCH_CLEANING_KEYS:-1000000}" --topic-config cleanup.policy=compact \
+        --topic-config segment.bytes=134217728 --producers 2 --consumers 0 --rate 0 \
+        --total-bytes "$BENCH_CLEANING_BYTES" --duration 0 --warmup 0 --name cleaning-fill --quiet >/dev/null ||
+        die "writing the cleaning load failed (see $out/fill)"
+    local port=${BENCH_BOOTSTRAP_ADDR##*:}
+    bench_stop_broker
+    BENCH_BROKER_CONFIG=$on
+    bench_start_broker "$data/data" "$out/broker.log" "$port"
+    BENCH_BROKER_CONFIG=$user_config
+    rm -f "$off" "$on"
+}
+
+# cleaning_note BEFORE AFTER OUT: what the cleaner did between two
+# bench_cleaner_counters readings, for the notes column.
+cleaning_note() {
+    python3 - "$1" "$2" "$BENCH_CLEANING_BYTES" <<'PY' | tee -a "$3/bench.log"
+import sys
+try:
+    r0, w0, p0 = map(int, sys.argv[1].split())
+    r1, w1, p1 = map(int, sys.argv[2].split())
+except ValueError:
+    print(f"while cleaning {sys.argv[3]} (cleaner metrics unreadable)")
+    sys.exit(0)
+print(f"while cleaning {sys.argv[3]} of a compacted topic: the cleaner read {(r1 - r0) / 1e6:.0f} MB "
+      f"and wrote {(w1 - w0) / 1e6:.0f} MB during the run, warmup included ({p1 - p0} passes finished)")
+PY
+}
+
 broker_pid() {
     if [[ -n $EXTERNAL ]]; then
         echo "${BENCH_EXTERNAL_PID:-}"
@@ -100,13 +158,19 @@ run_one() {
     [[ -n ${BENCH_NOTE:-} ]] && notes+=("$BENCH_NOTE")
     wait_quiet
     notes+=("$(load_note)")
-    local bootstrap data=""
+    local bootstrap data="" cleaning0=""
     if [[ -n $EXTERNAL ]]; then
         bootstrap=$EXTERNAL
         notes+=("external broker $EXTERNAL")
+        [[ -z ${BENCH_CLEANING_BYTES:-} ]] || warn "BENCH_CLEANING_BYTES ignored with an external broker"
     else
         data="$(mktemp -d "${BENCH_DATA_ROOT:-${TMPDIR:-/tmp}}/ringlog-bench-XXXXXX")"
-        bench_start_broker "$data/data" "$out/broker.log"
+        if [[ -n ${BENCH_CLEANING_BYTES:-} ]]; then
+            fill_cleaning_load "$out" "$data"
+            cleaning0="$(bench_cleaner_counters)"
+        else
+            bench_start_broker "$data/data" "$out/broker.log"
+        fi
         bootstrap=$BENCH_BOOTSTRAP_ADDR
     fi
     log "workload $name against $bootstrap; output in $out"
@@ -144,6 +208,9 @@ run_one() {
             notes+=("$BENCH_BROKER_DIED")
             pid=""
         fi
+    fi
+    if [[ -n $cleaning0 && -n $pid ]]; then
+        notes+=("$(cleaning_note "$cleaning0" "$(bench_cleaner_counters)" "$out")")
     fi
     local cpu="" hwm=""
     if [[ -n $pid ]]; then

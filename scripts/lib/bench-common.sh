@@ -160,6 +160,24 @@ print("; ".join(parts))
 PY
 }
 
+# bench_cleaner_counters: the broker's log cleaner totals over all shards,
+# "BYTES_READ BYTES_WRITTEN PASSES" (empty when the metrics cannot be read).
+bench_cleaner_counters() {
+    [[ -n $BENCH_METRICS_ADDR ]] || return 0
+    python3 - "$BENCH_METRICS_ADDR" <<'PY' || true
+import re, sys, urllib.request
+try:
+    text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=5).read().decode()
+except OSError:
+    sys.exit(0)
+def total(name):
+    return sum(float(m.group(1)) for m in re.finditer(rf'^{name}(?:\{{[^}}]*\}})? (\S+)$', text, re.M))
+print("%d %d %d" % (total("ringlog_shard_cleaner_read_bytes_total"),
+                    total("ringlog_shard_cleaner_written_bytes_total"),
+                    total("ringlog_shard_cleaner_passes_total")))
+PY
+}
+
 # seconds_since T0: seconds elapsed since T0 (from date +%s.%N), 2 decimals.
 seconds_since() {
     python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.2f}')" "$1" "$(date +%s.%N)"

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
@@ -152,6 +152,16 @@ fn create_topics(conn: &mut Conn, names: &[String], s: &Settings) -> anyhow::Res
                 .with_name(TopicName(StrBytes::from_string(n.clone())))
                 .with_num_partitions(s.partitions)
                 .with_replication_factor(rf)
+                .with_configs(
+                    s.topic_configs
+                        .iter()
+                        .map(|(k, v)| {
+                            CreatableTopicConfig::default()
+                                .with_name(StrBytes::from_string(k.clone()))
+                                .with_value(Some(StrBytes::from_string(v.clone())))
+                        })
+                        .collect(),
+                )
         })
         .collect();
     let req = CreateTopicsRequest::default()

@@ -37,6 +37,14 @@ pub struct BenchArgs {
     /// Give every message a key (`--key`, `--key=false`).
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     pub key: Option<bool>,
+    /// With --key: draw keys from this many distinct values, each batch built
+    /// afresh (for filling compacted topics); 0 = reuse the template's keys.
+    #[arg(long, value_name = "N")]
+    pub key_space: Option<u64>,
+    /// A config of the topics the run creates, KEY=VALUE (repeatable),
+    /// e.g. --topic-config cleanup.policy=compact.
+    #[arg(long = "topic-config", value_name = "KEY=VALUE")]
+    pub topic_configs: Vec<String>,
     /// Producer connections (default 2; 0 = consume only).
     #[arg(long, value_name = "N")]
     pub producers: Option<usize>,
@@ -142,6 +150,8 @@ pub struct WorkloadFile {
     pub partitions: Option<i32>,
     pub message_size: Option<SizeValue>,
     pub key: Option<bool>,
+    pub key_space: Option<u64>,
+    pub topic_configs: Option<std::collections::BTreeMap<String, TopicConfigValue>>,
     pub producers: Option<usize>,
     pub consumers: Option<usize>,
     pub rate: Option<SizeValue>,
@@ -169,6 +179,27 @@ impl WorkloadFile {
         let text =
             std::fs::read_to_string(path).with_context(|| format!("cannot read workload file {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("bad workload file {}", path.display()))
+    }
+}
+
+/// A topic config value in a workload file: TOML strings, numbers and booleans.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TopicConfigValue {
+    Text(String),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl std::fmt::Display for TopicConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TopicConfigValue::Text(v) => f.write_str(v),
+            TopicConfigValue::Int(v) => write!(f, "{v}"),
+            TopicConfigValue::Float(v) => write!(f, "{v}"),
+            TopicConfigValue::Bool(v) => write!(f, "{v}"),
+        }
     }
 }
 
@@ -200,6 +231,10 @@ pub struct Settings {
     pub partitions: i32,
     pub message_size: usize,
     pub key: bool,
+    /// Distinct keys drawn per record (0: the template's fixed keys).
+    pub key_space: u64,
+    /// Configs of the topics the run creates.
+    pub topic_configs: Vec<(String, String)>,
     pub producers: usize,
     pub consumers: usize,
     /// Bytes per second over all producers; 0 = closed loop.
@@ -253,6 +288,8 @@ impl Default for Settings {
             partitions: 16,
             message_size: 1024,
             key: false,
+            key_space: 0,
+            topic_configs: Vec::new(),
             producers: 2,
             consumers: 2,
             rate: 0,
@@ -327,6 +364,14 @@ impl Settings {
         }
         if let Some(v) = w.key {
             self.key = v;
+        }
+        if let Some(v) = w.key_space {
+            self.key_space = v;
+        }
+        if let Some(m) = &w.topic_configs {
+            for (k, v) in m {
+                set_topic_config(&mut self.topic_configs, k, &v.to_string());
+            }
         }
         if let Some(v) = w.producers {
             self.producers = v;
@@ -404,6 +449,18 @@ impl Settings {
         if let Some(v) = a.key {
             self.key = v;
         }
+        if let Some(v) = a.key_space {
+            self.key_space = v;
+        }
+        for kv in &a.topic_configs {
+            let (k, v) = kv
+                .split_once('=')
+                .with_context(|| format!("--topic-config {kv}: expected KEY=VALUE"))?;
+            if k.is_empty() {
+                bail!("--topic-config {kv}: empty key");
+            }
+            set_topic_config(&mut self.topic_configs, k, v);
+        }
         if let Some(v) = a.producers {
             self.producers = v;
         }
@@ -472,6 +529,9 @@ impl Settings {
         if self.message_size == 0 || self.message_size > MAX_MESSAGE_SIZE {
             bail!("--message-size must be between 1 and {MAX_MESSAGE_SIZE} bytes");
         }
+        if self.key_space > 0 && !self.key {
+            bail!("--key-space needs --key");
+        }
         if self.producers == 0 && self.consumers == 0 {
             bail!("nothing to do: --producers and --consumers are both 0");
         }
@@ -513,6 +573,14 @@ impl Settings {
     /// Open loop (fixed rate) or closed loop (as fast as possible).
     pub fn is_fixed_rate(&self) -> bool {
         self.rate > 0
+    }
+}
+
+/// Sets `key` to `value`, replacing an earlier value (flags override files).
+fn set_topic_config(configs: &mut Vec<(String, String)>, key: &str, value: &str) {
+    match configs.iter_mut().find(|(k, _)| k == key) {
+        Some(kv) => kv.1 = value.to_string(),
+        None => configs.push((key.to_string(), value.to_string())),
     }
 }
 
@@ -685,6 +753,38 @@ mod tests {
         assert_eq!(s.duration, Duration::from_secs(2));
         assert!(s.key);
         assert_eq!(s.topic_names(), vec!["t-0", "t-1", "t-2"]);
+    }
+
+    #[test]
+    fn topic_configs_and_key_space() {
+        let w = WorkloadFile::parse(
+            "key = true\nkey_space = 1000\n[topic_configs]\n\"cleanup.policy\" = \"compact\"\n\"segment.bytes\" = 1048576\n",
+        )
+        .unwrap();
+        let args = BenchArgs {
+            topic_configs: vec!["segment.bytes=4096".into(), "min.cleanable.dirty.ratio=0.1".into()],
+            ..Default::default()
+        };
+        let s = Settings::from_parts(Some(&w), &args).unwrap();
+        assert_eq!(s.key_space, 1000);
+        assert_eq!(
+            s.topic_configs,
+            vec![
+                ("cleanup.policy".to_string(), "compact".to_string()),
+                ("segment.bytes".to_string(), "4096".to_string()),
+                ("min.cleanable.dirty.ratio".to_string(), "0.1".to_string()),
+            ]
+        );
+        let bad = BenchArgs {
+            topic_configs: vec!["novalue".into()],
+            ..Default::default()
+        };
+        assert!(Settings::from_parts(None, &bad).is_err());
+        let unkeyed = BenchArgs {
+            key_space: Some(10),
+            ..Default::default()
+        };
+        assert!(Settings::from_parts(None, &unkeyed).is_err());
     }
 
     #[test]

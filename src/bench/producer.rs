@@ -187,7 +187,8 @@ impl Writer {
                 records_per_batch: max_records,
             }
         };
-        let template = Template::new(max_records as usize, s.message_size, s.key, s.compression, spec.seed);
+        let template = Template::new(max_records as usize, s.message_size, s.key, s.compression, spec.seed)
+            .with_key_space(s.key_space);
         Writer {
             schedule: (spec.rate > 0).then(|| Schedule::new(s.message_size as u64, spec.rate)),
             max_messages: spec.max_messages.unwrap_or(u64::MAX),

@@ -74,6 +74,11 @@ pub struct Template {
     keys: Vec<u8>,
     message_size: usize,
     keyed: bool,
+    /// Non-zero: every batch is built afresh with keys drawn from this many
+    /// distinct values (see [`Template::with_key_space`]).
+    key_space: u64,
+    /// Keys drawn so far (the sequence position of the next key).
+    next_key: std::cell::Cell<u64>,
 }
 
 /// Size of one encoded record with a `value_len` value (and a key if `keyed`)
@@ -127,6 +132,8 @@ impl Template {
             keys,
             message_size,
             keyed,
+            key_space: 0,
+            next_key: std::cell::Cell::new(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15)),
         };
         if compression == Compression::None {
             let records = t.records(max_records);
@@ -153,6 +160,34 @@ impl Template {
             .collect()
     }
 
+    /// Keys from `n` distinct values instead of the template's fixed ones,
+    /// so a compacted topic sees `n` live keys (0 keeps the fixed keys).
+    /// Each batch is then built afresh, which costs the generator CPU.
+    pub fn with_key_space(mut self, n: u64) -> Template {
+        if self.keyed {
+            self.key_space = n;
+        }
+        self
+    }
+
+    /// `count` keys of the key space, [`KEY_LEN`] bytes each.
+    fn drawn_keys(&self, count: usize) -> Vec<u8> {
+        let mut keys = Vec::with_capacity(count * KEY_LEN);
+        let mut at = self.next_key.get();
+        for _ in 0..count {
+            at = at.wrapping_add(1);
+            // splitmix64: spreads consecutive positions over the key space.
+            let mut z = at.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^= z >> 31;
+            let key = z % self.key_space.max(1);
+            keys.extend_from_slice(format!("{key:016x}").as_bytes());
+        }
+        self.next_key.set(at);
+        keys
+    }
+
     /// Largest batch this template makes.
     pub fn max_records(&self) -> usize {
         self.values.len() / self.message_size.max(1)
@@ -167,14 +202,24 @@ impl Template {
     /// `timestamp_ms` (CreateTime) and stamped with `stamp`.
     pub fn write(&self, out: &mut BytesMut, count: usize, timestamp_ms: i64, stamp: Stamp) {
         let count = count.clamp(1, self.max_records());
-        if self.compression != Compression::None {
+        if self.compression != Compression::None || self.key_space > 0 {
             let mut first = self.values.get(..self.message_size).unwrap_or(&[]).to_vec();
             if let Some(dst) = first.get_mut(..STAMP_LEN) {
                 dst.copy_from_slice(&stamp.encode());
             }
+            let drawn = if self.key_space > 0 {
+                self.drawn_keys(count)
+            } else {
+                Vec::new()
+            };
             let mut records = self.records(count);
             if let Some(r) = records.first_mut() {
                 r.value = Some(&first);
+            }
+            if self.key_space > 0 {
+                for (i, r) in records.iter_mut().enumerate() {
+                    r.key = drawn.get(i * KEY_LEN..(i + 1) * KEY_LEN);
+                }
             }
             let b = build_batch(0, timestamp_ms, self.compression, &records);
             out.extend_from_slice(&b);
@@ -371,6 +416,37 @@ mod tests {
             );
             assert_eq!(BatchHeader::parse(&out).unwrap().record_count, 50);
         }
+    }
+
+    #[test]
+    fn key_space_draws_keys_per_batch() {
+        let t = Template::new(50, 100, true, Compression::None, 1).with_key_space(1000);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..100 {
+            check(&t, 50, true);
+            let mut out = BytesMut::new();
+            t.write(
+                &mut out,
+                50,
+                0,
+                Stamp {
+                    first_ns: 1,
+                    step_ns: 0,
+                },
+            );
+            for r in decode_records(&out).unwrap() {
+                let k = r.key.unwrap();
+                assert_eq!(k.len(), KEY_LEN);
+                let n = u64::from_str_radix(std::str::from_utf8(&k).unwrap(), 16).unwrap();
+                assert!(n < 1000);
+                seen.insert(n);
+            }
+        }
+        // 10,000 draws over 1,000 keys reach nearly all of them.
+        assert!(seen.len() > 950, "{} distinct keys", seen.len());
+        // Without keys the key space is ignored.
+        let unkeyed = Template::new(5, 100, false, Compression::None, 1).with_key_space(10);
+        check(&unkeyed, 5, false);
     }
 
     #[test]
