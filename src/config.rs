@@ -147,6 +147,7 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
         ConfigType::Double,
     ),
     ("ringlog.cleaner.shares", "100", ConfigType::Int),
+    ("ringlog.cleaner.busy.share", "0.1", ConfigType::Double),
     ("offsets.topic.compression.codec", "0", ConfigType::Int),
     ("offsets.retention.minutes", "10080", ConfigType::Int),
     ("offsets.retention.check.interval.ms", "600000", ConfigType::Long),

@@ -36,6 +36,10 @@ pub struct CleanerView {
     pub segments: Vec<SegmentToClean>,
     pub offsets: LogOffsets,
     pub index_interval_bytes: u64,
+    /// How the log writes its segments; the cleaned copy is written the
+    /// same way (O_DIRECT keeps it out of the page cache, so the produce
+    /// path's syncs never write it back).
+    pub io_mode: crate::io::file::IoMode,
 }
 
 /// The cleaned copy of consecutive segments, ready to take their place.
@@ -94,6 +98,7 @@ impl PartitionLog {
                 last_stable_offset: self.high_watermark,
             },
             index_interval_bytes: self.config.index_interval_bytes,
+            io_mode: self.io_mode(),
         })
     }
 
