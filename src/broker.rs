@@ -63,6 +63,29 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
+/// Fail if another process holds `addr`. Every shard binds the client port
+/// with SO_REUSEPORT, and Linux lets any socket of the same user that also
+/// sets it share the port: a second broker started on the port of a running
+/// one would silently get half of its connections (with other data). A
+/// plain bind (no SO_REUSEPORT) fails with EADDRINUSE whoever holds the
+/// port, as Kafka's own start fails; it is closed again before the shards
+/// bind. Port 0 (any free port) is not probed.
+fn probe_free(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    match std::net::TcpListener::bind(addr) {
+        Ok(probe) => {
+            drop(probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => anyhow::bail!(
+            "{addr} ({what}) is already in use by another process (another broker?); stop it or choose another address"
+        ),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("binding {addr} ({what})"))),
+    }
+}
+
 fn new_cluster_id() -> String {
     crate::io::rand::uuid_v4().simple().to_string()
 }
@@ -124,6 +147,12 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
     raise_memlock();
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let _lock = lock_data_dir(&config.data_dir)?;
+    // Before recovery, which can take a while: a port held by another
+    // process is an error now, not after minutes, and not a silent share.
+    probe_free(config.listen, "the client listener (--listen)")?;
+    if let Some(addr) = config.metrics_listen {
+        probe_free(addr, "the metrics endpoint (--metrics-listen)")?;
+    }
     let Prepared {
         meta,
         clean_start,

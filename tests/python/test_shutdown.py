@@ -59,3 +59,36 @@ def test_sigterm_with_200_parked_fetches_and_idle_connections(broker, report):
     finally:
         for s in socks:
             s.close()
+
+
+def test_a_second_broker_on_a_used_port_refuses_to_start(broker, tmp_path):
+    """Every shard binds the client port with SO_REUSEPORT: without a check,
+    a second broker (another data dir) started on a running broker's port
+    would share its connections. It must exit with a clear error instead,
+    and the first broker keep serving."""
+    import subprocess
+
+    second = subprocess.run(
+        [
+            str(broker.binary),
+            "start",
+            "--data-dir",
+            str(tmp_path / "second"),
+            "--listen",
+            broker.bootstrap,
+            "--advertised-listener",
+            broker.bootstrap,
+            "--shards",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.returncode != 0
+    assert "already in use" in second.stderr + second.stdout, second.stderr[-2000:]
+    # The first one still answers, alone.
+    create_topic(broker.bootstrap, "still-served", 1)
+    for _ in range(20):
+        with socket.create_connection((broker.host, broker.port), timeout=10):
+            pass
