@@ -80,7 +80,7 @@ fetch() {
 EOF
     rm -rf "$CACHE.tmp"
     mkdir -p "$CACHE.tmp"
-    if ! (cd "$pomdir" && mvn -q -B dependency:copy-dependencies \
+    if ! (cd "$pomdir" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$CACHE.tmp"); then
         rm -rf "$pomdir" "$CACHE.tmp"
         die "mvn could not fetch Apache Kafka $VERSION"
