@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Apache Kafka as a reference broker for the tests (tests/python/kafka_reference.py).
 #
-# Usage: scripts/kafka-reference.sh fetch|start|stop|status|classpath [--port P] [--dir D]
+# Usage: scripts/kafka-reference.sh fetch|start|stop|status|classpath [--port P] [--dir D] [--keep-data]
 #
 #   fetch      download org.apache.kafka:kafka_2.13 and its runtime
 #              dependencies from Maven Central with mvn (a generated minimal
@@ -19,6 +19,8 @@
 #   --dir D    work directory (default: target/kafka-reference); holds
 #              server.properties, data/, kafka.log, kafka.pid, port
 #   --port P   client port (the controller listens on another free port)
+#   --keep-data  start: restart on the existing data dir of an earlier start
+#              (same ports, no format), e.g. after swapping segment files
 #
 # Environment:
 #   KAFKA_REF_VERSION  Kafka version (default 4.1.1)
@@ -42,11 +44,13 @@ cmd="${1:-}"
 [[ -n $cmd ]] || { usage >&2; exit 2; }
 shift
 port=""
+keep=0
 dir="$REPO_ROOT/target/kafka-reference"
 while (($#)); do
     case "$1" in
     --port) port="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
+    --keep-data) keep=1; shift ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -108,12 +112,22 @@ start() {
     if pid_of >/dev/null; then
         die "Kafka already runs in $dir (pid $(pid_of))"
     fi
+    local cp
+    cp="$(classpath)"
+    mkdir -p "$dir"
+    dir="$(cd "$dir" && pwd)"
+    if ((keep)); then
+        [[ -f $dir/server.properties && -f $dir/data/meta.properties ]] ||
+            die "--keep-data: no formatted Kafka data dir in $dir"
+        port="$(cat "$dir/port")"
+        run_kafka
+        return
+    fi
     [[ -n $port ]] || port="$(free_port)"
     local cport
     cport="$(free_port)"
-    mkdir -p "$dir"
-    dir="$(cd "$dir" && pwd)"
     rm -rf "$dir/data"
+    : >"$dir/kafka.log"
     cat >"$dir/server.properties" <<EOF
 process.roles=broker,controller
 node.id=1
@@ -132,17 +146,20 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
 EOF
-    local cp
-    cp="$(classpath)"
     java -Xmx256m -cp "$cp" kafka.tools.StorageTool format \
         -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
         -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
         die "kafka.tools.StorageTool format failed: $(tail -n 5 "$dir/format.log")"
+    echo "$port" >"$dir/port"
+    run_kafka
+}
+
+# run_kafka: start kafka.Kafka on $dir/server.properties (uses cp, dir, port).
+run_kafka() {
     java "-Xmx$HEAP" -Xms128m -XX:+UseSerialGC -cp "$cp" kafka.Kafka "$dir/server.properties" \
-        >"$dir/kafka.log" 2>&1 &
+        >>"$dir/kafka.log" 2>&1 &
     local pid=$!
     echo "$pid" >"$dir/kafka.pid"
-    echo "$port" >"$dir/port"
     if ! wait_port 127.0.0.1 "$port" 90 "$pid"; then
         tail -n 30 "$dir/kafka.log" >&2
         stop_pid "$pid" 5 >/dev/null

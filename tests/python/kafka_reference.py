@@ -37,10 +37,11 @@ class KafkaReference:
         r = subprocess.run([str(SCRIPT), "classpath"], capture_output=True, text=True, check=True)
         return r.stdout.strip().splitlines()[-1]
 
-    def start(self) -> None:
-        r = subprocess.run(
-            [str(SCRIPT), "start", "--dir", str(self.workdir)], capture_output=True, text=True, timeout=180
-        )
+    def start(self, keep_data: bool = False) -> None:
+        """Format a fresh data dir and start; with ``keep_data``, restart on
+        the data dir of the previous start (same port, no format)."""
+        cmd = [str(SCRIPT), "start", "--dir", str(self.workdir)] + (["--keep-data"] if keep_data else [])
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise RuntimeError(f"Kafka did not start: {r.stderr[-2000:]}")
         vals = dict(line.split("=", 1) for line in r.stdout.splitlines() if "=" in line)

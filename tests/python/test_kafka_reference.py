@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from conftest import Broker, ringlog_binary
@@ -256,3 +257,53 @@ def test_kafka_verify_index_only_on_ringlog_indexes(kafka_jars, ringlog_segments
     assert r.returncode == 0, text[-3000:]
     for bad in ("Mismatches in", "Index offset", "timestamp mismatch", "not found in the log", "Exception"):
         assert bad not in text, text[-3000:]
+
+
+# (timestamp - TS0, the offset ListOffsets must answer): the first offset with
+# a timestamp >= it (timestamps are TS0 + offset), at and between the time
+# index entries.
+TIME_PROBES = [(14, 14), (20, 20), (29, 29), (30, 30), (119, 119), (164, 164)]
+
+
+def offsets_for_times(bootstrap: str) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kafka-ref-probe"})
+    try:
+        out = {}
+        for rel, _ in TIME_PROBES:
+            r = c.offsets_for_times([TopicPartition(TOPIC, 0, TS0 + rel)], timeout=30)
+            out[rel] = r[0].offset
+        return out
+    finally:
+        c.close()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "ringlog's .timeindex entries are (max timestamp BEFORE a batch, that batch's base offset); Kafka's "
+        "LogSegment.findOffsetByTimestamp takes the entry with timestamp <= T and scans from its offset, so "
+        "for T equal to an entry's timestamp it skips the record holding T (seen: 15 for TS0+14, 30 for TS0+29, 165 for TS0+164)"
+    ),
+)
+def test_kafka_serves_ringlog_segments_offsets_for_times(kafka_jars, ringlog_segments, tmp_path, report):
+    """Apache Kafka, restarted on ringlog's segment files in place of its
+    own (same records), answers ListOffsets by timestamp as on its own."""
+    ref = KafkaReference(tmp_path / "kafka-swap")
+    ref.start()
+    try:
+        produce_scenario(ref.bootstrap)
+        own = offsets_for_times(ref.bootstrap)
+        assert own == dict(TIME_PROBES), own
+    finally:
+        ref.stop()
+    pdir = ref.data_dir / f"{TOPIC}-0"
+    for ext in ("log", "index", "timeindex"):
+        (src,) = ringlog_segments[ext]
+        shutil.copyfile(src, pdir / src.name)
+    ref.start(keep_data=True)
+    try:
+        swapped = offsets_for_times(ref.bootstrap)
+    finally:
+        ref.stop()
+    report("kafka_on_ringlog_files", swapped)
+    assert swapped == own, f"Kafka on ringlog's files: {swapped}, on its own: {own}"
