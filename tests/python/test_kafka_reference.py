@@ -123,9 +123,15 @@ def ringlog_dump_json(binary: Path, files: list[Path]) -> tuple[int, list[dict],
 def test_ringlog_dump_log_reads_kafka_files(kafka_ref, report):
     ringlog_binary_path = ringlog_binary()
     produce_scenario(kafka_ref.bootstrap)
-    # A clean shutdown trims Kafka's preallocated index files to their entries.
+    pdir = kafka_ref.data_dir / f"{TOPIC}-0"
+    # While Kafka runs, its active segment's index files are preallocated
+    # (10 MiB of mostly zeros): read them as they are, then again after a
+    # clean shutdown has trimmed them (which may add a last time index entry).
+    live = segment_files(pdir)
+    rc, live_lines, err = ringlog_dump_json(ringlog_binary_path, live["index"] + live["timeindex"])
+    assert rc == 0, err + json.dumps(live_lines[-5:])
     kafka_ref.stop()
-    files = segment_files(kafka_ref.data_dir / f"{TOPIC}-0")
+    files = segment_files(pdir)
     assert files["log"], f"no segment files in {kafka_ref.data_dir}"
     all_files = files["log"] + files["index"] + files["timeindex"]
 
@@ -179,6 +185,10 @@ def test_ringlog_dump_log_reads_kafka_files(kafka_ref, report):
     offsets = {r["offset"] for r in records}
     for e in tidx:
         assert e["offset"] in offsets, e
+    live_idx = [(x["offset"], x["position"]) for x in live_lines if x["kind"] == "index"]
+    live_tidx = [(x["timestamp"], x["offset"]) for x in live_lines if x["kind"] == "timeindex"]
+    assert live_idx == [(e["offset"], e["position"]) for e in idx]
+    assert live_tidx == [(e["timestamp"], e["offset"]) for e in tidx][: len(live_tidx)]
 
 
 DUMP_BATCH = re.compile(r"^baseOffset: (\d+) lastOffset: (\d+) count: (\d+).*compresscodec: (\w+) crc: \d+ isvalid: (\w+)")
