@@ -4,7 +4,9 @@
 #   scripts/test.sh
 #
 # 1. installs what the tests need (Debian packages, a Python venv in
-#    .venv-test/) -- quick when everything is already there;
+#    .venv-test/, Apache Kafka's jars for the reference tests when java and
+#    mvn are there: scripts/kafka-reference.sh) -- quick when everything is
+#    already there;
 # 2. cargo fmt --check, cargo clippy --all-targets -- -D warnings,
 #    cargo build --release, cargo test --release;
 # 3. the end-to-end pytest suite (tests/python) against target/release/ringlog;
@@ -127,9 +129,25 @@ install_deps() {
     echo "$req_hash" >"$VENV/.requirements.sha256"
 }
 
+# Apache Kafka's jars for tests/python/test_kafka_reference.py (the reference
+# broker and kafka-dump-log's DumpLogSegments): ~45 jars, 43 MB, ~10-20 s
+# from Maven Central on a cold cache, nothing when cached. Needs java and mvn
+# (not installed here: a JDK is too heavy for this step); without them, or
+# when the fetch fails, those tests skip (fail on CI).
+fetch_kafka_reference() {
+    if ! command -v java >/dev/null 2>&1 || ! command -v mvn >/dev/null 2>&1; then
+        warn "java or mvn is missing: the Apache Kafka reference tests will skip (fail on CI)"
+        return 0
+    fi
+    if ! timeout 300 scripts/kafka-reference.sh fetch >/dev/null; then
+        warn "could not fetch Apache Kafka: the Kafka reference tests will skip (fail on CI)"
+    fi
+}
+
 if [[ ${RINGLOG_SKIP_INSTALL:-0} != 1 ]]; then
     log "checking test dependencies"
     install_deps
+    fetch_kafka_reference
 fi
 
 # ---------------------------------------------------------------------------
