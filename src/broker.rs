@@ -63,31 +63,24 @@ fn lock_data_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
     Ok(f)
 }
 
-/// Fail if another process listens on `addr`. Every shard binds the client
-/// port with SO_REUSEPORT, and Linux lets any socket of the same user that
-/// also sets it share the port: a second broker started on the port of a
-/// running one would silently get half of its connections (with other
-/// data); Kafka's own start fails instead. A plain bind is no test (after a
-/// kill -9 the dead broker's accepted connections still hold the port
-/// without SO_REUSEADDR, and the shards' SO_REUSEPORT binds succeed anyway),
-/// so this asks whether anything accepts a connection there. Port 0 (any
-/// free port) is not probed.
+/// Fail if another live process listens on `addr`. Every shard binds the
+/// client port with SO_REUSEPORT, and Linux lets any socket of the same
+/// user that also sets it share the port: a second broker started on the
+/// port of a running one would silently get half of its connections (with
+/// other data); Kafka's own start fails instead. Neither a plain bind nor a
+/// connect tells: after a kill -9 the dead broker's connections hold the
+/// port, and its listening socket outlives the process until the kernel has
+/// torn its io_uring down. So this looks for a listening socket on the
+/// address that a live process holds (see [`crate::io::net::live_listener`]).
 fn probe_free(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<()> {
-    use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
     if addr.port() == 0 {
         return Ok(());
     }
-    let target = match addr.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), addr.port()),
-        IpAddr::V6(ip) if ip.is_unspecified() => SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), addr.port()),
-        _ => addr,
-    };
-    match TcpStream::connect_timeout(&target, std::time::Duration::from_secs(1)) {
-        Ok(_) => anyhow::bail!(
-            "{addr} ({what}) is already in use: something accepts connections there (another broker?); \
-             stop it or choose another address"
+    match crate::io::net::live_listener(addr) {
+        Some((pid, name)) => anyhow::bail!(
+            "{addr} ({what}) is already in use by process {pid} ({name}); stop it or choose another address"
         ),
-        Err(_) => Ok(()),
+        None => Ok(()),
     }
 }
 

@@ -20,6 +20,108 @@ use super::guard::{filtered, WakeFilter};
 use super::sim;
 use super::sim::net::{SimListener, SimStream};
 
+/// A live process (pid, command name) with a listening TCP socket on
+/// `addr` (or on the same port of the wildcard address, or any address
+/// when `addr` is the wildcard), from /proc/net/tcp{,6} and the processes'
+/// fd tables. Sockets no live process holds (a killed process's, while the
+/// kernel closes them) and processes this user cannot inspect are not
+/// reported. Linux only; None elsewhere and on any read error.
+pub fn live_listener(addr: SocketAddr) -> Option<(u32, String)> {
+    let mut inodes = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        inodes.extend(listening_inodes(&text, addr));
+    }
+    if inodes.is_empty() {
+        return None;
+    }
+    let me = std::process::id();
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(entry.path().join("fd")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            let Ok(target) = std::fs::read_link(fd.path()) else {
+                continue;
+            };
+            let target = target.to_string_lossy();
+            let inode = target
+                .strip_prefix("socket:[")
+                .and_then(|t| t.strip_suffix(']'))
+                .and_then(|t| t.parse::<u64>().ok());
+            if inode.is_some_and(|i| inodes.contains(&i)) {
+                let name = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+                return Some((pid, name.trim().to_string()));
+            }
+        }
+    }
+    None
+}
+
+/// Inodes of the LISTEN sockets of a /proc/net/tcp or tcp6 table that
+/// conflict with `addr`.
+fn listening_inodes(table: &str, addr: SocketAddr) -> Vec<u64> {
+    let mut out = Vec::new();
+    for line in table.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+        let (Some(local), Some(state), Some(inode)) = (f.get(1), f.get(3), f.get(9)) else {
+            continue;
+        };
+        if *state != "0A" {
+            continue;
+        }
+        let Some((ip_hex, port_hex)) = local.split_once(':') else {
+            continue;
+        };
+        if u16::from_str_radix(port_hex, 16).ok() != Some(addr.port()) {
+            continue;
+        }
+        let Some(ip) = proc_net_ip(ip_hex) else { continue };
+        let ours = addr.ip();
+        let conflicts = ip.is_unspecified() || ours.is_unspecified() || ip == ours || {
+            // A v4-mapped v6 socket against a v4 address, or the reverse.
+            let v4 = |a: std::net::IpAddr| match a {
+                std::net::IpAddr::V4(v) => Some(v),
+                std::net::IpAddr::V6(v) => v.to_ipv4_mapped(),
+            };
+            v4(ip).is_some() && v4(ip) == v4(ours)
+        };
+        if let (true, Ok(i)) = (conflicts, inode.parse::<u64>()) {
+            out.push(i);
+        }
+    }
+    out
+}
+
+/// An address as /proc/net/tcp{,6} print it: 32-bit words in hex, each in
+/// host (little-endian on the machines ringlog runs on) byte order.
+fn proc_net_ip(hex: &str) -> Option<std::net::IpAddr> {
+    let word = |i: usize| -> Option<[u8; 4]> {
+        let w = u32::from_str_radix(hex.get(i * 8..i * 8 + 8)?, 16).ok()?;
+        Some(w.to_ne_bytes())
+    };
+    match hex.len() {
+        8 => Some(std::net::IpAddr::V4(std::net::Ipv4Addr::from(word(0)?))),
+        32 => {
+            let mut b = [0u8; 16];
+            for i in 0..4 {
+                b[i * 4..i * 4 + 4].copy_from_slice(&word(i)?);
+            }
+            Some(std::net::IpAddr::V6(std::net::Ipv6Addr::from(b)))
+        }
+        _ => None,
+    }
+}
+
 enum ListenerKind {
     Glommio(TcpListener),
     Sim(SimListener),
@@ -228,5 +330,49 @@ impl AsyncWrite for Duplex {
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         self.get_mut().write.0.close(cx)
+    }
+}
+
+#[cfg(test)]
+mod proc_net_tests {
+    use super::{listening_inodes, proc_net_ip};
+
+    const TCP: &str = "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:2384 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1001 1 0000000000000000 100 0 0 10 0
+   1: 00000000:2385 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1002 1 0000000000000000 100 0 0 10 0
+   2: 0100007F:2384 0100007F:D0F2 01 00000000:00000000 00:00000000 00000000     0        0 1003 1 0000000000000000 20 4 30 10 -1
+   3: 0200007F:2386 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1004 1 0000000000000000 100 0 0 10 0
+";
+
+    #[test]
+    fn proc_net_addresses_decode() {
+        if cfg!(target_endian = "little") {
+            assert_eq!(proc_net_ip("0100007F"), Some("127.0.0.1".parse().unwrap()));
+            assert_eq!(
+                proc_net_ip("00000000000000000000000001000000"),
+                Some("::1".parse().unwrap())
+            );
+            assert_eq!(
+                proc_net_ip("0000000000000000FFFF00000100007F"),
+                Some("::ffff:127.0.0.1".parse().unwrap())
+            );
+        }
+        assert_eq!(proc_net_ip("zz"), None);
+    }
+
+    #[test]
+    fn only_conflicting_listeners_count() {
+        if !cfg!(target_endian = "little") {
+            return;
+        }
+        // 127.0.0.1:9092 listening (1001); the established one (1003) is not.
+        assert_eq!(listening_inodes(TCP, "127.0.0.1:9092".parse().unwrap()), vec![1001]);
+        // The wildcard listener on 9093 conflicts with any address.
+        assert_eq!(listening_inodes(TCP, "10.0.0.1:9093".parse().unwrap()), vec![1002]);
+        // Another address of the same port does not.
+        assert!(listening_inodes(TCP, "127.0.0.1:9094".parse().unwrap()).is_empty());
+        // Our wildcard conflicts with a listener on any address.
+        assert_eq!(listening_inodes(TCP, "0.0.0.0:9094".parse().unwrap()), vec![1004]);
+        assert!(listening_inodes(TCP, "127.0.0.1:1".parse().unwrap()).is_empty());
     }
 }
