@@ -346,8 +346,9 @@ fn draw_log_management(w: &World, topics: &mut [TopicPlan], broker: &mut BrokerS
         }
         t.kind = pick(w, &[TopicKind::Compact, TopicKind::CompactDelete, TopicKind::Retention]);
         t.key_space = pick(w, &[3u64, 10, 50]);
-        let segment = pick(w, &["2048", "8192", "32768"]);
-        let mut c = vec![(s("segment.bytes"), s(segment))];
+        let segment = pick(w, &["1024", "4096", "16384"]);
+        let roll = pick(w, &["2000", "10000", "604800000"]);
+        let mut c = vec![(s("segment.bytes"), s(segment)), (s("segment.ms"), s(roll))];
         if t.kind.keyed() {
             let policy = if t.kind == TopicKind::Compact {
                 "compact"
@@ -355,7 +356,7 @@ fn draw_log_management(w: &World, topics: &mut [TopicPlan], broker: &mut BrokerS
                 "compact,delete"
             };
             c.push((s("cleanup.policy"), s(policy)));
-            c.push((s("min.compaction.lag.ms"), s(pick(w, &["0", "0", "1000", "30000"]))));
+            c.push((s("min.compaction.lag.ms"), s(pick(w, &["0", "0", "1000", "10000"]))));
             c.push((s("delete.retention.ms"), s(pick(w, &["0", "1000", "60000"]))));
             c.push((s("min.cleanable.dirty.ratio"), s(pick(w, &["0.01", "0.2", "0.5"]))));
         }
