@@ -1168,19 +1168,12 @@ impl PartitionLog {
     /// error code: OFFSET_OUT_OF_RANGE past the high watermark,
     /// POLICY_VIOLATION when `cleanup.policy` has no `delete` (as Kafka),
     /// KAFKA_STORAGE_ERROR when the log is offline. Moving it backwards is
-    /// a no-op. The caller makes it durable ([`PartitionLog::log_start_to_persist`])
-    /// before answering.
+    /// a no-op. The caller makes the new log start durable first
+    /// ([`PartitionLog::delete_records_target`],
+    /// [`PartitionLog::log_start_checkpoint`]): once clients can see it,
+    /// a crash must not take it back.
     pub fn delete_records(&mut self, offset: i64) -> Result<i64, i16> {
-        if self.is_failed() {
-            return Err(ec::KAFKA_STORAGE_ERROR);
-        }
-        if !self.config.delete {
-            return Err(ec::POLICY_VIOLATION);
-        }
-        let target = if offset == -1 { self.high_watermark } else { offset };
-        if target < 0 || target > self.high_watermark {
-            return Err(ec::OFFSET_OUT_OF_RANGE);
-        }
+        let target = self.delete_records_target(offset)?;
         if target > self.log_start_offset {
             self.log_start_offset = target;
             self.drop_cache_below_start();
@@ -1197,17 +1190,41 @@ impl PartitionLog {
         Ok(self.log_start_offset)
     }
 
+    /// The log start offset a DeleteRecords up to `offset` would set (it
+    /// does not move it), or its error code (see
+    /// [`PartitionLog::delete_records`]).
+    pub fn delete_records_target(&self, offset: i64) -> Result<i64, i16> {
+        if self.is_failed() {
+            return Err(ec::KAFKA_STORAGE_ERROR);
+        }
+        if !self.config.delete {
+            return Err(ec::POLICY_VIOLATION);
+        }
+        let target = if offset == -1 { self.high_watermark } else { offset };
+        if target < 0 || target > self.high_watermark {
+            return Err(ec::OFFSET_OUT_OF_RANGE);
+        }
+        Ok(target.max(self.log_start_offset))
+    }
+
+    /// When `offset` is past the log start offset on disk: the checkpoint
+    /// file holding it as the log start, to write atomically (path,
+    /// contents), then to report with [`PartitionLog::log_start_persisted`].
+    pub fn log_start_checkpoint(&self, offset: i64) -> Option<(PathBuf, Vec<u8>)> {
+        (offset > self.log_start_persisted).then(|| {
+            (
+                self.dir.join(crate::log::checkpoint::LOG_START_FILE),
+                crate::log::checkpoint::encode_log_start(&self.topic, self.partition, offset),
+            )
+        })
+    }
+
     /// When the log start offset moved past what is on disk: the checkpoint
     /// file to write atomically (path, contents) and the offset it holds,
     /// to be reported with [`PartitionLog::log_start_persisted`].
     pub fn log_start_to_persist(&self) -> Option<(PathBuf, Vec<u8>, i64)> {
-        (self.log_start_offset > self.log_start_persisted).then(|| {
-            (
-                self.dir.join(crate::log::checkpoint::LOG_START_FILE),
-                crate::log::checkpoint::encode_log_start(&self.topic, self.partition, self.log_start_offset),
-                self.log_start_offset,
-            )
-        })
+        self.log_start_checkpoint(self.log_start_offset)
+            .map(|(path, data)| (path, data, self.log_start_offset))
     }
 
     /// The log start offset checkpoint holding `offset` is on disk.

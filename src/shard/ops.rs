@@ -582,16 +582,26 @@ pub async fn delete_records(shard: &Rc<Shard>, parts: Vec<DeleteRecordsPart>) ->
             });
             continue;
         };
-        let moved = p.log.borrow_mut().delete_records(part.offset);
-        let r = match moved {
+        // The new log start is made durable before anything can see it:
+        // a fetch told the moved log start must not see it go back after
+        // a failed checkpoint write and a restart (simulation seeds 203,
+        // 779).
+        let target = p.log.borrow().delete_records_target(part.offset);
+        let r = match target {
             Err(error) => DeleteRecordsPartResult {
                 error,
                 low_watermark: -1,
             },
-            Ok(low_watermark) => match persist_log_start(shard, &p).await {
-                Ok(()) => DeleteRecordsPartResult {
-                    error: ec::NONE,
-                    low_watermark,
+            Ok(target) => match persist_log_start(shard, &p, target).await {
+                Ok(()) => match p.log.borrow_mut().delete_records(target) {
+                    Ok(low_watermark) => DeleteRecordsPartResult {
+                        error: ec::NONE,
+                        low_watermark,
+                    },
+                    Err(error) => DeleteRecordsPartResult {
+                        error,
+                        low_watermark: -1,
+                    },
                 },
                 Err(e) => {
                     tracing::warn!("{}-{}: writing the log start offset checkpoint: {e}", p.topic, p.index);
@@ -608,15 +618,15 @@ pub async fn delete_records(shard: &Rc<Shard>, parts: Vec<DeleteRecordsPart>) ->
     out
 }
 
-/// Write `p`'s log start offset checkpoint if it moved past what is on
-/// disk. Writers of the shard take turns (one temporary file per
-/// partition), and a write covers every move made before it started.
-async fn persist_log_start(shard: &Rc<Shard>, p: &PartitionRef) -> std::io::Result<()> {
+/// Write `p`'s log start offset checkpoint with `offset` if that is past
+/// what is on disk. Writers of the shard take turns (one temporary file per
+/// partition); a write of a higher offset covers a lower one.
+async fn persist_log_start(shard: &Rc<Shard>, p: &PartitionRef, offset: i64) -> std::io::Result<()> {
     let _turn = shard.log_start_lock.lock().await;
     if p.deleted.get() {
         return Ok(());
     }
-    let Some((path, data, offset)) = p.log.borrow().log_start_to_persist() else {
+    let Some((path, data)) = p.log.borrow().log_start_checkpoint(offset) else {
         return Ok(());
     };
     crate::io::file::write_file_atomic(&path, &data).await?;

@@ -75,6 +75,7 @@ pub mod v {
     pub const LEAVE_GROUP: i16 = 4;
     pub const OFFSET_COMMIT: i16 = 8;
     pub const OFFSET_FETCH: i16 = 7;
+    pub const DELETE_RECORDS: i16 = 2;
 }
 
 /// One connection to the broker.
@@ -291,6 +292,25 @@ impl Client {
                     .with_current_leader_epoch(-1)
                     .with_timestamp(timestamp)])]);
         self.call(ApiKey::ListOffsets, v::LIST_OFFSETS, &req).await
+    }
+
+    /// DeleteRecords of one partition: move its log start to `offset`
+    /// (-1: the high watermark).
+    pub async fn delete_records(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> CallResult<DeleteRecordsResponse> {
+        use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+        let req = DeleteRecordsRequest::default()
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(topic_name(topic))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(partition)
+                    .with_offset(offset)])])
+            .with_timeout_ms(30_000);
+        self.call(ApiKey::DeleteRecords, v::DELETE_RECORDS, &req).await
     }
 
     pub async fn init_producer_id(&mut self) -> CallResult<InitProducerIdResponse> {

@@ -11,7 +11,11 @@
 //!   restarts;
 //! - offsets are dense from the log start (no gaps, no reuse);
 //! - an idempotent producer's record is in the log at most once;
-//! - a committed group offset survives restarts.
+//! - a committed group offset survives restarts;
+//! - the log start offset never goes back, and never below an acknowledged
+//!   DeleteRecords offset (retention and DeleteRecords topics);
+//! - on compacted topics, every key's latest acknowledged value stays
+//!   readable at its offset unless a tombstone may have removed it.
 
 use crate::io::rand::{HashMap, HashSet};
 use std::collections::BTreeMap;
@@ -32,6 +36,36 @@ pub struct PartitionModel {
     /// Records an idempotent producer sent (acknowledged or not): each may
     /// be in the log at most once.
     pub idempotent: HashSet<RecId>,
+    /// The lowest log start offset the partition may report now: the
+    /// highest any client was told (Fetch, ListOffsets earliest,
+    /// DeleteRecords' low watermark) and every acknowledged DeleteRecords
+    /// offset. The log start never goes back.
+    pub log_start_floor: i64,
+    /// Keyed (compacted) topics: per key, the highest offset at which a
+    /// record with it was acknowledged, and whether that record is a
+    /// tombstone.
+    pub latest_acked: BTreeMap<String, (i64, bool)>,
+    /// Keyed topics: per key, the highest offset at which a tombstone for
+    /// it was acknowledged.
+    pub tombstone_acked: HashMap<String, i64>,
+    /// Keyed topics: keys a tombstone was sent for whose outcome is unknown
+    /// (acks=0, an error or a broken connection on some attempt): it may
+    /// be anywhere in the log, and may have removed the key's older values.
+    pub tombstone_unknown: HashSet<String>,
+}
+
+impl PartitionModel {
+    /// A keyed record was acknowledged at `offset`.
+    pub fn acked_key(&mut self, key: &str, offset: i64, tombstone: bool) {
+        let e = self.latest_acked.entry(key.to_string()).or_insert((offset, tombstone));
+        if offset >= e.0 {
+            *e = (offset, tombstone);
+        }
+        if tombstone {
+            let t = self.tombstone_acked.entry(key.to_string()).or_insert(offset);
+            *t = (*t).max(offset);
+        }
+    }
 }
 
 /// A group offset commit's outcome.
@@ -80,6 +114,28 @@ impl Model {
                 p.known.insert(offset, id.to_string());
             }
         }
+    }
+
+    /// The log start offset of `tp` clients were told so far: a request
+    /// sent now must not be answered with a lower one.
+    pub fn log_start_floor(&mut self, tp: Tp) -> i64 {
+        self.part(tp).log_start_floor
+    }
+
+    /// A client was told that the log start offset of `tp` is `start`
+    /// (`how`) in answer to a request sent when the floor was `floor`
+    /// ([`Model::log_start_floor`]): an answer may reflect the log at any
+    /// time after its request was sent (a long poll parked at shutdown
+    /// completes with its first read), not before.
+    pub fn saw_log_start(&mut self, tp: Tp, start: i64, floor: i64, how: &str) {
+        if start < floor {
+            let msg = format!(
+                "{tp:?}: log start offset {start} ({how}), but it was {floor} before the request (the log start went back)"
+            );
+            self.violation(msg);
+        }
+        let p = self.part(tp);
+        p.log_start_floor = p.log_start_floor.max(start);
     }
 
     /// A client was told the high watermark of `tp` is `hw`.

@@ -109,10 +109,39 @@ pub fn replay_command(seed: u64) -> String {
 
 // ---- the plan a seed draws ------------------------------------------------
 
+/// How a topic's log is managed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum TopicKind {
+    /// Nothing deletes (`retention.ms`/`retention.bytes` -1).
+    Plain,
+    /// `cleanup.policy=compact`: keyed records and tombstones, the cleaner.
+    Compact,
+    /// `cleanup.policy=compact,delete`: compaction and retention.
+    CompactDelete,
+    /// `cleanup.policy=delete` with small `retention.bytes`/`retention.ms`.
+    Retention,
+}
+
+impl TopicKind {
+    /// Records carry keys from a small key space, some are tombstones.
+    fn keyed(self) -> bool {
+        matches!(self, TopicKind::Compact | TopicKind::CompactDelete)
+    }
+
+    /// The log start moves (retention, DeleteRecords).
+    fn deletes(self) -> bool {
+        matches!(self, TopicKind::CompactDelete | TopicKind::Retention)
+    }
+}
+
 #[derive(Clone, Debug)]
 struct TopicPlan {
     name: String,
     partitions: i32,
+    kind: TopicKind,
+    /// Keys of a keyed topic: `k0` … `k{key_space - 1}`.
+    key_space: u64,
+    configs: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug)]
@@ -155,6 +184,8 @@ struct Plan {
     faults: Vec<(Duration, Fault)>,
     /// The fault at the end, before the final check.
     last: Option<Fault>,
+    /// Lengths of idle stretches (seconds).
+    idle_secs: Vec<u64>,
 }
 
 fn pick<T: Copy>(w: &World, xs: &[T]) -> T {
@@ -182,7 +213,7 @@ fn draw_plan(w: &World, f: FaultSet) -> Plan {
     if w.chance(0.3) {
         properties.push(("ringlog.cache.bytes.per.shard".to_string(), "65536".to_string()));
     }
-    let broker = BrokerSettings {
+    let mut broker = BrokerSettings {
         shards,
         io_mode,
         segment_bytes,
@@ -192,6 +223,14 @@ fn draw_plan(w: &World, f: FaultSet) -> Plan {
         .map(|i| TopicPlan {
             name: format!("t{i}"),
             partitions: w.rand_range(1..4) as i32,
+            kind: TopicKind::Plain,
+            key_space: 0,
+            // Nothing deletes (invariant 3): idle stretches add up to more
+            // than the default retention.ms of 7 days.
+            configs: vec![
+                ("retention.ms".to_string(), "-1".to_string()),
+                ("retention.bytes".to_string(), "-1".to_string()),
+            ],
         })
         .collect::<Vec<_>>();
     let all_tps: Vec<Tp> = topics
@@ -267,15 +306,81 @@ fn draw_plan(w: &World, f: FaultSet) -> Plan {
             .collect();
         (!restarts.is_empty()).then(|| pick(w, &restarts))
     };
+    let group = w.chance(0.6);
+    let hostile = if f.hostile { w.rand_range(0..3) as usize } else { 0 };
+    // Log management, drawn after everything else so that the draws above
+    // (the plan of a seed before compaction and retention were simulated)
+    // stay as they were.
+    let mut topics = topics;
+    draw_log_management(w, &mut topics, &mut broker);
+    // The cleaner and retention wake every few hundred milliseconds in
+    // seeds with managed logs: idle stretches of days would cost millions
+    // of polls, and an hour outlasts their lags and retention times.
+    let idle_secs = if topics.iter().any(|t| t.kind != TopicKind::Plain) {
+        vec![60, 600, 3600]
+    } else {
+        vec![600, 3 * 3600, 86_400, 3 * 86_400]
+    };
     Plan {
         broker,
         topics,
         producers,
         consumers,
-        group: w.chance(0.6),
-        hostile: if f.hostile { w.rand_range(0..3) as usize } else { 0 },
+        group,
+        hostile,
         faults,
         last,
+        idle_secs,
+    }
+}
+
+/// Some topics (a quarter) become compacted, compacted-and-deleted or
+/// retention topics, with small segments and short lags and retention in
+/// virtual time, so that the cleaner, retention and DeleteRecords run many
+/// times per seed, across the seed's crashes and power losses.
+fn draw_log_management(w: &World, topics: &mut [TopicPlan], broker: &mut BrokerSettings) {
+    let s = |v: &str| v.to_string();
+    for t in topics.iter_mut() {
+        if !w.chance(0.25) {
+            continue;
+        }
+        t.kind = pick(w, &[TopicKind::Compact, TopicKind::CompactDelete, TopicKind::Retention]);
+        t.key_space = pick(w, &[3u64, 10, 50]);
+        let segment = pick(w, &["1024", "4096", "16384"]);
+        let roll = pick(w, &["2000", "10000", "604800000"]);
+        let mut c = vec![(s("segment.bytes"), s(segment)), (s("segment.ms"), s(roll))];
+        if t.kind.keyed() {
+            let policy = if t.kind == TopicKind::Compact {
+                "compact"
+            } else {
+                "compact,delete"
+            };
+            c.push((s("cleanup.policy"), s(policy)));
+            c.push((s("min.compaction.lag.ms"), s(pick(w, &["0", "0", "1000", "10000"]))));
+            c.push((s("delete.retention.ms"), s(pick(w, &["0", "1000", "60000"]))));
+            c.push((s("min.cleanable.dirty.ratio"), s(pick(w, &["0.01", "0.2", "0.5"]))));
+        }
+        if t.kind.deletes() {
+            c.push((s("retention.ms"), s(pick(w, &["5000", "120000", "3600000", "-1"]))));
+            c.push((s("retention.bytes"), s(pick(w, &["-1", "16384", "131072"]))));
+        } else {
+            c.push((s("retention.ms"), s("-1")));
+            c.push((s("retention.bytes"), s("-1")));
+        }
+        if t.kind == TopicKind::Retention {
+            c.push((s("cleanup.policy"), s("delete")));
+        }
+        t.configs = c;
+    }
+    if topics.iter().any(|t| t.kind.keyed()) {
+        let backoff = pick(w, &["200", "1000", "5000"]);
+        broker.properties.push((s("log.cleaner.backoff.ms"), s(backoff)));
+    }
+    if topics.iter().any(|t| t.kind.deletes()) {
+        let interval = pick(w, &["1000", "10000", "60000"]);
+        broker
+            .properties
+            .push((s("log.retention.check.interval.ms"), s(interval)));
     }
 }
 
@@ -406,15 +511,45 @@ fn make_values(w: &World, prefix: &str, n: u64, max_value: u64) -> Vec<Vec<u8>> 
         .collect()
 }
 
-fn make_batch(values: &[Vec<u8>], compression: Compression, producer: Option<(i64, i16, i32)>, now: i64) -> Bytes {
+/// The key of each record of a keyed topic's batch, and whether it is a
+/// tombstone (10 %).
+fn make_keys(w: &World, n: usize, key_space: u64) -> Vec<(String, bool)> {
+    (0..n)
+        .map(|_| (format!("k{}", w.rand_range(0..key_space.max(1))), w.chance(0.1)))
+        .collect()
+}
+
+/// A record header (key, value).
+type Header<'a> = (&'a str, Option<&'a [u8]>);
+
+/// A batch of `values`. On a keyed topic (`keys`), each record has its key,
+/// tombstones no value, and every record carries its identity in an `id`
+/// header (a tombstone has no value to carry it).
+fn make_batch(
+    values: &[Vec<u8>],
+    keys: Option<&[(String, bool)]>,
+    compression: Compression,
+    producer: Option<(i64, i16, i32)>,
+    now: i64,
+) -> Bytes {
+    let ids: Vec<String> = values.iter().map(|v| rec_id(v)).collect();
+    let headers: Vec<[Header<'_>; 1]> = ids.iter().map(|id| [("id", Some(id.as_bytes()))]).collect();
     let records: Vec<Record<'_>> = values
         .iter()
         .enumerate()
-        .map(|(i, v)| Record {
-            key: Some(b"key"),
-            value: Some(v),
-            headers: &[],
-            timestamp_delta: i as i64,
+        .map(|(i, v)| match keys.and_then(|k| k.get(i)) {
+            Some((key, tombstone)) => Record {
+                key: Some(key.as_bytes()),
+                value: (!tombstone).then_some(v.as_slice()),
+                headers: &headers[i],
+                timestamp_delta: i as i64,
+            },
+            None => Record {
+                key: Some(b"key"),
+                value: Some(v),
+                headers: &[],
+                timestamp_delta: i as i64,
+            },
         })
         .collect();
     let mut opts = BatchOptions::default();
@@ -426,18 +561,40 @@ fn make_batch(values: &[Vec<u8>], compression: Compression, producer: Option<(i6
     Bytes::from(record::build_batch_with(0, now, compression, &opts, &records))
 }
 
-/// The records of a fetch response's record set: (offset, identity).
-/// Only the last batch may be cut short (KIP-74); a complete but invalid
-/// batch is a violation.
-fn parse_records(data: &Bytes) -> Result<Vec<(i64, String)>, String> {
+/// A record read back.
+struct Fetched {
+    offset: i64,
+    id: String,
+    /// The key, on keyed topics (whose records carry an `id` header).
+    key: Option<String>,
+}
+
+/// The records of a fetch response's record set, and the offset after its
+/// last complete batch (-1 without one; a compacted batch may have lost
+/// records, even all of them). Only the last batch may be cut short
+/// (KIP-74); a complete but invalid batch is a violation.
+fn parse_records(data: &Bytes) -> Result<(Vec<Fetched>, i64), String> {
     let mut out = Vec::new();
+    let mut next = -1;
     let mut it = BatchIter::new(data, true);
     for (at, h) in it.by_ref() {
         let b = &data[at..at + h.total_size()];
         let recs = record::decode_records(b).map_err(|e| format!("undecodable batch at {}: {e}", h.base_offset))?;
+        next = h.base_offset + i64::from(h.last_offset_delta) + 1;
         for r in recs {
-            let value = r.value.unwrap_or_default();
-            out.push((h.base_offset + i64::from(r.offset_delta), rec_id(&value)));
+            let header = r.headers.iter().find(|(k, _)| k == "id").and_then(|(_, v)| v.as_ref());
+            let (id, key) = match header {
+                Some(id) => (
+                    String::from_utf8_lossy(id).into_owned(),
+                    Some(String::from_utf8_lossy(&r.key.unwrap_or_default()).into_owned()),
+                ),
+                None => (rec_id(&r.value.unwrap_or_default()), None),
+            };
+            out.push(Fetched {
+                offset: h.base_offset + i64::from(r.offset_delta),
+                id,
+                key,
+            });
         }
     }
     let rest = &data[it.valid_len()..];
@@ -449,7 +606,7 @@ fn parse_records(data: &Bytes) -> Result<Vec<(i64, String)>, String> {
             ));
         }
     }
-    Ok(out)
+    Ok((out, next))
 }
 
 // ---- clients ----------------------------------------------------------------
@@ -483,6 +640,11 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
         s.wait_idle().await;
         op += 1;
         let tp = pick(&w, &tps);
+        let kind = s.plan.topics[tp.0].kind;
+        if kind.deletes() && w.chance(0.1) {
+            delete_records(&s, &mut conn, tp, &who).await;
+            continue;
+        }
         let n = w.rand_range(1..p.max_records + 1);
         let values = make_values(
             &w,
@@ -490,6 +652,10 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
             n,
             p.max_value,
         );
+        let keys = kind
+            .keyed()
+            .then(|| make_keys(&w, values.len(), s.plan.topics[tp.0].key_space));
+        let mut sends = 0u32;
         if p.idempotent {
             let mut m = s.model.borrow_mut();
             let part = m.part(tp);
@@ -534,7 +700,14 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
                 (true, Some((id, epoch))) => Some((id, epoch, *seqs.get(&tp).unwrap_or(&0))),
                 _ => None,
             };
-            let batch = make_batch(&values, p.compression, producer, crate::io::time::now_ms());
+            let batch = make_batch(
+                &values,
+                keys.as_deref(),
+                p.compression,
+                producer,
+                crate::io::time::now_ms(),
+            );
+            sends += 1;
             let Some(c) = conn.client.as_mut() else { continue };
             let topic = s.topic(tp).to_string();
             match c.produce(&topic, tp.1, p.acks, 30_000, batch).await {
@@ -561,6 +734,9 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
                         let mut m = s.model.borrow_mut();
                         for (i, v) in values.iter().enumerate() {
                             m.observe(tp, base + i as i64, &rec_id(v), "acknowledged");
+                            if let Some((key, tombstone)) = keys.as_ref().and_then(|k| k.get(i)) {
+                                m.part(tp).acked_key(key, base + i as i64, *tombstone);
+                            }
                         }
                         m.saw_hw(tp, base + values.len() as i64);
                         m.acked_records += values.len() as u64;
@@ -586,6 +762,18 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
                 Err(e) => conn.failed(&s, &e, "Produce"),
             }
         }
+        if let Some(keys) = &keys {
+            if !acked || sends > 1 || p.acks == 0 {
+                // A tombstone whose outcome is unknown may be anywhere in
+                // the log (an earlier attempt too), and may have removed
+                // older values of its key.
+                let mut m = s.model.borrow_mut();
+                let part = m.part(tp);
+                for (key, _) in keys.iter().filter(|(_, tombstone)| *tombstone) {
+                    part.tombstone_unknown.insert(key.clone());
+                }
+            }
+        }
         if !acked {
             // Its fate is unknown: an idempotent producer must not reuse its
             // sequence numbers (a duplicate would be answered with the lost
@@ -600,6 +788,57 @@ async fn producer(s: Rc<Shared>, idx: usize, p: ProducerPlan) {
     s.running.set(s.running.get() - 1);
 }
 
+/// DeleteRecords of `tp` up to an offset between the log start and the high
+/// watermark clients were told (so it must succeed): once acknowledged, the
+/// log start is at least that offset, also after crashes and power loss.
+async fn delete_records(s: &Shared, conn: &mut Conn, tp: Tp, who: &str) {
+    let w = world();
+    let (lo, hi) = {
+        let mut m = s.model.borrow_mut();
+        let p = m.part(tp);
+        (p.log_start_floor, p.hw_max)
+    };
+    let floor = lo;
+    let offset = if hi > lo {
+        w.rand_range(lo as u64..hi as u64 + 1) as i64
+    } else {
+        hi
+    };
+    let topic = s.topic(tp).to_string();
+    let Some(c) = conn.get(s).await else { return };
+    let r = match c.delete_records(&topic, tp.1, offset).await {
+        Ok(r) => r,
+        Err(e) => {
+            conn.failed(s, &e, "DeleteRecords");
+            return;
+        }
+    };
+    let Some(part) = r.topics.first().and_then(|t| t.partitions.first()) else {
+        s.violation(format!("{who}: DeleteRecords response without the partition"));
+        return;
+    };
+    match part.error_code {
+        ec::NONE => {
+            tracing::debug!(who, ?tp, offset, low_watermark = part.low_watermark, "records deleted");
+            if part.low_watermark < offset {
+                s.violation(format!(
+                    "{who}: DeleteRecords of {tp:?} up to {offset} acknowledged with the low watermark {}",
+                    part.low_watermark
+                ));
+                return;
+            }
+            s.model
+                .borrow_mut()
+                .saw_log_start(tp, part.low_watermark, floor, "DeleteRecords' low watermark");
+        }
+        ec::OFFSET_OUT_OF_RANGE => s.violation(format!(
+            "{who}: DeleteRecords of {tp:?} up to {offset} refused (OFFSET_OUT_OF_RANGE), but clients were told the high watermark {hi}"
+        )),
+        // Unavailable, storage errors, timeouts: the outcome is unknown.
+        _ => {}
+    }
+}
+
 /// How long a producer retries a batch (Kafka's `delivery.timeout.ms`).
 const DELIVERY_TIMEOUT_MS: i64 = 120_000;
 
@@ -609,6 +848,7 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
     let mut conn = Conn::new();
     let tp = p.tp;
     let topic = s.topic(tp).to_string();
+    let kind = s.plan.topics[tp.0].kind;
     let mut pos = 0i64;
     while !s.done(&who) {
         s.wait_idle().await;
@@ -618,6 +858,7 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
             (p.min_bytes, p.max_wait_ms)
         };
         let Some(c) = conn.get(&s).await else { continue };
+        let floor = s.model.borrow_mut().log_start_floor(tp);
         let r = c.fetch(&topic, tp.1, pos, min_bytes, max_wait, p.max_bytes).await;
         let resp = match r {
             Ok(r) => r,
@@ -633,6 +874,23 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
         };
         match part.error_code {
             ec::NONE => {}
+            ec::OFFSET_OUT_OF_RANGE if kind.deletes() => {
+                // Below the log start (retention, DeleteRecords): go on
+                // from the earliest offset, as auto.offset.reset=earliest.
+                let Some(c) = conn.get(&s).await else { continue };
+                match list_earliest(&s, c, tp).await {
+                    Ok(Some(start)) if start > pos => pos = start,
+                    Ok(Some(start)) => {
+                        s.violation(format!(
+                            "{who}: fetch of {tp:?} at {pos} is out of range, but the log starts at {start}"
+                        ));
+                        break;
+                    }
+                    Ok(None) => backoff().await,
+                    Err(e) => conn.failed(&s, &e, "ListOffsets"),
+                }
+                continue;
+            }
             ec::OFFSET_OUT_OF_RANGE => {
                 s.violation(format!(
                     "{who}: fetch of {tp:?} at {pos} is out of range, but offsets up to it were read before"
@@ -646,7 +904,14 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
         }
         let hw = part.high_watermark;
         conn.hw(&s, tp, hw, "Fetch");
-        let recs = match part.records.as_ref().map(parse_records).transpose() {
+        let how = format!(
+            "Fetch at {pos}: high watermark {hw}, {} record bytes",
+            part.records.as_ref().map_or(0, |r| r.len())
+        );
+        s.model
+            .borrow_mut()
+            .saw_log_start(tp, part.log_start_offset, floor, &how);
+        let (recs, next) = match part.records.as_ref().map(parse_records).transpose() {
             Ok(r) => r.unwrap_or_default(),
             Err(e) => {
                 s.violation(format!("{who}: fetch of {tp:?} at {pos}: {e}"));
@@ -655,11 +920,11 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
         };
         {
             let mut m = s.model.borrow_mut();
-            for (off, id) in recs {
+            for Fetched { offset: off, id, .. } in recs {
                 if off < pos {
                     continue;
                 }
-                if off != pos {
+                if off != pos && !(kind.keyed() && off > pos) {
                     m.violation(format!(
                         "{who}: {tp:?} read offset {off} where {pos} was expected (a gap)"
                     ));
@@ -673,7 +938,11 @@ async fn consumer(s: Rc<Shared>, idx: usize, p: ConsumerPlan) {
                 }
                 m.observe(tp, off, &id, "fetched");
                 m.fetched_records += 1;
-                pos += 1;
+                pos = off + 1;
+            }
+            if kind.keyed() && next > pos && next <= hw {
+                // The rest of the batch was compacted away.
+                pos = next;
             }
         }
         s.progressed(&who);
@@ -804,6 +1073,24 @@ fn write_may_have_happened(code: i16) -> bool {
     )
 }
 
+/// ListOffsets earliest of `tp` (None on a partition error), checked
+/// against the log start clients were told before.
+async fn list_earliest(s: &Shared, c: &mut Client, tp: Tp) -> Result<Option<i64>, CallError> {
+    let floor = s.model.borrow_mut().log_start_floor(tp);
+    let r = c.list_offset(s.topic(tp), tp.1, -2).await?;
+    let Some(p) = r.topics.first().and_then(|t| t.partitions.first()) else {
+        s.violation(format!("{tp:?}: ListOffsets response without the partition"));
+        return Ok(None);
+    };
+    if p.error_code != ec::NONE {
+        return Ok(None);
+    }
+    s.model
+        .borrow_mut()
+        .saw_log_start(tp, p.offset, floor, "ListOffsets earliest");
+    Ok(Some(p.offset))
+}
+
 // ---- faults -------------------------------------------------------------------
 
 /// Start the broker and wait until it serves.
@@ -872,7 +1159,7 @@ async fn inject(s: &Shared, f: Fault) -> Result<(), String> {
             start(s).await
         }
         Fault::Idle => {
-            let d = Duration::from_secs(pick(&w, &[600u64, 3 * 3600, 86_400, 3 * 86_400]));
+            let d = Duration::from_secs(pick(&w, &s.plan.idle_secs));
             s.idle_until.set(w.elapsed() + d);
             sleep(d).await;
             Ok(())
@@ -885,11 +1172,16 @@ async fn inject(s: &Shared, f: Fault) -> Result<(), String> {
 /// Read `tp` whole with a fresh connection and check it against the model.
 async fn check_partition(s: &Shared, tp: Tp) -> Result<(), String> {
     let topic = s.topic(tp).to_string();
+    let kind = s.plan.topics[tp.0].kind;
     let deadline = world().elapsed() + Duration::from_secs(300);
     let mut conn = Conn::new();
     let mut pos = 0i64;
     let mut hw = -1i64;
+    let mut log_start = 0i64;
     let mut seen_idempotent: HashMap<String, i64> = HashMap::default();
+    // Keyed topics: the offsets read, and per key the highest one.
+    let mut read: std::collections::BTreeSet<i64> = Default::default();
+    let mut key_max: HashMap<String, i64> = HashMap::default();
     while hw < 0 || pos < hw {
         if world().elapsed() > deadline {
             return Err(format!(
@@ -897,6 +1189,7 @@ async fn check_partition(s: &Shared, tp: Tp) -> Result<(), String> {
             ));
         }
         let Some(c) = conn.get(s).await else { continue };
+        let floor = s.model.borrow_mut().log_start_floor(tp);
         let resp = match c.fetch(&topic, tp.1, pos, 1, 0, 1 << 20).await {
             Ok(r) => r,
             Err(e) => {
@@ -908,7 +1201,21 @@ async fn check_partition(s: &Shared, tp: Tp) -> Result<(), String> {
             return Err(format!("{tp:?}: fetch response without the partition"));
         };
         if part.error_code != ec::NONE {
-            if part.error_code == ec::OFFSET_OUT_OF_RANGE {
+            if part.error_code == ec::OFFSET_OUT_OF_RANGE && kind.deletes() {
+                match list_earliest(s, c, tp).await {
+                    Ok(Some(start)) if start > pos => {
+                        pos = start;
+                        continue;
+                    }
+                    Ok(Some(start)) => {
+                        return Err(format!(
+                        "{tp:?}: offset {pos} out of range while reading the log back, but the log starts at {start}"
+                    ))
+                    }
+                    Ok(None) => {}
+                    Err(e) => conn.failed(s, &e, "ListOffsets"),
+                }
+            } else if part.error_code == ec::OFFSET_OUT_OF_RANGE {
                 return Err(format!("{tp:?}: offset {pos} out of range while reading the log back"));
             }
             backoff().await;
@@ -916,26 +1223,41 @@ async fn check_partition(s: &Shared, tp: Tp) -> Result<(), String> {
         }
         hw = part.high_watermark;
         conn.hw(s, tp, hw, "final Fetch");
-        if part.log_start_offset != 0 {
+        if !kind.deletes() && part.log_start_offset != 0 {
             return Err(format!(
                 "{tp:?}: log start offset {} (nothing deletes)",
                 part.log_start_offset
             ));
         }
-        let recs = part
+        s.model
+            .borrow_mut()
+            .saw_log_start(tp, part.log_start_offset, floor, "final Fetch");
+        log_start = part.log_start_offset;
+        if pos < log_start {
+            return Err(format!(
+                "{tp:?}: a fetch at {pos} answered, but the log starts at {log_start}"
+            ));
+        }
+        let (recs, next) = part
             .records
             .as_ref()
             .map(parse_records)
             .transpose()?
             .unwrap_or_default();
+        let before = pos;
         let mut m = s.model.borrow_mut();
-        for (off, id) in recs {
+        for Fetched { offset: off, id, key } in recs {
             if off < pos {
                 continue;
             }
-            if off != pos || off >= hw {
+            if (off != pos && !(kind.keyed() && off > pos)) || off >= hw {
                 return Err(format!("{tp:?}: read offset {off} where {pos} was expected (hw {hw})"));
             }
+            if let Some(key) = key {
+                read.insert(off);
+                key_max.insert(key, off);
+            }
+            pos = off;
             m.observe(tp, off, &id, "read back");
             if m.part(tp).idempotent.contains(&id) {
                 if let Some(first) = seen_idempotent.insert(id.clone(), off) {
@@ -946,8 +1268,36 @@ async fn check_partition(s: &Shared, tp: Tp) -> Result<(), String> {
             }
             pos += 1;
         }
+        if kind.keyed() {
+            if next > pos && next <= hw {
+                // The rest of the batch was compacted away.
+                pos = next;
+            }
+            if pos == before && hw >= 0 {
+                // Nothing at or past `pos` below the high watermark: the
+                // rest of the log was compacted away.
+                break;
+            }
+        }
     }
     let m = s.model.borrow();
+    if let Some(p) = m.parts.get(&tp).filter(|_| kind.keyed()) {
+        // Every key's latest acknowledged value is still there, unless a
+        // tombstone may have removed it, or a later record of the key
+        // replaced it (read back here), or retention deleted it.
+        for (key, (off, tombstone)) in &p.latest_acked {
+            if *tombstone || *off < log_start || read.contains(off) {
+                continue;
+            }
+            let replaced = key_max.get(key).is_some_and(|k| k > off);
+            let removed = p.tombstone_unknown.contains(key) || p.tombstone_acked.get(key).is_some_and(|t| t > off);
+            if !replaced && !removed {
+                return Err(format!(
+                    "{tp:?}: key {key:?}: its latest acknowledged value (offset {off}) is gone (log {log_start}..{hw})"
+                ));
+            }
+        }
+    }
     if let Some(p) = m.parts.get(&tp) {
         if hw < p.hw_max {
             return Err(format!(
@@ -1022,12 +1372,6 @@ async fn check_commits(s: &Shared) -> Result<(), String> {
 /// Create the plan's topics (retrying until the broker answers).
 async fn create_topics(s: &Shared) -> Result<(), String> {
     let mut conn = Conn::new();
-    // Nothing deletes in these runs (invariant 3): idle stretches add up to
-    // more than the default retention.ms of 7 days.
-    let configs = [
-        ("retention.ms".to_string(), "-1".to_string()),
-        ("retention.bytes".to_string(), "-1".to_string()),
-    ];
     for t in &s.plan.topics {
         let deadline = world().elapsed() + Duration::from_secs(120);
         loop {
@@ -1035,7 +1379,7 @@ async fn create_topics(s: &Shared) -> Result<(), String> {
                 return Err(format!("could not create topic {}", t.name));
             }
             let Some(c) = conn.get(s).await else { continue };
-            match c.create_topic(&t.name, t.partitions, &configs).await {
+            match c.create_topic(&t.name, t.partitions, &t.configs).await {
                 Ok(r) => {
                     let code = r
                         .topics
