@@ -8,13 +8,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
+use crate::cluster::identity;
 use crate::config::BrokerConfig;
 use crate::io::executor::{start_executor, ExecutorSpec};
 use crate::io::mesh::MeshBuilder;
 use crate::io::net::Listener;
 use crate::io::signal::{Countdown, Flag};
 use crate::log::checkpoint::TopicPartition;
-use crate::metadata::{store, ClusterMeta};
+use crate::metadata::{store, BrokerMeta, ClusterMeta};
 use crate::routing::{Envelope, Router};
 use crate::shard::Shard;
 
@@ -84,10 +85,6 @@ fn probe_free(addr: std::net::SocketAddr, what: &str) -> anyhow::Result<()> {
     }
 }
 
-fn new_cluster_id() -> String {
-    crate::io::rand::uuid_v4().simple().to_string()
-}
-
 /// What start-up found in the data directory.
 pub struct Prepared {
     pub meta: ClusterMeta,
@@ -116,11 +113,37 @@ pub async fn prepare(config: &mut BrokerConfig) -> anyhow::Result<Prepared> {
     // files) may be visible from the page cache without being durable: sync
     // them before anything is written into them and acknowledged.
     crate::io::fs::sync_dir(&dir).await?;
-    let mut meta = match store::load(&dir).await? {
-        Some(m) => m,
-        None => ClusterMeta::new(new_cluster_id()),
-    };
+    // The directory's identity (meta.properties) and its metadata must
+    // agree on the cluster, and the directory must be this node's.
+    let props = identity::load(&dir).await?;
+    let stored = store::load(&dir).await?;
+    let cluster_id = identity::reconcile(
+        config.node_id,
+        stored.as_ref().map(|m| m.cluster_id.as_str()),
+        props.as_ref(),
+        config.cluster.cluster_id.as_deref(),
+    )?;
+    if props.is_none() {
+        let props = identity::MetaProperties {
+            cluster_id: cluster_id.clone(),
+            node_id: config.node_id,
+            directory_id: identity::new_directory_id(),
+        };
+        identity::store(&dir, &props)
+            .await
+            .with_context(|| format!("writing {}", identity::path(&dir).display()))?;
+    }
+    let mut meta = stored.unwrap_or_else(|| ClusterMeta::new(cluster_id));
     meta.fit_to_shards(config.shards);
+    // Until the controller quorum exists (issue 10, M2) every node is a
+    // cluster of one: it is the only broker and leads every partition.
+    meta.adopt_single_node(BrokerMeta {
+        id: config.node_id,
+        host: config.advertised_host.clone(),
+        port: config.advertised_port,
+        rack: config.cluster.rack.clone(),
+        fenced: false,
+    });
     store::save(&dir, &meta).await?;
     config.cluster_id = meta.cluster_id.clone();
     // Partition directories of deleted topics whose removal a stop cut short.
@@ -156,7 +179,16 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         clean_start,
         recovery_points,
     } = futures::executor::block_on(prepare(&mut config))?;
+    if !config.cluster.single_node() {
+        tracing::warn!(
+            node_id = config.node_id,
+            voters = config.cluster.voters.len(),
+            "ringlog.cluster.experimental: the controller quorum is not implemented yet; this node runs alone"
+        );
+    }
     tracing::info!(
+        node_id = config.node_id,
+        cluster_id = %meta.cluster_id,
         data_dir = %config.data_dir.display(),
         listen = %config.listen,
         shards = config.shards,

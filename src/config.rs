@@ -176,6 +176,46 @@ pub const BROKER_CONFIGS: &[(&str, &str, ConfigType)] = &[
     // filesystem, at most 1 GiB; 0: off (see src/shard/space.rs).
     ("ringlog.storage.min.free.bytes", "-1", ConfigType::Long),
     ("ringlog.storage.space.check.interval.ms", "1000", ConfigType::Long),
+    // The cluster (docs/design/replication.md, 3.1). Kafka's names and
+    // defaults; `process.roles` is derived from the voter list.
+    ("controller.quorum.voters", "", ConfigType::List),
+    ("controller.listener.names", "CONTROLLER", ConfigType::List),
+    ("process.roles", "broker,controller", ConfigType::List),
+    ("cluster.id", "", ConfigType::String),
+    ("broker.rack", "", ConfigType::String),
+    ("ringlog.replication.listen", "", ConfigType::String),
+    ("ringlog.cluster.experimental", "false", ConfigType::Bool),
+    ("offsets.topic.replication.factor", "3", ConfigType::Int),
+    ("replica.lag.time.max.ms", "30000", ConfigType::Long),
+    ("replica.fetch.max.bytes", "1048576", ConfigType::Int),
+    ("replica.fetch.response.max.bytes", "10485760", ConfigType::Int),
+    ("replica.fetch.wait.max.ms", "500", ConfigType::Int),
+    ("replica.fetch.min.bytes", "1", ConfigType::Int),
+    ("replica.fetch.backoff.ms", "1000", ConfigType::Int),
+    (
+        "replica.high.watermark.checkpoint.interval.ms",
+        "5000",
+        ConfigType::Long,
+    ),
+    ("num.replica.fetchers", "1", ConfigType::Int),
+    ("broker.heartbeat.interval.ms", "2000", ConfigType::Int),
+    ("broker.session.timeout.ms", "9000", ConfigType::Int),
+    ("controller.quorum.election.timeout.ms", "1000", ConfigType::Int),
+    ("controller.quorum.fetch.timeout.ms", "2000", ConfigType::Int),
+    ("auto.leader.rebalance.enable", "true", ConfigType::Bool),
+    ("leader.imbalance.check.interval.seconds", "300", ConfigType::Long),
+    ("leader.imbalance.per.broker.percentage", "10", ConfigType::Int),
+    (
+        "metadata.log.max.record.bytes.between.snapshots",
+        "20971520",
+        ConfigType::Long,
+    ),
+    ("metadata.log.max.snapshot.interval.ms", "3600000", ConfigType::Long),
+    ("controlled.shutdown.enable", "true", ConfigType::Bool),
+    ("ringlog.ack.durability", "fsync", ConfigType::String),
+    ("ringlog.controlled.shutdown.timeout.ms", "30000", ConfigType::Long),
+    ("ringlog.broker.lease", "true", ConfigType::Bool),
+    ("ringlog.controller.tick.ms", "100", ConfigType::Int),
 ];
 
 /// Whether `name` is a broker property ringlog knows.
@@ -207,6 +247,12 @@ pub fn validate_value(ty: ConfigType, name: &str, value: &str) -> Result<(), Str
                 Err(format!("Invalid value {value} for configuration cleanup.policy"))
             }
         }
+        "ringlog.ack.durability" => match value {
+            "fsync" | "write" => Ok(()),
+            _ => Err(format!(
+                "Invalid value {value} for configuration ringlog.ack.durability: fsync or write"
+            )),
+        },
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
             _ => Err(format!(
@@ -329,6 +375,9 @@ impl TopicConfig {
 #[derive(Clone, Debug)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// The node's place in a cluster (single node without
+    /// `controller.quorum.voters`).
+    pub cluster: crate::cluster::ClusterSettings,
     pub data_dir: PathBuf,
     pub listen: SocketAddr,
     pub advertised_host: String,
@@ -447,6 +496,12 @@ impl BrokerConfig {
         }
         match name {
             "node.id" | "broker.id" => return Some((self.node_id.to_string(), false)),
+            "process.roles" => return Some((self.cluster.process_roles(self.node_id).to_string(), false)),
+            "controller.quorum.voters" => {
+                let v: Vec<String> = self.cluster.voters.iter().map(|v| v.to_string()).collect();
+                return Some((v.join(","), false));
+            }
+            "cluster.id" => return Some((self.cluster_id.clone(), false)),
             "log.dirs" => return Some((self.data_dir.display().to_string(), false)),
             "num.partitions" => return Some((self.num_partitions.to_string(), false)),
             "auto.create.topics.enable" => return Some((self.auto_create_topics.to_string(), false)),
@@ -492,6 +547,40 @@ pub struct Overrides {
     pub shards: Option<usize>,
     pub config_file: Option<PathBuf>,
     pub metrics_listen: Option<String>,
+    /// `--node-id` (`node.id`).
+    pub node_id: Option<i32>,
+    /// `--controller-quorum-voters` (`controller.quorum.voters`).
+    pub controller_quorum_voters: Option<String>,
+    /// `--controller-listen` (the `CONTROLLER://` entry of `listeners`).
+    pub controller_listen: Option<String>,
+    /// `--replication-listen` (`ringlog.replication.listen`).
+    pub replication_listen: Option<String>,
+    /// `--cluster-id` (`cluster.id`).
+    pub cluster_id: Option<String>,
+}
+
+/// Split Kafka's `listeners` (`PLAINTEXT://h:p,CONTROLLER://h:p`) into the
+/// client listener and the controller listener (the entry named by
+/// `controller.listener.names`). An entry without a name is the client's.
+fn split_listeners(listeners: &str, controller_names: &str) -> anyhow::Result<(Option<String>, Option<String>)> {
+    let controller: Vec<&str> = controller_names.split(',').map(str::trim).collect();
+    let (mut client, mut ctrl) = (None, None);
+    for entry in listeners.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, addr) = match entry.split_once("://") {
+            Some((n, a)) => (n, a),
+            None => ("PLAINTEXT", entry),
+        };
+        let slot = if controller.contains(&name) {
+            &mut ctrl
+        } else {
+            &mut client
+        };
+        if slot.is_some() {
+            bail!("listeners: more than one {name} listener in {listeners:?} (ringlog serves one client and one controller listener)");
+        }
+        *slot = Some(addr.to_string());
+    }
+    Ok((client, ctrl))
 }
 
 fn toml_to_string(v: &toml::Value) -> Option<String> {
@@ -567,10 +656,14 @@ impl BrokerConfig {
             .clone()
             .or_else(|| get("log.dirs").map(|d| PathBuf::from(d.split(',').next().unwrap_or("./data"))))
             .unwrap_or_else(|| PathBuf::from("./data"));
+        let (file_client, file_controller) = split_listeners(
+            &get("listeners").unwrap_or_default(),
+            &get("controller.listener.names").unwrap_or_else(|| "CONTROLLER".to_string()),
+        )?;
         let listen_s = o
             .listen
             .clone()
-            .or_else(|| get("listeners").map(|l| l.trim_start_matches("PLAINTEXT://").to_string()))
+            .or(file_client)
             .unwrap_or_else(|| "0.0.0.0:9092".to_string());
         let (lhost, lport) = parse_host_port(&listen_s)?;
         let lhost = if lhost.is_empty() { "0.0.0.0".to_string() } else { lhost };
@@ -586,7 +679,7 @@ impl BrokerConfig {
         let adv_s = o
             .advertised_listener
             .clone()
-            .or_else(|| get("advertised.listeners").map(|l| l.trim_start_matches("PLAINTEXT://").to_string()))
+            .or(split_listeners(&get("advertised.listeners").unwrap_or_default(), "CONTROLLER")?.0)
             .unwrap_or_else(|| format!("127.0.0.1:{}", listen.port()));
         let (advertised_host, advertised_port) = parse_host_port(&adv_s)?;
         let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
@@ -595,7 +688,32 @@ impl BrokerConfig {
             bail!("--shards must be at least 1");
         }
         let int = |k: &str, d: i64| get(k).and_then(|v| v.trim().parse::<i64>().ok()).unwrap_or(d);
-        let node_id = int("node.id", int("broker.id", 0)) as i32;
+        let node_id = o.node_id.unwrap_or(int("node.id", int("broker.id", 0)) as i32);
+        let cluster = crate::cluster::ClusterSettings::validate(
+            &crate::cluster::settings::ClusterInput {
+                node_id,
+                voters: o
+                    .controller_quorum_voters
+                    .clone()
+                    .or_else(|| get("controller.quorum.voters")),
+                controller_listen: o.controller_listen.clone().or(file_controller),
+                replication_listen: o
+                    .replication_listen
+                    .clone()
+                    .or_else(|| get("ringlog.replication.listen"))
+                    .filter(|s| !s.is_empty()),
+                cluster_id: o
+                    .cluster_id
+                    .clone()
+                    .or_else(|| get("cluster.id"))
+                    .filter(|s| !s.is_empty()),
+                rack: get("broker.rack"),
+                experimental: get("ringlog.cluster.experimental").is_some_and(|v| v == "true"),
+                listen,
+                advertised_host: advertised_host.clone(),
+            },
+            shards,
+        )?;
         let io_mode = match get("ringlog.io.mode") {
             Some(m) => m.parse().map_err(|e: String| anyhow::anyhow!(e))?,
             None => IoMode::Direct,
@@ -622,6 +740,7 @@ impl BrokerConfig {
         Ok(BrokerConfig {
             metrics_listen,
             node_id,
+            cluster,
             data_dir,
             listen,
             advertised_host,
@@ -747,6 +866,39 @@ mod tests {
         let mut o = BTreeMap::new();
         o.insert("segment.bytes".to_string(), "2048".to_string());
         assert_eq!(TopicConfig::resolve(&o, &c).segment_bytes, 2048);
+    }
+
+    #[test]
+    fn cluster_settings_from_kafka_properties_and_flags() {
+        let c = cfg(concat!(
+            "listeners = \"PLAINTEXT://127.0.0.1:19192,CONTROLLER://127.0.0.1:19193\"\n",
+            "advertised.listeners = \"PLAINTEXT://127.0.0.1:19192\"\n",
+            "\"node.id\" = 1\n",
+            "\"controller.quorum.voters\" = \"1@127.0.0.1:19193\"\n",
+            "\"broker.rack\" = \"a\"\n",
+        ))
+        .expect("valid");
+        assert_eq!((c.node_id, c.listen.port()), (1, 19192));
+        assert_eq!(c.cluster.controller_listen.map(|a| a.port()), Some(19193));
+        assert_eq!(c.cluster.rack.as_deref(), Some("a"));
+        assert_eq!(
+            c.broker_value("process.roles").map(|v| v.0).as_deref(),
+            Some("broker,controller")
+        );
+        assert_eq!(
+            c.broker_value("controller.quorum.voters").map(|v| v.0).as_deref(),
+            Some("1@127.0.0.1:19193")
+        );
+        // Flags override the file; a voter without its listener is refused.
+        let e = BrokerConfig::load(&Overrides {
+            node_id: Some(2),
+            controller_quorum_voters: Some("2@127.0.0.1:29193".into()),
+            ..Default::default()
+        })
+        .expect_err("no controller listener");
+        assert!(format!("{e:#}").contains("--controller-listen"), "{e:#}");
+        assert!(cfg("listeners = \"PLAINTEXT://:1,PLAINTEXT://:2\"\n").is_err());
+        assert!(cfg("\"ringlog.ack.durability\" = \"maybe\"\n").is_err());
     }
 
     #[test]

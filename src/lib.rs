@@ -16,6 +16,7 @@ pub mod api;
 pub mod bench;
 pub mod broker;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod fuzzing;
 pub mod group;

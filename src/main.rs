@@ -44,6 +44,22 @@ enum Command {
         /// Log level (error, warn, info, debug, trace) or a tracing filter.
         #[arg(long, default_value = "info")]
         log_level: String,
+        /// This node's id (Kafka's node.id; default 0).
+        #[arg(long)]
+        node_id: Option<i32>,
+        /// The controller quorum, ID@HOST:PORT,... (Kafka's
+        /// controller.quorum.voters). Absent: a single node.
+        #[arg(long, value_name = "ID@HOST:PORT,...")]
+        controller_quorum_voters: Option<String>,
+        /// Where this node's controller listens (voters only).
+        #[arg(long, value_name = "HOST:PORT")]
+        controller_listen: Option<String>,
+        /// First replication port: shard s listens on PORT+s (default: client port + 100).
+        #[arg(long, value_name = "HOST:PORT")]
+        replication_listen: Option<String>,
+        /// Cluster id for a new cluster (first-listed voter only; default: a fresh id).
+        #[arg(long)]
+        cluster_id: Option<String>,
     },
     /// Load generator for any Kafka-compatible broker (see docs/benchmarks.md).
     Bench(ringlog::bench::BenchArgs),
@@ -64,6 +80,11 @@ fn main() {
             config,
             metrics_listen,
             log_level,
+            node_id,
+            controller_quorum_voters,
+            controller_listen,
+            replication_listen,
+            cluster_id,
         } => {
             let filter = tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&log_level));
@@ -78,6 +99,11 @@ fn main() {
                 shards,
                 config_file: config,
                 metrics_listen,
+                node_id,
+                controller_quorum_voters,
+                controller_listen,
+                replication_listen,
+                cluster_id,
             };
             let result = BrokerConfig::load(&overrides).and_then(ringlog::broker::run);
             if let Err(e) = result {

@@ -80,6 +80,7 @@ pub fn broker_config(s: &BrokerSettings) -> anyhow::Result<BrokerConfig> {
         shards: Some(s.shards),
         config_file: None,
         metrics_listen: None,
+        ..Default::default()
     };
     BrokerConfig::from_properties(&overrides, props)
 }
