@@ -1,4 +1,5 @@
-//! DescribeCluster: this broker, the cluster id and the controller.
+//! DescribeCluster: the registered brokers, the cluster id and the
+//! controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{ApiKey, BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -27,7 +28,10 @@ impl Handler for DescribeCluster {
 
 pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> DescribeClusterResponse {
     let cfg = &ctx.shard.config;
-    let cluster_id = ctx.shard.meta.borrow().cluster_id.clone();
+    let (cluster_id, brokers) = {
+        let meta = ctx.shard.meta.borrow();
+        (meta.cluster_id.clone(), super::metadata::brokers(cfg, &meta))
+    };
     // endpoint_type 1 = brokers; 2 = controllers (we are both).
     let endpoint_type = if req.endpoint_type == 0 { 1 } else { req.endpoint_type };
     DescribeClusterResponse::default()
@@ -36,8 +40,17 @@ pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Descri
         .with_cluster_id(str_bytes(&cluster_id))
         .with_controller_id(BrokerId(cfg.node_id))
         .with_cluster_authorized_operations(i32::MIN)
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(cfg.node_id))
-            .with_host(str_bytes(&cfg.advertised_host))
-            .with_port(cfg.advertised_port)])
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|b| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                        .with_is_fenced(b.fenced)
+                })
+                .collect(),
+        )
 }

@@ -10,18 +10,19 @@ use kafka_protocol::messages::{ApiKey, BrokerId, MetadataRequest, MetadataRespon
 use uuid::Uuid;
 
 use super::{Api, Handler, Order, Reply, RequestContext};
-use crate::metadata::TopicMeta;
+use crate::config::BrokerConfig;
+use crate::metadata::{BrokerMeta, ClusterMeta, PartitionMeta, TopicMeta};
 use crate::protocol::error as ec;
 use crate::protocol::str_bytes;
 
-/// The Metadata handler: versions 0-12, worked on out of order.
+/// The Metadata handler: versions 0-13, worked on out of order.
 pub struct Metadata;
 
 impl Handler for Metadata {
     const API: Api = Api {
         key: ApiKey::Metadata,
         min_version: 0,
-        max_version: 12,
+        max_version: 13,
         order: Order::OutOfOrder,
     };
     type Request = MetadataRequest;
@@ -32,11 +33,12 @@ impl Handler for Metadata {
     }
 }
 
-/// A topic's entry. A partition in `offline` (its log offline after a
-/// storage error) is shown as Kafka shows a partition whose only replica's
-/// log directory is offline: LEADER_NOT_AVAILABLE, no leader (-1), the
-/// replica listed in `offline_replicas` (and kept as the last in-sync
-/// replica, as Kafka's controller keeps the last ISR member).
+/// A topic's entry, from the partitions' replicas, ISR and leader. A
+/// partition in `offline` (this node's log of it offline after a storage
+/// error) is shown as Kafka shows a partition whose leader's log directory
+/// is offline: LEADER_NOT_AVAILABLE, no leader (-1), this node listed in
+/// `offline_replicas` (and kept in the ISR, as Kafka's controller keeps the
+/// last ISR member).
 pub fn topic_entry(node: i32, t: &TopicMeta, offline: &HashSet<(String, i32)>) -> MetadataResponseTopic {
     MetadataResponseTopic::default()
         .with_error_code(ec::NONE)
@@ -49,22 +51,57 @@ pub fn topic_entry(node: i32, t: &TopicMeta, offline: &HashSet<(String, i32)>) -
                 .iter()
                 .enumerate()
                 .map(|(i, p)| {
-                    let entry = MetadataResponsePartition::default()
+                    let (error, leader, offline_replicas) = leadership(node, t, i, p, offline);
+                    MetadataResponsePartition::default()
                         .with_partition_index(i as i32)
                         .with_leader_epoch(p.leader_epoch)
-                        .with_replica_nodes(vec![BrokerId(node)])
-                        .with_isr_nodes(vec![BrokerId(node)]);
-                    if offline.contains(&(t.name.clone(), i as i32)) {
-                        entry
-                            .with_error_code(ec::LEADER_NOT_AVAILABLE)
-                            .with_leader_id(BrokerId(-1))
-                            .with_offline_replicas(vec![BrokerId(node)])
-                    } else {
-                        entry.with_error_code(ec::NONE).with_leader_id(BrokerId(node))
-                    }
+                        .with_replica_nodes(broker_ids(&p.replicas))
+                        .with_isr_nodes(broker_ids(&p.isr))
+                        .with_error_code(error)
+                        .with_leader_id(BrokerId(leader))
+                        .with_offline_replicas(offline_replicas)
                 })
                 .collect(),
         )
+}
+
+pub fn broker_ids(v: &[i32]) -> Vec<BrokerId> {
+    v.iter().map(|b| BrokerId(*b)).collect()
+}
+
+/// A partition's error code, leader and offline replicas as Metadata and
+/// DescribeTopicPartitions show them.
+pub fn leadership(
+    node: i32,
+    t: &TopicMeta,
+    index: usize,
+    p: &PartitionMeta,
+    offline: &HashSet<(String, i32)>,
+) -> (i16, i32, Vec<BrokerId>) {
+    if p.leader == node && offline.contains(&(t.name.clone(), index as i32)) {
+        (ec::LEADER_NOT_AVAILABLE, -1, vec![BrokerId(node)])
+    } else if p.leader < 0 {
+        (ec::LEADER_NOT_AVAILABLE, -1, Vec::new())
+    } else {
+        (ec::NONE, p.leader, Vec::new())
+    }
+}
+
+/// The brokers clients are told of: the registered, unfenced ones (this
+/// node alone when the table is empty, as in some unit tests).
+pub fn brokers(cfg: &BrokerConfig, meta: &ClusterMeta) -> Vec<BrokerMeta> {
+    let live: Vec<BrokerMeta> = meta.brokers.values().filter(|b| !b.fenced).cloned().collect();
+    if live.is_empty() {
+        vec![BrokerMeta {
+            id: cfg.node_id,
+            host: cfg.advertised_host.clone(),
+            port: cfg.advertised_port,
+            rack: cfg.cluster.rack.clone(),
+            fenced: false,
+        }]
+    } else {
+        live
+    }
 }
 
 fn error_entry(name: Option<String>, id: Uuid, code: i16) -> MetadataResponseTopic {
@@ -123,12 +160,23 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> MetadataRespo
             }
         }
     }
-    let cluster_id = shard.meta.borrow().cluster_id.clone();
+    let (cluster_id, brokers) = {
+        let meta = shard.meta.borrow();
+        (meta.cluster_id.clone(), brokers(cfg, &meta))
+    };
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(node))
-            .with_host(str_bytes(&cfg.advertised_host))
-            .with_port(cfg.advertised_port)])
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|b| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(str_bytes(&b.host))
+                        .with_port(b.port)
+                        .with_rack(b.rack.as_deref().map(str_bytes))
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(str_bytes(&cluster_id)))
         .with_controller_id(BrokerId(node))
         .with_cluster_authorized_operations(i32::MIN)
@@ -146,10 +194,8 @@ mod tests {
     use kafka_protocol::messages::ApiKey;
 
     use super::*;
-    use crate::config::BrokerConfig;
     use crate::io::mesh::MeshBuilder;
     use crate::io::sim::{SimConfig, World};
-    use crate::metadata::{ClusterMeta, PartitionMeta};
     use crate::record::{build_batch_with, BatchOptions, Compression, Record};
     use crate::routing::{ProducePart, Router};
     use crate::shard::{ops, Shard};
@@ -192,13 +238,7 @@ mod tests {
                 TopicMeta {
                     name: "t".into(),
                     id: crate::io::rand::uuid_v4(),
-                    partitions: vec![
-                        PartitionMeta {
-                            shard: 0,
-                            leader_epoch: 0
-                        };
-                        2
-                    ],
+                    partitions: vec![PartitionMeta::local(0, node); 2],
                     configs: Default::default(),
                     internal: false,
                 },

@@ -246,6 +246,7 @@ handlers! {
     init_producer_id: InitProducerId,
     delete_records: DeleteRecords,
     describe_log_dirs: DescribeLogDirs,
+    describe_topic_partitions: DescribeTopicPartitions,
 }
 
 /// The declared version range of an API, if ringlog serves it.

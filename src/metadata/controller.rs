@@ -130,7 +130,7 @@ pub fn plan_create(meta: &ClusterMeta, broker: &BrokerConfig, req: &CreateTopic)
         id: crate::io::rand::uuid_v4(),
         partitions: shards
             .into_iter()
-            .map(|shard| PartitionMeta { shard, leader_epoch: 0 })
+            .map(|shard| PartitionMeta::local(shard, broker.node_id))
             .collect(),
         configs,
         internal: req.name == OFFSETS_TOPIC,
@@ -175,7 +175,7 @@ pub fn plan_create_partitions(
     let new = place_partitions(&mut loads, (count - current) as usize);
     let mut t = t.clone();
     t.partitions
-        .extend(new.into_iter().map(|shard| PartitionMeta { shard, leader_epoch: 0 }));
+        .extend(new.into_iter().map(|shard| PartitionMeta::local(shard, broker.node_id)));
     Ok(t)
 }
 

@@ -23,6 +23,52 @@ pub struct PartitionMeta {
     /// Shard that owns the partition's log.
     pub shard: u32,
     pub leader_epoch: i32,
+    /// Brokers holding a replica, preferred leader first. (Files written
+    /// before replication have none: [`ClusterMeta::adopt_single_node`]
+    /// fills in this node.)
+    #[serde(default)]
+    pub replicas: Vec<i32>,
+    /// In-sync replicas.
+    #[serde(default)]
+    pub isr: Vec<i32>,
+    /// The leader's broker id; -1: none.
+    #[serde(default = "no_leader")]
+    pub leader: i32,
+    /// Bumped by every change of the partition's replicas, ISR or leader.
+    #[serde(default)]
+    pub partition_epoch: i32,
+}
+
+fn no_leader() -> i32 {
+    -1
+}
+
+impl PartitionMeta {
+    /// A partition whose only replica is `node`, on `shard`.
+    pub fn local(shard: u32, node: i32) -> Self {
+        PartitionMeta {
+            shard,
+            leader_epoch: 0,
+            replicas: vec![node],
+            isr: vec![node],
+            leader: node,
+            partition_epoch: 0,
+        }
+    }
+}
+
+/// A broker of the cluster, as clients are told of it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerMeta {
+    pub id: i32,
+    /// The advertised client listener.
+    pub host: String,
+    pub port: i32,
+    #[serde(default)]
+    pub rack: Option<String>,
+    /// Fenced by the controller (missed heartbeats, shutting down).
+    #[serde(default)]
+    pub fenced: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,6 +110,9 @@ pub struct ClusterMeta {
     /// They outlive the group itself, as in Kafka.
     #[serde(default)]
     pub group_configs: BTreeMap<String, BTreeMap<String, String>>,
+    /// The registered brokers by id.
+    #[serde(default)]
+    pub brokers: BTreeMap<i32, BrokerMeta>,
     #[serde(skip)]
     by_id: HashMap<Uuid, String>,
 }
@@ -114,6 +163,31 @@ impl ClusterMeta {
                 }
             }
         }
+    }
+
+    /// Make this node the whole cluster (single-node mode): it is the only
+    /// broker, with its current address and rack, and every partition's
+    /// only replica, in-sync and leader. Migrates files written before
+    /// replication (no brokers, no replicas). Returns whether anything
+    /// changed.
+    pub fn adopt_single_node(&mut self, me: BrokerMeta) -> bool {
+        let node = me.id;
+        let mut changed = false;
+        if self.brokers.len() != 1 || self.brokers.get(&node) != Some(&me) {
+            self.brokers = BTreeMap::from([(node, me)]);
+            changed = true;
+        }
+        for t in self.topics.values_mut() {
+            for p in &mut t.partitions {
+                if p.replicas != [node] || p.isr != [node] || p.leader != node {
+                    p.replicas = vec![node];
+                    p.isr = vec![node];
+                    p.leader = node;
+                    changed = true;
+                }
+            }
+        }
+        changed
     }
 
     /// Partitions per shard, for placing new partitions on the least loaded.
@@ -181,16 +255,41 @@ mod tests {
     }
 
     #[test]
+    fn files_from_before_replication_are_adopted_by_this_node() {
+        let old = r#"{"cluster_id":"c","topics":{"a":{"name":"a","id":"6f1d2c3e-0000-4000-8000-000000000001",
+            "partitions":[{"shard":0,"leader_epoch":0},{"shard":1,"leader_epoch":3}]}}}"#;
+        let mut m: ClusterMeta = serde_json::from_str(old).expect("old format reads");
+        m.reindex();
+        let p = &m.topics["a"].partitions[1];
+        assert_eq!((p.leader, p.replicas.len(), p.leader_epoch), (-1, 0, 3));
+        let me = BrokerMeta {
+            id: 4,
+            host: "h".into(),
+            port: 9092,
+            rack: None,
+            fenced: false,
+        };
+        assert!(m.adopt_single_node(me.clone()));
+        let p = &m.topics["a"].partitions[1];
+        assert_eq!(
+            (p.leader, p.replicas.clone(), p.isr.clone(), p.leader_epoch),
+            (4, vec![4], vec![4], 3)
+        );
+        assert_eq!(m.brokers.keys().copied().collect::<Vec<_>>(), vec![4]);
+        assert!(!m.adopt_single_node(me.clone()), "nothing left to change");
+        let moved = BrokerMeta { port: 9093, ..me };
+        assert!(m.adopt_single_node(moved), "a new address is taken");
+        assert_eq!(m.brokers[&4].port, 9093);
+    }
+
+    #[test]
     fn apply_and_lookup() {
         let mut m = ClusterMeta::new("c".into());
         let id = crate::io::rand::uuid_v4();
         let t = TopicMeta {
             name: "a".into(),
             id,
-            partitions: vec![PartitionMeta {
-                shard: 1,
-                leader_epoch: 0,
-            }],
+            partitions: vec![PartitionMeta::local(1, 0)],
             configs: Default::default(),
             internal: false,
         };
