@@ -58,12 +58,14 @@ done
 
 # The cache is complete when the marker exists (written after a successful copy).
 fetch() {
-    if [[ -f $CACHE/.complete ]]; then
+    # The marker names what the cache holds: the broker and the tools
+    # (kafka-topics and the other command-line tools).
+    if [[ -f $CACHE/.complete ]] && [[ $(cat "$CACHE/.complete") == "$VERSION+tools" ]]; then
         return 0
     fi
     need_tool java || die "java is needed to run Apache Kafka"
     need_tool mvn || die "mvn is needed to fetch Apache Kafka"
-    log "fetching org.apache.kafka:kafka_2.13:$VERSION and its dependencies into $CACHE"
+    log "fetching org.apache.kafka:kafka_2.13 and kafka-tools $VERSION with their dependencies into $CACHE"
     local pomdir start=$SECONDS
     pomdir="$(mktemp -d)"
     cat >"$pomdir/pom.xml" <<EOF
@@ -79,6 +81,11 @@ fetch() {
       <artifactId>kafka_2.13</artifactId>
       <version>$VERSION</version>
     </dependency>
+    <dependency>
+      <groupId>org.apache.kafka</groupId>
+      <artifactId>kafka-tools</artifactId>
+      <version>$VERSION</version>
+    </dependency>
   </dependencies>
 </project>
 EOF
@@ -91,7 +98,7 @@ EOF
     fi
     rm -rf "$pomdir" "$CACHE"
     mv "$CACHE.tmp" "$CACHE"
-    echo "$VERSION" >"$CACHE/.complete"
+    echo "$VERSION+tools" >"$CACHE/.complete"
     log "fetched $(find "$CACHE" -name '*.jar' | wc -l) jars, $(du -sh "$CACHE" | cut -f1), in $((SECONDS - start)) s"
 }
 
