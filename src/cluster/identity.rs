@@ -69,23 +69,8 @@ impl MetaProperties {
 /// A fresh directory id in Kafka's form: 16 random bytes in URL-safe
 /// base64 without padding (22 characters).
 pub fn new_directory_id() -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let bytes = crate::io::rand::uuid_v4().into_bytes();
-    let mut bits: u32 = 0;
-    let mut nbits = 0;
-    let mut out = String::with_capacity(22);
-    for b in bytes {
-        bits = (bits << 8) | u32::from(b);
-        nbits += 8;
-        while nbits >= 6 {
-            nbits -= 6;
-            out.push(char::from(ALPHABET[((bits >> nbits) & 63) as usize]));
-        }
-    }
-    if nbits > 0 {
-        out.push(char::from(ALPHABET[((bits << (6 - nbits)) & 63) as usize]));
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(crate::io::rand::uuid_v4().into_bytes())
 }
 
 pub fn path(data_dir: &Path) -> PathBuf {

@@ -3,6 +3,9 @@
 //! lifecycle.
 
 pub mod identity;
+pub mod raft_codec;
+pub mod raft_node;
+pub mod raft_store;
 pub mod settings;
 
 pub use settings::{ClusterSettings, Voter};
