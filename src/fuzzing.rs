@@ -17,6 +17,11 @@
 //!   as recovery, ListOffsets-by-time and the offsets-topic replay do).
 //! - [`group_records`]: `__consumer_offsets` records (key and value as
 //!   stored), decoded and replayed into a group coordinator, as at load.
+//! - [`controller_messages`]: what one controller-quorum voter receives from
+//!   another or reads back from its metadata log: a first byte choosing a
+//!   `RaftMessages` batch ([`crate::cluster::raft_codec`]) or a sequence
+//!   of metadata records (u16 length-prefixed, [`MetadataRecord`]) that are
+//!   decoded and applied to a [`MetadataImage`], as a node replays its log.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -25,9 +30,12 @@ use bytes::Bytes;
 use kafka_protocol::messages::{ApiKey, ProduceRequest};
 
 use crate::api::supported_range;
+use crate::cluster::raft_codec;
 use crate::config::{BrokerConfig, Overrides, TopicConfig};
 use crate::group::records::Record as GroupRecord;
 use crate::group::{GroupConfig, GroupCoordinatorState, IdGenerator};
+use crate::metadata::image::MetadataImage;
+use crate::metadata::records::Record as MetadataRecord;
 use crate::protocol::decode_body;
 use crate::protocol::frame::FrameReader;
 use crate::protocol::request::{decode_request_body, parse_request, BadRequest};
@@ -376,4 +384,41 @@ pub fn group_records(data: &[u8]) {
         let _ = state.replay_bytes(key, value);
     }
     let _ = state.on_loaded(now);
+}
+
+/// See the module docs: raft batches and metadata records.
+pub fn controller_messages(data: &[u8]) {
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    if mode % 2 == 0 {
+        if let Ok(msgs) = raft_codec::decode(rest) {
+            // What decoded encodes back to what decodes the same.
+            match raft_codec::encode(&msgs).map(|b| raft_codec::decode(&b)) {
+                Ok(Ok(again)) => assert_eq!(again, msgs, "a re-encoded raft batch decodes differently"),
+                other => panic!("a decoded raft batch does not round-trip: {other:?}"),
+            }
+        }
+        return;
+    }
+    let mut image = MetadataImage::new();
+    let mut rest = rest;
+    while rest.len() >= 2 {
+        let len = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+        let body = &rest[2..(2 + len).min(rest.len())];
+        rest = &rest[(2 + len).min(rest.len())..];
+        let Ok(r) = MetadataRecord::decode(body) else { continue };
+        assert_eq!(
+            MetadataRecord::decode(&r.encode()).as_ref(),
+            Ok(&r),
+            "a re-encoded record decodes differently"
+        );
+        let before = image.clone();
+        if image.apply(image.offset + 1, &r).is_err() {
+            assert_eq!(image, before, "a refused record changed the image");
+        }
+    }
+    // The projections every shard and client sees are total.
+    let meta = image.cluster_meta(1);
+    assert_eq!(meta.topics.len(), image.topics.len());
 }

@@ -62,3 +62,8 @@ fn record_batch_inputs() {
 fn group_records_inputs() {
     run("group_records", ringlog::fuzzing::group_records);
 }
+
+#[test]
+fn controller_messages_inputs() {
+    run("controller_messages", ringlog::fuzzing::controller_messages);
+}

@@ -6,6 +6,11 @@
 //! applies it to its own copy. No shard shares this state with another.
 
 pub mod controller;
+pub mod election;
+pub mod image;
+pub mod placement;
+pub mod quorum;
+pub mod records;
 pub mod store;
 pub mod topic_name;
 
