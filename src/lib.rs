@@ -28,6 +28,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod protocol;
 pub mod record;
+pub mod replica;
 pub mod routing;
 pub mod server;
 pub mod shard;
