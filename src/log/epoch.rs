@@ -450,7 +450,7 @@ mod tests {
         assert!(!c.truncate_from_end(25));
         assert!(c.truncate_from_end(20));
         assert_eq!(pairs(&c), vec![(1, 0), (3, 10)]);
-        assert!(c.truncate_from_end(11) == false);
+        assert!(!c.truncate_from_end(11));
         assert!(c.truncate_from_end(0));
         assert!(c.is_empty());
         let mut c = cache(&[(1, 0)]);
@@ -498,7 +498,8 @@ mod tests {
     #[test]
     fn malformed_files_are_refused() {
         use EpochFileError as E;
-        let cases: &[(&str, fn(&EpochFileError) -> bool)] = &[
+        type Check = fn(&EpochFileError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, E::Version(_))),
             ("1\n0\n", |e| matches!(e, E::Version(_))),
             ("0\n", |e| matches!(e, E::Count(_))),

@@ -864,10 +864,17 @@ fn storage_failure_of_a_replicated_leader_goes_offline() {
 enum Op {
     Append(i64),
     Durable(i64),
-    Fetch { replica: usize, advance: i64, dt: i64 },
+    Fetch {
+        replica: usize,
+        advance: i64,
+        dt: i64,
+    },
     Tick(i64),
     Answer(u8),
     Lease,
+    /// The controller changes the ISR itself (fencing, KIP-841): the leader
+    /// plus the followers selected by the mask, in a newer partition epoch.
+    ControllerIsr(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -878,6 +885,7 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (0i64..8_000).prop_map(Op::Tick),
         2 => (0u8..4).prop_map(Op::Answer),
         1 => Just(Op::Lease),
+        1 => any::<u8>().prop_map(Op::ControllerIsr),
     ]
 }
 
@@ -898,6 +906,7 @@ proptest! {
         // What each follower has reported (−1: nothing in this epoch).
         let mut reported: std::collections::BTreeMap<i32, i64> = replicas[1..].iter().map(|&r| (r, -1)).collect();
         let mut lease_lost = false;
+        let mut partition_epoch = 1;
         let mut expected_hw = hw(&s);
         for op in ops {
             let pending_before = s.leader_state().unwrap().isr.in_flight();
@@ -937,6 +946,12 @@ proptest! {
                         }
                     };
                     s.handle(Event::AlterPartitionDone(answer), &empty())
+                }
+                Op::ControllerIsr(mask) => {
+                    let mut isr = vec![ME];
+                    isr.extend(replicas[1..].iter().enumerate().filter(|(i, _)| mask & (1 << i) != 0).map(|(_, r)| *r));
+                    partition_epoch = partition_epoch.max(s.leader_state().unwrap().isr.partition_epoch()) + 1;
+                    s.handle(meta(pstate(&replicas, &isr, ME, 5, partition_epoch), pos(log_end, durable, 0), now), &empty())
                 }
                 Op::Lease => {
                     lease_lost = !lease_lost;
@@ -1080,4 +1095,72 @@ proptest! {
         prop_assert_eq!(b.end(), expected, "a: {:?} b: {:?}", a.log, b.log);
         prop_assert_eq!(&b.log[..], &a.log[..b.log.len()]);
     }
+}
+
+/// Follow `leader` from `follower` until served; the number of rounds.
+fn follow(leader: &Replica, follower: &mut Replica, epoch: i32) -> Option<usize> {
+    let mut s = ReplicaState::new(ME, config(1));
+    s.handle(
+        meta(
+            pstate(&[1, 2], &[1], ME, epoch, 1),
+            pos(leader.end(), leader.end(), 0),
+            0,
+        ),
+        &empty(),
+    );
+    for round in 0..32 {
+        let f = FollowerFetch {
+            replica: 2,
+            broker_epoch: 1,
+            fetch_offset: follower.end(),
+            last_fetched_epoch: follower.cache.latest_epoch().unwrap_or(-1),
+            current_epoch: epoch,
+            leader_log_end: leader.end(),
+            now_ms: 0,
+        };
+        match s.verdict(&f, &leader.cache, 0, leader.end()) {
+            FetchVerdict::Serve { .. } => return Some(round),
+            FetchVerdict::Diverging { epoch: e, end_offset } => {
+                let t = follower_truncation(&follower.cache, follower.end(), e, end_offset);
+                follower.truncate(t.offset);
+            }
+            FetchVerdict::Error(_) => return None,
+        }
+    }
+    None
+}
+
+fn replica_with(epochs: &[i32], leading: Option<i32>) -> Replica {
+    let mut r = Replica::default();
+    for &e in epochs {
+        r.append(e);
+    }
+    if let Some(e) = leading {
+        r.cache.assign(e, r.end());
+    }
+    r
+}
+
+#[test]
+fn divergence_walks_back_through_unknown_epochs() {
+    // Unclean history: b led 2 and 4, a led 3 and leads 5.
+    let a = replica_with(&[1, 3, 3, 5], Some(5));
+    let mut b = replica_with(&[1, 2, 4, 4], None);
+    assert_eq!(
+        follow(&a, &mut b, 5),
+        Some(2),
+        "4 → end of 3 (not known to b: end of 2), then 1"
+    );
+    assert_eq!(b.log, vec![1]);
+    // Same epoch, the leader wrote less of it.
+    let a = replica_with(&[1, 1, 2, 2], Some(3));
+    let mut b = replica_with(&[1, 1, 2, 2, 2, 2], None);
+    assert_eq!(follow(&a, &mut b, 3), Some(1));
+    assert_eq!(b.log, vec![1, 1, 2, 2]);
+    // A follower behind on the same history is served at once.
+    let mut b = replica_with(&[1, 1], None);
+    assert_eq!(follow(&a, &mut b, 3), Some(0));
+    // An empty follower too.
+    let mut b = Replica::default();
+    assert_eq!(follow(&a, &mut b, 3), Some(0));
 }
