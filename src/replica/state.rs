@@ -165,6 +165,14 @@ impl ReplicaState {
         self.leader_state().map(|l| l.isr.maximal())
     }
 
+    /// KIP-207 (§7.7): has the leader's HW reached the start of its epoch?
+    /// Until it has, ListOffsets latest / max-timestamp answer
+    /// OFFSET_NOT_AVAILABLE, so offsets clients were told never go back
+    /// across a failover. None when not leader.
+    pub fn epoch_start_reached(&self) -> Option<bool> {
+        self.leader_state().map(|l| l.hw >= l.epoch_start_offset)
+    }
+
     /// May the leader append (any acks)? NOT_LEADER_OR_FOLLOWER when not
     /// leader or leased out (§5.6, §7.6), KAFKA_STORAGE_ERROR when offline.
     pub fn can_append(&self) -> Result<(), i16> {

@@ -224,6 +224,40 @@ fn hw_waits_for_every_isr_member_of_a_new_leader() {
 }
 
 #[test]
+fn list_offsets_waits_for_the_hw_to_reach_the_epoch_start() {
+    let mut s = leader3(1);
+    assert_eq!(s.epoch_start_reached(), Some(false), "HW 90, epoch start 100");
+    s.handle(ff(2, 100, 100, 1), &empty());
+    s.handle(ff(3, 100, 100, 1), &empty());
+    assert_eq!(s.epoch_start_reached(), Some(true));
+    assert_eq!(ReplicaState::new(ME, config(1)).epoch_start_reached(), None);
+}
+
+#[test]
+fn a_follower_refetches_when_the_source_shard_moves() {
+    let mut s = ReplicaState::new(ME, config(1));
+    s.handle(meta(pstate(&[1, 2], &[1, 2], 2, 3, 3), pos(0, 0, 0), 0), &empty());
+    let fx = s.handle(
+        Event::Metadata {
+            me: ME,
+            state: pstate(&[1, 2], &[1, 2], 2, 3, 4),
+            source_shard: 1,
+            log: pos(0, 0, 0),
+            now_ms: 0,
+        },
+        &empty(),
+    );
+    assert_eq!(
+        fx,
+        vec![Effect::BecomeFollower {
+            leader: 2,
+            source_shard: 1,
+            epoch: 3
+        }]
+    );
+}
+
+#[test]
 fn hw_is_bounded_by_the_leaders_durable_offset() {
     let mut s = leader3(1);
     s.handle(
