@@ -8,6 +8,9 @@
 //!   cross-core mesh and gathers the replies,
 //! - [`shard`] owns the partitions placed on its core,
 //! - [`log`] is a partition's segmented log, [`record`] the batch format.
+//! - [`replica`] is the IO-free replication state machine of a partition
+//!   replica (leader/follower, ISR, high watermark), [`log::epoch`] its
+//!   leader-epoch cache.
 //!
 //! [`io`] is the only module that names the runtime (glommio).
 
@@ -28,6 +31,7 @@ pub mod metadata;
 pub mod metrics;
 pub mod protocol;
 pub mod record;
+pub mod replica;
 pub mod routing;
 pub mod server;
 pub mod shard;

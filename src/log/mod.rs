@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod cleaner;
 pub mod dirs;
+pub mod epoch;
 pub mod index;
 pub mod partition;
 pub mod producer_state;

@@ -78,6 +78,7 @@ codes! {
     DUPLICATE_SEQUENCE_NUMBER = 46, false, "The producer's sequence number was already written.";
     INVALID_PRODUCER_EPOCH = 47, false, "The producer epoch is older than the current one.";
     TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53, false, "The transactional id may not be used.";
+    OPERATION_NOT_ATTEMPTED = 55, false, "The operation was not attempted (another in the batch failed).";
     KAFKA_STORAGE_ERROR = 56, true, "The partition's log could not be read or written.";
     UNKNOWN_PRODUCER_ID = 59, false, "The broker has no state for this producer id.";
     NON_EMPTY_GROUP = 68, false, "The group has members.";
@@ -92,14 +93,14 @@ codes! {
     FENCED_INSTANCE_ID = 82, false, "Another member holds this group instance id.";
     GROUP_SUBSCRIBED_TO_TOPIC = 86, false, "The group is subscribed to the topic.";
     INVALID_RECORD = 87, false, "A record breaks a rule of the topic or broker.";
-    INVALID_UPDATE_VERSION = 96, false, "The partition epoch is not the current one.";
+    INVALID_UPDATE_VERSION = 95, false, "The partition epoch of the update is not the current one.";
     UNKNOWN_TOPIC_ID = 100, true, "This broker has no topic with this id.";
     DUPLICATE_BROKER_REGISTRATION = 101, false, "A live broker is registered with this id.";
     BROKER_ID_NOT_REGISTERED = 102, false, "No broker is registered with this id.";
     INCONSISTENT_TOPIC_ID = 103, true, "The topic id does not match the topic's.";
     INCONSISTENT_CLUSTER_ID = 104, false, "The cluster id does not match the cluster's.";
-    INELIGIBLE_REPLICA = 107, false, "A replica in the new ISR is fenced or shutting down.";
-    NEW_LEADER_ELECTED = 108, false, "The partition has a new leader; the change was not applied.";
+    INELIGIBLE_REPLICA = 107, false, "The new ISR contains a replica that may not join it.";
+    NEW_LEADER_ELECTED = 108, false, "The ISR was updated, but the partition has a new leader.";
     FENCED_MEMBER_EPOCH = 110, false, "The member epoch is fenced; the member must rejoin.";
     UNRELEASED_INSTANCE_ID = 111, false, "Another member still holds this instance id.";
     UNSUPPORTED_ASSIGNOR = 112, false, "The group has no such assignor.";
