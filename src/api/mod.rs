@@ -295,7 +295,7 @@ mod tests {
             (ApiKey::Produce, 3, 12),
             (ApiKey::Fetch, 4, 18),
             (ApiKey::ListOffsets, 1, 10),
-            (ApiKey::Metadata, 0, 12),
+            (ApiKey::Metadata, 0, 13),
             (ApiKey::ApiVersions, 0, 4),
             (ApiKey::CreateTopics, 2, 7),
             (ApiKey::DeleteTopics, 1, 6),
@@ -320,6 +320,7 @@ mod tests {
             (ApiKey::InitProducerId, 0, 5),
             (ApiKey::DeleteRecords, 0, 2),
             (ApiKey::DescribeLogDirs, 1, 4),
+            (ApiKey::DescribeTopicPartitions, 0, 0),
         ];
         let advertised: Vec<(i16, i16, i16)> = api_versions::supported_apis()
             .iter()
