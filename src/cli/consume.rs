@@ -251,7 +251,7 @@ impl Consumer {
             match self.fetch_round(cl, positions, exit_at_end) {
                 Ok(()) => failures = 0,
                 Err(e) => {
-                    let retriable = kafka_error(&e).map_or(true, KafkaError::is_retriable);
+                    let retriable = kafka_error(&e).is_none_or(KafkaError::is_retriable);
                     failures += 1;
                     if !retriable || failures > crate::client::RETRIES {
                         return Err(e);

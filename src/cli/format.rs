@@ -193,7 +193,7 @@ pub fn decode(b: &[u8], enc: Encoding) -> anyhow::Result<Vec<u8>> {
             .map_err(|e| anyhow!("bad base64 input: {e}")),
         Encoding::Hex => {
             let t = b.trim_ascii();
-            if t.len() % 2 != 0 {
+            if !t.len().is_multiple_of(2) {
                 bail!("bad hex input: odd length");
             }
             t.chunks(2)

@@ -51,6 +51,8 @@ const EARLIEST: i64 = -2;
 pub struct GroupArgs {
     #[command(flatten)]
     pub client: super::ClientOpts,
+    #[command(flatten)]
+    pub format: super::FormatOpt,
     #[command(subcommand)]
     pub command: GroupCommand,
 }
@@ -119,8 +121,8 @@ pub fn main(args: GroupArgs) -> i32 {
     let result = (|| -> anyhow::Result<()> {
         let mut cluster = Cluster::connect(&args.client.bootstrap)?;
         match &args.command {
-            GroupCommand::List => list(&mut cluster),
-            GroupCommand::Describe { group } => describe(&mut cluster, group),
+            GroupCommand::List => list(&mut cluster, args.format.format),
+            GroupCommand::Describe { group } => describe(&mut cluster, group, args.format.format),
             GroupCommand::ResetOffsets {
                 group,
                 topic,
@@ -542,7 +544,7 @@ fn describe_group(cluster: &mut Cluster, group: &str) -> anyhow::Result<GroupInf
 
 // --- commands --------------------------------------------------------------------------
 
-fn list(cluster: &mut Cluster) -> anyhow::Result<()> {
+fn list(cluster: &mut Cluster, fmt: super::OutFormat) -> anyhow::Result<()> {
     let meta = cluster.metadata(Some(&[]))?;
     let mut addrs: Vec<String> = meta.brokers.values().cloned().collect();
     if addrs.is_empty() {
@@ -591,18 +593,38 @@ fn list(cluster: &mut Cluster) -> anyhow::Result<()> {
         }
     }
     let rows: Vec<Vec<String>> = rows.into_values().collect();
-    out(&table(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"], &rows));
+    if fmt == super::OutFormat::Json {
+        super::out_json(&serde_json::Value::Array(
+            rows.iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "group": r[0],
+                        "type": r[1],
+                        "state": r[2],
+                        "protocol_type": r[3],
+                    })
+                })
+                .collect(),
+        ));
+    } else {
+        out(&table(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"], &rows));
+    }
     if !failures.is_empty() {
         bail!("could not list the groups of every broker: {}", failures.join("; "));
     }
     Ok(())
 }
 
-fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
+fn describe(cluster: &mut Cluster, group: &str, fmt: super::OutFormat) -> anyhow::Result<()> {
     let info = describe_group(cluster, group)?;
     let committed = cluster.committed(group, None)?;
     if !info.exists() && committed.is_empty() {
-        bail!("consumer group '{group}' does not exist");
+        return Err(crate::client::KafkaError::new(
+            ERR_GROUP_ID_NOT_FOUND,
+            format!("consumer group \"{group}\" does not exist"),
+        )
+        .hint("ringlog group list shows the existing groups")
+        .into());
     }
     // Every partition that is assigned or has a committed offset.
     let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
@@ -645,6 +667,7 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
     ));
     let mut total_lag = 0i64;
     let mut rows = Vec::new();
+    let mut json_offsets = Vec::new();
     for key in &partitions {
         let current = committed.get(key).copied();
         let end = ends.get(key).copied();
@@ -654,6 +677,14 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
         };
         total_lag += lag.unwrap_or(0);
         let m = owner.get(key).and_then(|&i| info.members.get(i));
+        json_offsets.push(serde_json::json!({
+            "topic": key.0,
+            "partition": key.1,
+            "committed_offset": current,
+            "log_end_offset": end,
+            "lag": lag,
+            "member_id": m.map(|m| m.member_id.clone()),
+        }));
         rows.push(vec![
             group.to_string(),
             key.0.clone(),
@@ -665,6 +696,24 @@ fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
             m.map_or("-".to_string(), |m| m.host.clone()),
             m.map_or("-".to_string(), |m| m.client_id.clone()),
         ]);
+    }
+    if fmt == super::OutFormat::Json {
+        super::out_json(&serde_json::json!({
+            "group": group,
+            "type": info.kind,
+            "state": info.state,
+            "protocol": info.protocol,
+            "members": info.members.iter().map(|m| serde_json::json!({
+                "member_id": m.member_id,
+                "instance_id": m.instance_id,
+                "client_id": m.client_id,
+                "host": m.host,
+                "assignment": m.assignment,
+            })).collect::<Vec<_>>(),
+            "offsets": json_offsets,
+            "total_lag": total_lag,
+        }));
+        return Ok(());
     }
     text.push_str(&table(
         &[

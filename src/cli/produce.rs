@@ -257,7 +257,8 @@ impl Producer {
 
     fn batch(&self, recs: &[Pending]) -> Bytes {
         let base_ts = recs.first().map_or(0, |r| r.timestamp);
-        let headers: Vec<Vec<(&str, Option<&[u8]>)>> = recs
+        type Headers<'a> = Vec<(&'a str, Option<&'a [u8]>)>;
+        let headers: Vec<Headers<'_>> = recs
             .iter()
             .map(|r| {
                 r.rec

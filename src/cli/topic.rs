@@ -506,7 +506,8 @@ fn add_partitions(cl: &mut Cluster, name: &str, count: i32) -> anyhow::Result<()
             .with_timeout_ms(TIMEOUT_MS)
             .with_topics(vec![CreatePartitionsTopic::default()
                 .with_name(TopicName(sb(name)))
-                .with_count(total)]);
+                .with_count(total)
+                .with_assignments(None)]);
         let resp: CreatePartitionsResponse = c.call(ApiKey::CreatePartitions, v, &req)?;
         for r in resp.results {
             check(

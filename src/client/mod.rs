@@ -142,7 +142,7 @@ pub fn default_hint(code: i16, subject: &str) -> Option<String> {
             .into(),
         1 => "the offset is outside the log; ringlog topic describe shows the log start and end offsets".into(),
         17 => "topic names are 1-249 characters of [a-zA-Z0-9._-]".into(),
-        29 | 30 | 31 => "the broker refused: this principal is not authorized".into(),
+        29..=31 => "the broker refused: this principal is not authorized".into(),
         35 => "the broker does not implement this request version".into(),
         36 => format!("pick another name, or delete it first with ringlog topic delete {subject}"),
         37 => "the partition count is not valid (a topic can only gain partitions)".into(),

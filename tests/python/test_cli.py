@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import subprocess
 import time
 import uuid
@@ -290,14 +291,60 @@ def test_group_consume_commits(target):
     # Everything committed: nothing left, lag 0.
     assert out(rl(bs, "consume", name, "-g", group, "-e", timeout=90)).split() == []
     desc = out(rl(bs, "group", "describe", group))
-    lag_rows = [line.split() for line in desc.splitlines() if line.startswith(name)]
-    assert lag_rows, desc
+    lag_rows = [line.split() for line in desc.splitlines() if name in line.split()]
+    assert len(lag_rows) == 2 and all(r[5] == "0" for r in lag_rows), desc
+    d = jrun(bs, "group", "describe", group)
+    assert set(d) == {"group", "type", "state", "protocol", "members", "offsets", "total_lag"}
+    assert d["total_lag"] == 0 and d["members"] == []
+    assert sorted((o["topic"], o["partition"], o["committed_offset"], o["lag"]) for o in d["offsets"]) == [
+        (name, 0, d["offsets"][0]["log_end_offset"], 0),
+        (name, 1, d["offsets"][1]["log_end_offset"], 0),
+    ]
+    assert sum(o["committed_offset"] for o in d["offsets"]) == 20
+    listed = {g["group"]: g for g in jrun(bs, "group", "list")}
+    assert set(listed[group]) == {"group", "type", "state", "protocol_type"}
+    assert listed[group]["protocol_type"] == "consumer"
 
     r = rl(bs, "group", "offset-delete", group, "--topic", name, "-p", "0")
     assert "OK" in out(r)
     assert "OK" in out(rl(bs, "group", "delete", group))
     r = rl(bs, "group", "delete", group, check=False)
     assert r.returncode == 1 and b"GROUP_ID_NOT_FOUND (69)" in r.stderr, r.stderr
+    r = rl(bs, "group", "describe", group, check=False)
+    assert r.returncode == 1 and b"GROUP_ID_NOT_FOUND (69)" in r.stderr, r.stderr
+
+
+def test_group_consumer_ctrl_c_commits_and_leaves(target):
+    _, bs = target
+    name = new_topic(bs, 2)
+    rl(bs, "produce", name, input="".join(f"v{i}\n" for i in range(10)))
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    proc = subprocess.Popen(
+        [str(ringlog_binary()), "consume", name, "-g", group, "--bootstrap", bs],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        got = []
+        deadline = time.time() + 60
+        while len(got) < 10 and time.time() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            got.append(line.decode().strip())
+        assert sorted(got) == sorted(f"v{i}" for i in range(10))
+        # Still following: a new record shows up.
+        rl(bs, "produce", name, "-p", "0", input="late\n")
+        assert proc.stdout.readline().decode().strip() == "late"
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    d = jrun(bs, "group", "describe", group)
+    assert d["members"] == [] and d["total_lag"] == 0
+    assert sum(o["committed_offset"] for o in d["offsets"]) == 11
 
 
 # --- cluster --------------------------------------------------------------------------
