@@ -22,6 +22,10 @@ struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Command {
     /// Run a broker.
+    #[command(after_help = "Examples:
+  ringlog start
+  ringlog start --data-dir /var/lib/ringlog --listen 0.0.0.0:9092 --advertised-listener broker1:9092
+  ringlog start --config ringlog.toml --metrics-listen 127.0.0.1:9644")]
     Start {
         /// Data directory (default ./data).
         #[arg(long)]

@@ -60,13 +60,20 @@ pub struct GroupArgs {
 #[derive(Subcommand, Debug)]
 pub enum GroupCommand {
     /// List the consumer groups of every broker.
+    #[command(after_help = "Examples:\n  ringlog group list\n  ringlog group list --format json")]
     List,
     /// Show a group's state, members, committed offsets and lag.
+    #[command(
+        after_help = "Examples:\n  ringlog group describe my-group\n  ringlog group describe my-group --format json | jq .total_lag"
+    )]
     Describe {
         /// The group id.
         group: String,
     },
     /// Move a group's committed offsets for one topic (dry run unless --execute).
+    #[command(
+        after_help = "Examples:\n  ringlog group reset-offsets my-group --topic orders --to-earliest            # dry run\n  ringlog group reset-offsets my-group --topic orders --to-datetime 2026-01-01T00:00:00Z --execute"
+    )]
     ResetOffsets {
         /// The group id.
         group: String,

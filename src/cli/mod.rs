@@ -281,7 +281,10 @@ pub enum ClusterCommand {
     #[command(after_help = "Example:\n  ringlog cluster info --bootstrap 127.0.0.1:9092")]
     Info,
     /// Broker configs (DescribeConfigs / IncrementalAlterConfigs).
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ringlog cluster config get log.retention.ms\n  ringlog cluster config set log.retention.ms=86400000"
+    )]
     Config(ClusterConfigCommand),
 }
 

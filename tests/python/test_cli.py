@@ -418,8 +418,15 @@ def test_usage_errors_env_help_and_completion(ringlog_broker):
     name = new_topic(bs)
     assert name in out(rl("", "topic", "list", env=env))
 
-    for cmd in (["topic", "create"], ["produce"], ["consume"], ["cluster", "info"], ["group", "delete"]):
-        h = out(rl("", *cmd, "--help"))
+    commands = [
+        "start", "bench", "dump-log", "produce", "consume", "completion",
+        "topic create", "topic list", "topic describe", "topic alter-config", "topic add-partitions",
+        "topic delete", "topic trim-prefix", "cluster info", "cluster config", "cluster config get",
+        "cluster config set", "group list", "group describe", "group reset-offsets", "group delete",
+        "group offset-delete",
+    ]  # fmt: skip
+    for cmd in commands:
+        h = out(rl("", *cmd.split(), "--help"))
         assert "Example" in h, cmd
     for shell, marker in (("bash", "complete"), ("zsh", "#compdef"), ("fish", "complete -c ringlog")):
         script = out(rl("", "completion", shell))
