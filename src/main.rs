@@ -22,6 +22,10 @@ struct Cli {
 #[allow(clippy::large_enum_variant)] // parsed once at start-up
 enum Command {
     /// Run a broker.
+    #[command(after_help = "Examples:
+  ringlog start
+  ringlog start --data-dir /var/lib/ringlog --listen 0.0.0.0:9092 --advertised-listener broker1:9092
+  ringlog start --config ringlog.toml --metrics-listen 127.0.0.1:9644")]
     Start {
         /// Data directory (default ./data).
         #[arg(long)]
@@ -63,8 +67,27 @@ enum Command {
     },
     /// Load generator for any Kafka-compatible broker (see docs/benchmarks.md).
     Bench(ringlog::bench::BenchArgs),
-    /// Consumer group tools for any Kafka-compatible broker (list, describe, reset-offsets).
+    /// Create, list, describe, alter, grow, trim and delete topics.
+    #[command(
+        after_help = "Examples:\n  ringlog topic create orders -p 6\n  ringlog topic list\n  ringlog topic describe orders"
+    )]
+    Topic(ringlog::cli::topic::TopicArgs),
+    /// Produce records from stdin (one per line, or by -f template).
+    Produce(ringlog::cli::produce::ProduceArgs),
+    /// Consume records (from an offset, a time, the end; alone or in a group).
+    Consume(ringlog::cli::consume::ConsumeArgs),
+    /// Cluster information and broker configs.
+    Cluster(ringlog::cli::ClusterArgs),
+    /// Consumer group tools (list, describe, reset-offsets, delete, offset-delete).
     Group(ringlog::cli::GroupArgs),
+    /// Print a shell completion script.
+    #[command(
+        after_help = "Examples:\n  ringlog completion bash > /etc/bash_completion.d/ringlog\n  ringlog completion zsh > \"${fpath[1]}/_ringlog\"\n  ringlog completion fish > ~/.config/fish/completions/ringlog.fish"
+    )]
+    Completion {
+        #[arg(value_enum)]
+        shell: ringlog::cli::Shell,
+    },
     /// Print and check segment files (.log, .index, .timeindex), like kafka-dump-log.sh.
     DumpLog(ringlog::cli::DumpLogArgs),
 }
@@ -112,7 +135,20 @@ fn main() {
             }
         }
         Command::Bench(args) => std::process::exit(ringlog::bench::main(args)),
-        Command::Group(args) => std::process::exit(ringlog::cli::main(args)),
+        Command::Topic(args) => std::process::exit(ringlog::cli::topic::main(args)),
+        Command::Produce(args) => std::process::exit(ringlog::cli::produce::main(args)),
+        Command::Consume(args) => std::process::exit(ringlog::cli::consume::main(args)),
+        Command::Cluster(args) => std::process::exit(ringlog::cli::cluster_main(args)),
+        Command::Group(args) => std::process::exit(ringlog::cli::group::main(args)),
+        Command::Completion { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                ringlog::cli::Shell::Bash => clap_complete::Shell::Bash,
+                ringlog::cli::Shell::Zsh => clap_complete::Shell::Zsh,
+                ringlog::cli::Shell::Fish => clap_complete::Shell::Fish,
+            };
+            clap_complete::generate(shell, &mut Cli::command(), "ringlog", &mut std::io::stdout());
+        }
         Command::DumpLog(args) => std::process::exit(ringlog::cli::dump_log::main(args)),
     }
 }

@@ -91,7 +91,7 @@ pub fn run(spec: ProducerSpec, shared: Arc<Shared>) -> ProducerResult {
     };
     let versions = conn.versions;
     let first_corr = conn.next_correlation();
-    let write_half = conn.stream;
+    let write_half = conn.into_stream();
     let read_half = match write_half.try_clone() {
         Ok(s) => s,
         Err(e) => return fail(anyhow!("cannot clone the socket: {e}")),

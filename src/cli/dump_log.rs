@@ -36,6 +36,10 @@ pub const MAX_DECODED_BATCH: u64 = MAX_DECOMPRESSED_BYTES as u64;
 const CHUNK: usize = 64 << 10;
 
 #[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  ringlog dump-log data/t-0/00000000000000000000.log
+  ringlog dump-log --print-data-log data/t-0/00000000000000000000.log
+  ringlog dump-log --format json FILE.log | jq 'select(.isvalid == false)'")]
 pub struct DumpLogArgs {
     /// Segment files to dump: .log, .index or .timeindex.
     #[arg(value_name = "FILE")]

@@ -1,954 +1,453 @@
-//! `ringlog group ...`: consumer group administration for any
-//! Kafka-compatible broker, in the spirit of `kafka-consumer-groups`.
+//! The `ringlog` command line for any Kafka-compatible broker, in the spirit
+//! of rpk and kcat: `topic`, `produce`, `consume`, `cluster`, `group`, plus
+//! `dump-log` (offline) and `completion`.
 //!
-//! * `list`: every group of every broker;
-//! * `describe GROUP`: state, members (client ids, hosts, assigned
-//!   partitions), committed offset, log end offset and lag per partition;
-//! * `reset-offsets GROUP --topic T --to-...`: a dry run by default; with
-//!   `--execute` the offsets are committed, which requires the group to have
-//!   no active members.
+//! Conventions shared by every client command:
+//! * `--bootstrap HOST:PORT[,HOST:PORT...]` (env `RINGLOG_BOOTSTRAP`,
+//!   default `127.0.0.1:9092`);
+//! * `--format text|json` on every read command; JSON goes to stdout as one
+//!   document (or one object per line for `consume`), keys documented in
+//!   the README ("Everyday commands");
+//! * exit status 0 on success, 1 on a Kafka or runtime error (the message
+//!   names the Kafka error code and what to do), 2 on a usage error (clap).
 
-pub mod client;
+pub mod consume;
 pub mod dump_log;
+pub mod format;
+pub mod group;
+pub mod produce;
+pub mod topic;
 
 pub use dump_log::DumpLogArgs;
+pub use group::{parse_datetime, GroupArgs, GroupCommand};
 
-use crate::io::rand::HashMap;
-use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail};
-use clap::{Args, Subcommand};
-use kafka_protocol::messages::consumer_group_describe_response::Assignment as ConsumerAssignment;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use clap::{Args, Subcommand, ValueEnum};
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
 use kafka_protocol::messages::{
-    ApiKey, BrokerId, ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse, DescribeGroupsRequest,
-    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, ListGroupsRequest,
-    ListGroupsResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest, DescribeConfigsResponse,
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
-use kafka_protocol::protocol::StrBytes;
+use serde_json::json;
 
-use self::client::Client;
+use crate::client::{check, sb, Cluster, CLI_CLIENT_ID};
 
-const IO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Retries while the coordinator is loading or not yet available.
-const COORDINATOR_RETRIES: usize = 20;
-const RETRY_PAUSE: Duration = Duration::from_millis(250);
-
-const ERR_COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const ERR_COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const ERR_NOT_COORDINATOR: i16 = 16;
-const ERR_GROUP_ID_NOT_FOUND: i16 = 69;
-
-/// ListOffsets special timestamps.
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
-
-#[derive(Args, Debug)]
-pub struct GroupArgs {
-    /// Broker to bootstrap from.
-    #[arg(long, global = true, value_name = "HOST:PORT", default_value = "127.0.0.1:9092")]
+/// Where the cluster is.
+#[derive(Args, Debug, Clone)]
+pub struct ClientOpts {
+    /// Broker(s) to bootstrap from.
+    #[arg(
+        long,
+        short = 'b',
+        global = true,
+        env = "RINGLOG_BOOTSTRAP",
+        value_name = "HOST:PORT[,...]",
+        default_value = "127.0.0.1:9092"
+    )]
     pub bootstrap: String,
-    #[command(subcommand)]
-    pub command: GroupCommand,
 }
 
-#[derive(Subcommand, Debug)]
-pub enum GroupCommand {
-    /// List the consumer groups of every broker.
-    List,
-    /// Show a group's state, members, committed offsets and lag.
-    Describe {
-        /// The group id.
-        group: String,
-    },
-    /// Move a group's committed offsets for one topic (dry run unless --execute).
-    ResetOffsets {
-        /// The group id.
-        group: String,
-        /// The topic whose offsets to reset (all of its partitions).
-        #[arg(long)]
-        topic: String,
-        #[command(flatten)]
-        to: ResetTo,
-        /// Commit the new offsets (the group must have no active members).
-        #[arg(long)]
-        execute: bool,
-    },
+impl ClientOpts {
+    pub fn connect(&self) -> anyhow::Result<Cluster> {
+        Cluster::connect(&self.bootstrap, CLI_CLIENT_ID)
+    }
 }
 
-/// Where to move the offsets to (exactly one).
-#[derive(Args, Debug)]
-#[group(required = true, multiple = false)]
-pub struct ResetTo {
-    /// The log start offset of each partition.
-    #[arg(long)]
-    pub to_earliest: bool,
-    /// The log end offset of each partition.
-    #[arg(long)]
-    pub to_latest: bool,
-    /// The first offset at or after this time: epoch milliseconds or
-    /// YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM|-HH:MM] (UTC when no zone is given).
-    #[arg(long, value_name = "TS")]
-    pub to_datetime: Option<String>,
-    /// This offset, clamped to each partition's [earliest, latest] range.
-    #[arg(long, value_name = "N", allow_negative_numbers = true)]
-    pub to_offset: Option<i64>,
+/// Output format of read commands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Default)]
+pub enum OutFormat {
+    #[default]
+    Text,
+    Json,
 }
 
-/// Run a `ringlog group` command; returns the process exit code.
-pub fn main(args: GroupArgs) -> i32 {
-    let result = (|| -> anyhow::Result<()> {
-        let mut cluster = Cluster::connect(&args.bootstrap)?;
-        match &args.command {
-            GroupCommand::List => list(&mut cluster),
-            GroupCommand::Describe { group } => describe(&mut cluster, group),
-            GroupCommand::ResetOffsets {
-                group,
-                topic,
-                to,
-                execute,
-            } => reset_offsets(&mut cluster, group, topic, to, *execute),
-        }
-    })();
-    match result {
+/// `--format text|json`.
+#[derive(Args, Debug, Clone, Copy)]
+pub struct FormatOpt {
+    /// Output format (json: stable keys, for scripts).
+    #[arg(long, global = true, value_enum, default_value_t = OutFormat::Text)]
+    pub format: OutFormat,
+}
+
+/// Run a client command: prints `error: ...` and returns 1 on failure.
+pub fn run(f: impl FnOnce() -> anyhow::Result<()>) -> i32 {
+    match f() {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("ringlog group: {e:#}");
+            if is_broken_pipe(&e) {
+                return 0;
+            }
+            eprintln!("error: {e:#}");
             1
         }
     }
 }
 
-/// Write to stdout, ignoring a closed pipe (`ringlog group list | head`).
-fn out(text: &str) {
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Write to stdout, ignoring a closed pipe (`ringlog topic list | head`).
+pub fn out(text: &str) {
     let mut stdout = std::io::stdout().lock();
     let _ = stdout.write_all(text.as_bytes());
     let _ = stdout.flush();
 }
 
+/// Print a JSON document on one line.
+pub fn out_json(v: &serde_json::Value) {
+    out(&(v.to_string() + "\n"));
+}
+
 /// A left-aligned text table.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
-    for row in rows {
-        for (i, cell) in row.iter().enumerate() {
-            if let Some(w) = widths.get_mut(i) {
-                *w = (*w).max(cell.chars().count());
-            }
-        }
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    group::table(header, rows)
+}
+
+/// `a=b` → (a, b).
+pub fn parse_kv(s: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("{s:?} is not key=value"))?;
+    if k.is_empty() {
+        anyhow::bail!("{s:?} has an empty key");
     }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, c) in cells.iter().enumerate() {
-            if i + 1 == cells.len() {
-                s.push_str(c);
-            } else {
-                let pad = widths[i].saturating_sub(c.chars().count()) + 2;
-                s.push_str(c);
-                s.push_str(&" ".repeat(pad));
-            }
-        }
-        s.trim_end().to_string() + "\n"
-    };
-    let mut s = line(header.to_vec());
-    for row in rows {
-        s.push_str(&line(row.iter().map(String::as_str).collect()));
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Kafka's name of a config source.
+pub fn config_source_name(source: i8) -> &'static str {
+    match source {
+        1 => "DYNAMIC_TOPIC_CONFIG",
+        2 => "DYNAMIC_BROKER_CONFIG",
+        3 => "DYNAMIC_DEFAULT_BROKER_CONFIG",
+        4 => "STATIC_BROKER_CONFIG",
+        5 => "DEFAULT_CONFIG",
+        6 => "DYNAMIC_BROKER_LOGGER_CONFIG",
+        7 => "CLIENT_METRICS_CONFIG",
+        8 => "GROUP_CONFIG",
+        _ => "UNKNOWN",
     }
-    s
 }
 
-fn sb(s: &str) -> StrBytes {
-    StrBytes::from_string(s.to_string())
+/// One config entry of a DescribeConfigs result.
+#[derive(Debug, Clone)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    pub source: &'static str,
+    pub read_only: bool,
+    pub sensitive: bool,
 }
 
-fn opt_num(v: Option<i64>) -> String {
-    v.map_or_else(|| "-".to_string(), |v| v.to_string())
-}
-
-// --- cluster access ------------------------------------------------------------------
-
-/// Connections to the brokers of one cluster.
-struct Cluster {
-    bootstrap: String,
-    clients: HashMap<String, Client>,
-}
-
-impl Cluster {
-    fn connect(bootstrap: &str) -> anyhow::Result<Cluster> {
-        let client = Client::connect(bootstrap, IO_TIMEOUT)?;
-        let mut clients = HashMap::default();
-        clients.insert(bootstrap.to_string(), client);
-        Ok(Cluster {
-            bootstrap: bootstrap.to_string(),
-            clients,
+impl ConfigEntry {
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name,
+            "value": self.value,
+            "source": self.source,
+            "read_only": self.read_only,
+            "sensitive": self.sensitive,
         })
     }
-
-    fn client(&mut self, addr: &str) -> anyhow::Result<&mut Client> {
-        if !self.clients.contains_key(addr) {
-            let c = Client::connect(addr, IO_TIMEOUT)?;
-            self.clients.insert(addr.to_string(), c);
-        }
-        self.clients
-            .get_mut(addr)
-            .ok_or_else(|| anyhow!("no connection to {addr}"))
-    }
-
-    fn bootstrap(&mut self) -> anyhow::Result<&mut Client> {
-        let addr = self.bootstrap.clone();
-        self.client(&addr)
-    }
-
-    /// Metadata for `topics` (None: all topics).
-    fn metadata(&mut self, topics: Option<&[String]>) -> anyhow::Result<Metadata> {
-        let c = self.bootstrap()?;
-        let v = c.version(ApiKey::Metadata, (1, 12))?;
-        let req = MetadataRequest::default()
-            .with_topics(topics.map(|ts| {
-                ts.iter()
-                    .map(|t| MetadataRequestTopic::default().with_name(Some(TopicName(sb(t)))))
-                    .collect()
-            }))
-            .with_allow_auto_topic_creation(false);
-        let resp: MetadataResponse = c.send(ApiKey::Metadata, v, &req)?;
-        let brokers = resp
-            .brokers
-            .iter()
-            .map(|b| (b.node_id.0, format!("{}:{}", b.host.as_str(), b.port)))
-            .collect();
-        let mut parts = BTreeMap::new();
-        let mut errors = BTreeMap::new();
-        for t in &resp.topics {
-            let Some(name) = t.name.as_ref().map(|n| n.0.to_string()) else {
-                continue;
-            };
-            if t.error_code != 0 {
-                errors.insert(name, t.error_code);
-                continue;
-            }
-            let mut leaders: Vec<(i32, i32)> = t
-                .partitions
-                .iter()
-                .map(|p| (p.partition_index, p.leader_id.0))
-                .collect();
-            leaders.sort_unstable();
-            parts.insert(name, leaders);
-        }
-        Ok(Metadata {
-            brokers,
-            topics: parts,
-            errors,
-        })
-    }
-
-    /// Address of the coordinator of `group`.
-    fn coordinator(&mut self, group: &str) -> anyhow::Result<String> {
-        for attempt in 0..COORDINATOR_RETRIES {
-            let c = self.bootstrap()?;
-            let v = c.version(ApiKey::FindCoordinator, (0, 6))?;
-            let req = if v >= 4 {
-                FindCoordinatorRequest::default()
-                    .with_key_type(0)
-                    .with_coordinator_keys(vec![sb(group)])
-            } else {
-                FindCoordinatorRequest::default().with_key(sb(group)).with_key_type(0)
-            };
-            let resp: FindCoordinatorResponse = c.send(ApiKey::FindCoordinator, v, &req)?;
-            let (code, host, port) = if v >= 4 {
-                let co = resp
-                    .coordinators
-                    .first()
-                    .ok_or_else(|| anyhow!("empty FindCoordinator response"))?;
-                (co.error_code, co.host.to_string(), co.port)
-            } else {
-                (resp.error_code, resp.host.to_string(), resp.port)
-            };
-            match code {
-                0 => return Ok(format!("{host}:{port}")),
-                ERR_COORDINATOR_LOAD_IN_PROGRESS | ERR_COORDINATOR_NOT_AVAILABLE | ERR_NOT_COORDINATOR
-                    if attempt + 1 < COORDINATOR_RETRIES =>
-                {
-                    std::thread::sleep(RETRY_PAUSE)
-                }
-                code => bail!("cannot find the coordinator of group '{group}' (error {code})"),
-            }
-        }
-        bail!("cannot find the coordinator of group '{group}'")
-    }
-
-    /// Send a request to the coordinator of `group`, retrying while it is
-    /// loading. `code_of` extracts the group level error of the response.
-    fn ask_coordinator<Req, Resp>(
-        &mut self,
-        group: &str,
-        key: ApiKey,
-        versions: (i16, i16),
-        make: impl Fn(i16) -> Req,
-        code_of: impl Fn(&Resp) -> i16,
-    ) -> anyhow::Result<(i16, Resp)>
-    where
-        Req: kafka_protocol::protocol::Encodable,
-        Resp: kafka_protocol::protocol::Decodable,
-    {
-        let mut attempt = 0;
-        loop {
-            let addr = self.coordinator(group)?;
-            let c = self.client(&addr)?;
-            let v = c.version(key, versions)?;
-            let resp: Resp = c.send(key, v, &make(v))?;
-            let code = code_of(&resp);
-            attempt += 1;
-            let retriable = matches!(
-                code,
-                ERR_COORDINATOR_LOAD_IN_PROGRESS | ERR_COORDINATOR_NOT_AVAILABLE | ERR_NOT_COORDINATOR
-            );
-            if !retriable || attempt >= COORDINATOR_RETRIES {
-                return Ok((v, resp));
-            }
-            std::thread::sleep(RETRY_PAUSE);
-        }
-    }
-
-    /// Offsets by ListOffsets `timestamp` for the given partitions, asked of
-    /// each partition's leader. Partitions with errors are left out.
-    fn list_offsets(
-        &mut self,
-        meta: &Metadata,
-        wanted: &[(String, i32)],
-        timestamp: i64,
-    ) -> anyhow::Result<HashMap<(String, i32), i64>> {
-        let mut by_leader: BTreeMap<String, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
-        for (topic, p) in wanted {
-            let leader = meta
-                .leader(topic, *p)
-                .and_then(|id| meta.brokers.get(&id).cloned())
-                .unwrap_or_else(|| self.bootstrap.clone());
-            by_leader
-                .entry(leader)
-                .or_default()
-                .entry(topic.clone())
-                .or_default()
-                .push(*p);
-        }
-        let mut found = HashMap::default();
-        for (addr, topics) in by_leader {
-            let c = self.client(&addr)?;
-            let v = c.version(ApiKey::ListOffsets, (1, 7))?;
-            let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
-                topics
-                    .iter()
-                    .map(|(t, ps)| {
-                        ListOffsetsTopic::default().with_name(TopicName(sb(t))).with_partitions(
-                            ps.iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(*p)
-                                        .with_timestamp(timestamp)
-                                        .with_current_leader_epoch(-1)
-                                })
-                                .collect(),
-                        )
-                    })
-                    .collect(),
-            );
-            let resp: ListOffsetsResponse = c.send(ApiKey::ListOffsets, v, &req)?;
-            for t in resp.topics {
-                for p in t.partitions {
-                    if p.error_code == 0 {
-                        found.insert((t.name.0.to_string(), p.partition_index), p.offset);
-                    }
-                }
-            }
-        }
-        Ok(found)
-    }
-
-    /// Committed offsets of `group` (for `topics`, or all).
-    fn committed(
-        &mut self,
-        group: &str,
-        topics: Option<&[(String, Vec<i32>)]>,
-    ) -> anyhow::Result<BTreeMap<(String, i32), i64>> {
-        let (_, resp): (i16, OffsetFetchResponse) = self.ask_coordinator(
-            group,
-            ApiKey::OffsetFetch,
-            (2, 7),
-            |_| {
-                OffsetFetchRequest::default()
-                    .with_group_id(GroupId(sb(group)))
-                    .with_topics(topics.map(|ts| {
-                        ts.iter()
-                            .map(|(t, ps)| {
-                                OffsetFetchRequestTopic::default()
-                                    .with_name(TopicName(sb(t)))
-                                    .with_partition_indexes(ps.clone())
-                            })
-                            .collect()
-                    }))
-            },
-            |r: &OffsetFetchResponse| r.error_code,
-        )?;
-        if resp.error_code != 0 {
-            bail!(
-                "fetching the committed offsets of group '{group}' failed (error {})",
-                resp.error_code
-            );
-        }
-        let mut out = BTreeMap::new();
-        for t in resp.topics {
-            for p in t.partitions {
-                if p.error_code == 0 && p.committed_offset >= 0 {
-                    out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
-                }
-            }
-        }
-        Ok(out)
-    }
 }
 
-struct Metadata {
-    brokers: BTreeMap<i32, String>,
-    /// topic → sorted (partition, leader)
-    topics: BTreeMap<String, Vec<(i32, i32)>>,
-    errors: BTreeMap<String, i16>,
-}
+pub const RESOURCE_TOPIC: i8 = 2;
+pub const RESOURCE_BROKER: i8 = 4;
 
-impl Metadata {
-    fn leader(&self, topic: &str, partition: i32) -> Option<i32> {
-        self.topics
-            .get(topic)?
-            .iter()
-            .find(|(p, _)| *p == partition)
-            .map(|(_, l)| *l)
-    }
-}
-
-// --- group descriptions --------------------------------------------------------------------
-
-struct Member {
-    member_id: String,
-    instance_id: Option<String>,
-    client_id: String,
-    host: String,
-    /// topic → partitions
-    assignment: BTreeMap<String, Vec<i32>>,
-}
-
-struct GroupInfo {
-    /// "classic" or "consumer".
-    kind: &'static str,
-    state: String,
-    protocol: String,
-    members: Vec<Member>,
-}
-
-impl GroupInfo {
-    fn exists(&self) -> bool {
-        !self.state.eq_ignore_ascii_case("dead")
-    }
-
-    fn is_inactive(&self) -> bool {
-        self.members.is_empty() && (self.state.eq_ignore_ascii_case("empty") || !self.exists())
-    }
-}
-
-/// A classic group member's assignment: Kafka's `ConsumerProtocolAssignment`
-/// (`int16 version, [string topic, [int32 partition]], bytes user_data`).
-pub fn decode_consumer_assignment(data: &[u8]) -> Option<BTreeMap<String, Vec<i32>>> {
-    let mut buf = data;
-    let mut take = |n: usize| -> Option<&[u8]> {
-        if buf.len() < n {
-            return None;
-        }
-        let (h, t) = buf.split_at(n);
-        buf = t;
-        Some(h)
-    };
-    let mut out = BTreeMap::new();
-    if data.is_empty() {
-        return Some(out);
-    }
-    let _version = i16::from_be_bytes(take(2)?.try_into().ok()?);
-    let topics = i32::from_be_bytes(take(4)?.try_into().ok()?);
-    for _ in 0..topics.max(0) {
-        let len = i16::from_be_bytes(take(2)?.try_into().ok()?);
-        let name = String::from_utf8(take(usize::try_from(len).ok()?)?.to_vec()).ok()?;
-        let n = i32::from_be_bytes(take(4)?.try_into().ok()?);
-        let mut parts = Vec::with_capacity(usize::try_from(n.clamp(0, 1 << 16)).unwrap_or(0));
-        for _ in 0..n.max(0) {
-            parts.push(i32::from_be_bytes(take(4)?.try_into().ok()?));
-        }
-        parts.sort_unstable();
-        out.insert(name, parts);
-    }
-    Some(out)
-}
-
-fn consumer_assignment(a: &ConsumerAssignment) -> BTreeMap<String, Vec<i32>> {
-    let mut out = BTreeMap::new();
-    for tp in &a.topic_partitions {
-        let mut parts = tp.partitions.clone();
-        parts.sort_unstable();
-        let name = if tp.topic_name.0.is_empty() {
-            tp.topic_id.to_string()
-        } else {
-            tp.topic_name.0.to_string()
+/// DescribeConfigs of one resource (asked of `node`, or any broker).
+pub fn describe_configs(
+    cl: &mut Cluster,
+    node: Option<i32>,
+    resource_type: i8,
+    name: &str,
+    keys: Option<Vec<String>>,
+) -> anyhow::Result<Vec<ConfigEntry>> {
+    cl.retry(|cl| {
+        let c = match node {
+            Some(n) => cl.node(n)?,
+            None => cl.any()?,
         };
-        out.insert(name, parts);
-    }
-    out
-}
-
-/// Describe a group with the consumer protocol API when the broker has it
-/// (falling back to DescribeGroups for classic groups), like librdkafka.
-fn describe_group(cluster: &mut Cluster, group: &str) -> anyhow::Result<GroupInfo> {
-    let addr = cluster.coordinator(group)?;
-    if cluster.client(&addr)?.supports(ApiKey::ConsumerGroupDescribe, (0, 1)) {
-        let (_, resp): (i16, ConsumerGroupDescribeResponse) = cluster.ask_coordinator(
-            group,
-            ApiKey::ConsumerGroupDescribe,
-            (0, 1),
-            |_| ConsumerGroupDescribeRequest::default().with_group_ids(vec![GroupId(sb(group))]),
-            |r: &ConsumerGroupDescribeResponse| r.groups.first().map_or(0, |g| g.error_code),
-        )?;
-        let g = resp
-            .groups
-            .into_iter()
-            .next()
-            .ok_or_else(|| anyhow!("empty ConsumerGroupDescribe response"))?;
-        match g.error_code {
-            0 => {
-                return Ok(GroupInfo {
-                    kind: "consumer",
-                    state: g.group_state.to_string(),
-                    protocol: g.assignor_name.to_string(),
-                    members: g
-                        .members
-                        .iter()
-                        .map(|m| Member {
-                            member_id: m.member_id.to_string(),
-                            instance_id: m.instance_id.as_ref().map(|s| s.to_string()),
-                            client_id: m.client_id.to_string(),
-                            host: m.client_host.to_string(),
-                            assignment: consumer_assignment(&m.assignment),
-                        })
-                        .collect(),
-                })
-            }
-            ERR_GROUP_ID_NOT_FOUND => {}
-            code => bail!("describing group '{group}' failed (error {code})"),
-        }
-    }
-    let (_, resp): (i16, DescribeGroupsResponse) = cluster.ask_coordinator(
-        group,
-        ApiKey::DescribeGroups,
-        (0, 5),
-        |_| DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))]),
-        |r: &DescribeGroupsResponse| r.groups.first().map_or(0, |g| g.error_code),
-    )?;
-    let g = resp
-        .groups
-        .into_iter()
-        .next()
-        .ok_or_else(|| anyhow!("empty DescribeGroups response"))?;
-    if g.error_code != 0 {
-        bail!("describing group '{group}' failed (error {})", g.error_code);
-    }
-    let members = g
-        .members
-        .iter()
-        .map(|m| Member {
-            member_id: m.member_id.to_string(),
-            instance_id: m.group_instance_id.as_ref().map(|s| s.to_string()),
-            client_id: m.client_id.to_string(),
-            host: m.client_host.to_string(),
-            assignment: if g.protocol_type.as_str() == "consumer" || g.protocol_type.is_empty() {
-                decode_consumer_assignment(&m.member_assignment).unwrap_or_default()
+        let v = c.version(ApiKey::DescribeConfigs, (1, 4))?;
+        let req = DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(sb(name))
+            .with_configuration_keys(keys.as_ref().map(|ks| ks.iter().map(|k| sb(k)).collect()))]);
+        let resp: DescribeConfigsResponse = c.call(ApiKey::DescribeConfigs, v, &req)?;
+        let mut entries = Vec::new();
+        for r in resp.results {
+            let kind = if resource_type == RESOURCE_TOPIC {
+                "topic"
             } else {
-                BTreeMap::new()
-            },
-        })
-        .collect();
-    Ok(GroupInfo {
-        kind: "classic",
-        state: g.group_state.to_string(),
-        protocol: g.protocol_data.to_string(),
-        members,
+                "broker"
+            };
+            check(
+                r.error_code,
+                || {
+                    (
+                        format!("cannot describe the configs of {kind} \"{name}\""),
+                        name.to_string(),
+                    )
+                },
+                r.error_message.as_deref(),
+            )?;
+            for c in r.configs {
+                entries.push(ConfigEntry {
+                    name: c.name.to_string(),
+                    value: c.value.map(|v| v.to_string()),
+                    source: config_source_name(c.config_source),
+                    read_only: c.read_only,
+                    sensitive: c.is_sensitive,
+                });
+            }
+        }
+        entries.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(entries)
     })
 }
 
-// --- commands --------------------------------------------------------------------------
-
-fn list(cluster: &mut Cluster) -> anyhow::Result<()> {
-    let meta = cluster.metadata(Some(&[]))?;
-    let mut addrs: Vec<String> = meta.brokers.values().cloned().collect();
-    if addrs.is_empty() {
-        addrs.push(cluster.bootstrap.clone());
-    }
-    let mut rows = BTreeMap::new();
-    let mut failures = Vec::new();
-    for addr in addrs {
-        let listed = (|| -> anyhow::Result<ListGroupsResponse> {
-            let c = cluster.client(&addr)?;
-            let v = c.version(ApiKey::ListGroups, (0, 5))?;
-            let mut last = None;
-            for _ in 0..COORDINATOR_RETRIES {
-                let resp: ListGroupsResponse = c.send(ApiKey::ListGroups, v, &ListGroupsRequest::default())?;
-                if resp.error_code != ERR_COORDINATOR_LOAD_IN_PROGRESS {
-                    return Ok(resp);
-                }
-                last = Some(resp);
-                std::thread::sleep(RETRY_PAUSE);
-            }
-            last.ok_or_else(|| anyhow!("no response"))
-        })();
-        match listed {
-            Ok(resp) => {
-                if resp.error_code != 0 {
-                    failures.push(format!("{addr}: ListGroups error {}", resp.error_code));
-                }
-                for g in resp.groups {
-                    let kind = if g.group_type.is_empty() {
-                        "classic".to_string()
-                    } else {
-                        g.group_type.to_lowercase()
-                    };
-                    rows.insert(
-                        g.group_id.0.to_string(),
-                        vec![
-                            g.group_id.0.to_string(),
-                            kind,
-                            g.group_state.to_string(),
-                            g.protocol_type.to_string(),
-                        ],
-                    );
-                }
-            }
-            Err(e) => failures.push(format!("{addr}: {e:#}")),
-        }
-    }
-    let rows: Vec<Vec<String>> = rows.into_values().collect();
-    out(&table(&["GROUP", "TYPE", "STATE", "PROTOCOL-TYPE"], &rows));
-    if !failures.is_empty() {
-        bail!("could not list the groups of every broker: {}", failures.join("; "));
-    }
-    Ok(())
-}
-
-fn describe(cluster: &mut Cluster, group: &str) -> anyhow::Result<()> {
-    let info = describe_group(cluster, group)?;
-    let committed = cluster.committed(group, None)?;
-    if !info.exists() && committed.is_empty() {
-        bail!("consumer group '{group}' does not exist");
-    }
-    // Every partition that is assigned or has a committed offset.
-    let mut owner: BTreeMap<(String, i32), usize> = BTreeMap::new();
-    for (i, m) in info.members.iter().enumerate() {
-        for (t, ps) in &m.assignment {
-            for p in ps {
-                owner.insert((t.clone(), *p), i);
-            }
-        }
-    }
-    let partitions: BTreeSet<(String, i32)> = owner.keys().cloned().chain(committed.keys().cloned()).collect();
-    let topics: Vec<String> = partitions
-        .iter()
-        .map(|(t, _)| t.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect();
-    let meta = if topics.is_empty() {
-        None
-    } else {
-        Some(cluster.metadata(Some(&topics))?)
-    };
-    let wanted: Vec<(String, i32)> = partitions.iter().cloned().collect();
-    let ends = match &meta {
-        Some(m) => cluster.list_offsets(m, &wanted, LATEST)?,
-        None => HashMap::default(),
-    };
-
-    let mut text = String::new();
-    let protocol = if info.protocol.is_empty() {
-        String::new()
-    } else {
-        format!(", assignor {}", info.protocol)
-    };
-    text.push_str(&format!(
-        "Group '{group}' ({} protocol{protocol}): state {}, {} member(s)\n\n",
-        info.kind,
-        info.state,
-        info.members.len()
-    ));
-    let mut total_lag = 0i64;
-    let mut rows = Vec::new();
-    for key in &partitions {
-        let current = committed.get(key).copied();
-        let end = ends.get(key).copied();
-        let lag = match (current, end) {
-            (Some(c), Some(e)) => Some((e - c).max(0)),
-            _ => None,
-        };
-        total_lag += lag.unwrap_or(0);
-        let m = owner.get(key).and_then(|&i| info.members.get(i));
-        rows.push(vec![
-            group.to_string(),
-            key.0.clone(),
-            key.1.to_string(),
-            opt_num(current),
-            opt_num(end),
-            opt_num(lag),
-            m.map_or("-".to_string(), |m| m.member_id.clone()),
-            m.map_or("-".to_string(), |m| m.host.clone()),
-            m.map_or("-".to_string(), |m| m.client_id.clone()),
-        ]);
-    }
-    text.push_str(&table(
-        &[
-            "GROUP",
-            "TOPIC",
-            "PARTITION",
-            "CURRENT-OFFSET",
-            "LOG-END-OFFSET",
-            "LAG",
-            "CONSUMER-ID",
-            "HOST",
-            "CLIENT-ID",
-        ],
-        &rows,
-    ));
-    text.push_str(&format!("\nTOTAL LAG: {total_lag}\n"));
-    if !info.members.is_empty() {
-        text.push_str("\nMEMBERS\n");
-        let rows: Vec<Vec<String>> = info
-            .members
+/// IncrementalAlterConfigs of one resource: `set` (op 0) and `delete` (op 1).
+pub fn alter_configs(
+    cl: &mut Cluster,
+    resource_type: i8,
+    name: &str,
+    set: &[(String, String)],
+    delete: &[String],
+) -> anyhow::Result<()> {
+    cl.retry(|cl| {
+        let c = cl.controller()?;
+        let v = c.version(ApiKey::IncrementalAlterConfigs, (0, 1))?;
+        let mut configs: Vec<AlterableConfig> = set
             .iter()
-            .map(|m| {
-                let assigned: Vec<String> = m
-                    .assignment
-                    .iter()
-                    .map(|(t, ps)| format!("{t}({})", ps.iter().map(i32::to_string).collect::<Vec<_>>().join(",")))
-                    .collect();
-                let count: usize = m.assignment.values().map(Vec::len).sum();
-                vec![
-                    m.member_id.clone(),
-                    m.instance_id.clone().unwrap_or_else(|| "-".to_string()),
-                    m.host.clone(),
-                    m.client_id.clone(),
-                    count.to_string(),
-                    if assigned.is_empty() {
-                        "-".to_string()
-                    } else {
-                        assigned.join(" ")
-                    },
-                ]
+            .map(|(k, val)| {
+                AlterableConfig::default()
+                    .with_name(sb(k))
+                    .with_config_operation(0)
+                    .with_value(Some(sb(val)))
             })
             .collect();
-        text.push_str(&table(
-            &[
-                "CONSUMER-ID",
-                "GROUP-INSTANCE-ID",
-                "HOST",
-                "CLIENT-ID",
-                "#PARTITIONS",
-                "ASSIGNMENT",
-            ],
-            &rows,
-        ));
-    }
-    out(&text);
-    Ok(())
-}
-
-fn reset_offsets(cluster: &mut Cluster, group: &str, topic: &str, to: &ResetTo, execute: bool) -> anyhow::Result<()> {
-    let meta = cluster.metadata(Some(&[topic.to_string()]))?;
-    if let Some(code) = meta.errors.get(topic) {
-        bail!("topic '{topic}' is not available (error {code})");
-    }
-    let parts: Vec<i32> = meta
-        .topics
-        .get(topic)
-        .map(|ps| ps.iter().map(|(p, _)| *p).collect())
-        .filter(|ps: &Vec<i32>| !ps.is_empty())
-        .ok_or_else(|| anyhow!("topic '{topic}' does not exist"))?;
-    let wanted: Vec<(String, i32)> = parts.iter().map(|p| (topic.to_string(), *p)).collect();
-    let earliest = cluster.list_offsets(&meta, &wanted, EARLIEST)?;
-    let latest = cluster.list_offsets(&meta, &wanted, LATEST)?;
-    let by_time = match &to.to_datetime {
-        Some(ts) => Some(cluster.list_offsets(&meta, &wanted, parse_datetime(ts)?)?),
-        None => None,
-    };
-    let mut targets = Vec::with_capacity(wanted.len());
-    for key in &wanted {
-        let (Some(&lo), Some(&hi)) = (earliest.get(key), latest.get(key)) else {
-            bail!("cannot read the offsets of {}-{}", key.0, key.1);
-        };
-        let target = if to.to_earliest {
-            lo
-        } else if to.to_latest {
-            hi
-        } else if let Some(found) = &by_time {
-            match found.get(key) {
-                Some(&o) if o >= 0 => o,
-                _ => hi,
-            }
-        } else if let Some(n) = to.to_offset {
-            n.clamp(lo, hi)
-        } else {
-            bail!("no reset target given");
-        };
-        targets.push((key.1, target));
-    }
-    let committed = cluster.committed(group, Some(&[(topic.to_string(), parts.clone())]))?;
-    let rows: Vec<Vec<String>> = targets
-        .iter()
-        .map(|(p, target)| {
-            vec![
-                group.to_string(),
-                topic.to_string(),
-                p.to_string(),
-                opt_num(committed.get(&(topic.to_string(), *p)).copied()),
-                target.to_string(),
-            ]
-        })
-        .collect();
-    let plan = table(&["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"], &rows);
-    if !execute {
-        out(&plan);
-        out("\nDry run: nothing was changed. Run again with --execute to commit these offsets.\n");
-        return Ok(());
-    }
-    let info = describe_group(cluster, group)?;
-    if !info.is_inactive() {
-        bail!(
-            "assignments can only be reset if the group '{group}' is inactive, but the current state is {} ({} member(s))",
-            info.state,
-            info.members.len()
+        configs.extend(
+            delete
+                .iter()
+                .map(|k| AlterableConfig::default().with_name(sb(k)).with_config_operation(1)),
         );
-    }
-    let (_, resp): (i16, OffsetCommitResponse) = cluster.ask_coordinator(
-        group,
-        ApiKey::OffsetCommit,
-        (2, 9),
-        |_| {
-            OffsetCommitRequest::default()
-                .with_group_id(GroupId(sb(group)))
-                .with_generation_id_or_member_epoch(-1)
-                .with_member_id(sb(""))
-                .with_topics(vec![OffsetCommitRequestTopic::default()
-                    .with_name(TopicName(sb(topic)))
-                    .with_partitions(
-                        targets
-                            .iter()
-                            .map(|(p, o)| {
-                                OffsetCommitRequestPartition::default()
-                                    .with_partition_index(*p)
-                                    .with_committed_offset(*o)
-                                    .with_committed_leader_epoch(-1)
-                                    .with_committed_metadata(Some(sb("")))
-                            })
-                            .collect(),
-                    )])
-        },
-        |r: &OffsetCommitResponse| {
-            r.topics
+        let req = IncrementalAlterConfigsRequest::default().with_resources(vec![AlterConfigsResource::default()
+            .with_resource_type(resource_type)
+            .with_resource_name(sb(name))
+            .with_configs(configs)]);
+        let resp: IncrementalAlterConfigsResponse = c.call(ApiKey::IncrementalAlterConfigs, v, &req)?;
+        for r in resp.responses {
+            let kind = if resource_type == RESOURCE_TOPIC {
+                "topic"
+            } else {
+                "broker"
+            };
+            let shown = if name.is_empty() { "(cluster default)" } else { name };
+            check(
+                r.error_code,
+                || (format!("cannot alter the configs of {kind} {shown}"), name.to_string()),
+                r.error_message.as_deref(),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+// --- ringlog cluster ---------------------------------------------------------------
+
+#[derive(Args, Debug)]
+#[command(after_help = "Examples:
+  ringlog cluster info
+  ringlog cluster info --format json | jq .controller
+  ringlog cluster config get log.retention.ms
+  ringlog cluster config set log.retention.ms=86400000")]
+pub struct ClusterArgs {
+    #[command(flatten)]
+    pub client: ClientOpts,
+    #[command(flatten)]
+    pub format: FormatOpt,
+    #[command(subcommand)]
+    pub command: ClusterCommand,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterCommand {
+    /// Brokers, controller and cluster id (Metadata, DescribeCluster).
+    #[command(after_help = "Example:\n  ringlog cluster info --bootstrap 127.0.0.1:9092")]
+    Info,
+    /// Broker configs (DescribeConfigs / IncrementalAlterConfigs).
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  ringlog cluster config get log.retention.ms\n  ringlog cluster config set log.retention.ms=86400000"
+    )]
+    Config(ClusterConfigCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClusterConfigCommand {
+    /// Show a broker's configs (all, or KEY), with their source.
+    #[command(
+        after_help = "Examples:\n  ringlog cluster config get\n  ringlog cluster config get num.partitions --format json"
+    )]
+    Get {
+        /// Only this key.
+        key: Option<String>,
+        /// The broker to ask (default: the controller, else any).
+        #[arg(long)]
+        broker: Option<i32>,
+    },
+    /// Set cluster-wide dynamic broker configs (resource "" , or --broker ID).
+    #[command(after_help = "Example:\n  ringlog cluster config set log.retention.ms=86400000")]
+    Set {
+        /// KEY=VALUE pairs.
+        #[arg(required = true, value_name = "KEY=VALUE")]
+        pairs: Vec<String>,
+        /// Only this broker (default: the cluster-wide default).
+        #[arg(long)]
+        broker: Option<i32>,
+    },
+}
+
+pub fn cluster_main(args: ClusterArgs) -> i32 {
+    run(|| {
+        let mut cl = args.client.connect()?;
+        let fmt = args.format.format;
+        match args.command {
+            ClusterCommand::Info => cluster_info(&mut cl, fmt),
+            ClusterCommand::Config(ClusterConfigCommand::Get { key, broker }) => {
+                cl.metadata(Some(&[]))?;
+                let node = broker.unwrap_or_else(|| {
+                    let c = cl.meta.controller;
+                    if cl.meta.brokers.contains_key(&c) {
+                        c
+                    } else {
+                        cl.meta.brokers.keys().next().copied().unwrap_or(0)
+                    }
+                });
+                let entries = describe_configs(
+                    &mut cl,
+                    Some(node),
+                    RESOURCE_BROKER,
+                    &node.to_string(),
+                    key.clone().map(|k| vec![k]),
+                )?;
+                if let Some(k) = &key {
+                    if entries.is_empty() {
+                        anyhow::bail!("broker {node} has no config {k:?}");
+                    }
+                }
+                print_configs(&entries, fmt);
+                Ok(())
+            }
+            ClusterCommand::Config(ClusterConfigCommand::Set { pairs, broker }) => {
+                let set = pairs.iter().map(|p| parse_kv(p)).collect::<anyhow::Result<Vec<_>>>()?;
+                let name = broker.map(|b| b.to_string()).unwrap_or_default();
+                alter_configs(&mut cl, RESOURCE_BROKER, &name, &set, &[])?;
+                for (k, v) in &set {
+                    out(&format!("set {k}={v}\n"));
+                }
+                Ok(())
+            }
+        }
+    })
+}
+
+pub fn print_configs(entries: &[ConfigEntry], fmt: OutFormat) {
+    match fmt {
+        OutFormat::Json => out_json(&serde_json::Value::Array(
+            entries.iter().map(ConfigEntry::json).collect(),
+        )),
+        OutFormat::Text => {
+            let rows: Vec<Vec<String>> = entries
                 .iter()
-                .flat_map(|t| t.partitions.iter())
-                .map(|p| p.error_code)
-                .find(|c| *c != 0)
-                .unwrap_or(0)
-        },
-    )?;
-    let failed: Vec<String> = resp
-        .topics
-        .iter()
-        .flat_map(|t| {
-            t.partitions
-                .iter()
-                .map(move |p| (t.name.0.to_string(), p.partition_index, p.error_code))
-        })
-        .filter(|(_, _, code)| *code != 0)
-        .map(|(t, p, code)| format!("{t}-{p}: error {code}"))
-        .collect();
-    if !failed.is_empty() {
-        bail!("committing the new offsets failed: {}", failed.join(", "));
+                .map(|e| {
+                    vec![
+                        e.name.clone(),
+                        if e.sensitive {
+                            "(sensitive)".into()
+                        } else {
+                            e.value.clone().unwrap_or_else(|| "-".into())
+                        },
+                        e.source.to_string(),
+                    ]
+                })
+                .collect();
+            out(&table(&["KEY", "VALUE", "SOURCE"], &rows));
+        }
     }
-    out(&plan);
-    out("\nOffsets committed.\n");
+}
+
+fn cluster_info(cl: &mut Cluster, fmt: OutFormat) -> anyhow::Result<()> {
+    let meta = cl.metadata(Some(&[]))?.clone();
+    let mut cluster_id = meta.cluster_id.clone();
+    let mut controller = meta.controller;
+    let mut fenced = std::collections::BTreeMap::new();
+    let c = cl.any()?;
+    if let Ok(v) = c.version(ApiKey::DescribeCluster, (0, 1)) {
+        let resp: DescribeClusterResponse = c.call(ApiKey::DescribeCluster, v, &DescribeClusterRequest::default())?;
+        check(
+            resp.error_code,
+            || ("DescribeCluster failed".into(), String::new()),
+            resp.error_message.as_deref(),
+        )?;
+        cluster_id = Some(resp.cluster_id.to_string());
+        controller = resp.controller_id.0;
+        for b in &resp.brokers {
+            fenced.insert(b.broker_id.0, b.is_fenced);
+        }
+    }
+    match fmt {
+        OutFormat::Json => out_json(&json!({
+            "cluster_id": cluster_id,
+            "controller": controller,
+            "brokers": meta.brokers.iter().map(|(id, (addr, rack))| json!({
+                "id": id,
+                "address": addr,
+                "rack": rack,
+                "fenced": fenced.get(id).copied().unwrap_or(false),
+            })).collect::<Vec<_>>(),
+        })),
+        OutFormat::Text => {
+            let mut s = format!(
+                "CLUSTER\n=======\n{}\n\nBROKERS\n=======\n",
+                cluster_id.as_deref().unwrap_or("-")
+            );
+            let rows: Vec<Vec<String>> = meta
+                .brokers
+                .iter()
+                .map(|(id, (addr, rack))| {
+                    vec![
+                        if *id == controller {
+                            format!("{id}*")
+                        } else {
+                            id.to_string()
+                        },
+                        addr.clone(),
+                        rack.clone().unwrap_or_else(|| "-".into()),
+                    ]
+                })
+                .collect();
+            s.push_str(&table(&["ID", "ADDRESS", "RACK"], &rows));
+            s.push_str(&format!("\nCONTROLLER: {controller}\n"));
+            out(&s);
+        }
+    }
     Ok(())
 }
 
-/// Epoch milliseconds, or `YYYY-MM-DDTHH:MM:SS[.fff][Z|±HH:MM|±HHMM]`
-/// (UTC without a zone).
-pub fn parse_datetime(s: &str) -> anyhow::Result<i64> {
-    let s = s.trim();
-    if let Ok(ms) = s.parse::<i64>() {
-        return Ok(ms);
-    }
-    let bad = || anyhow!("bad --to-datetime {s:?}: expected epoch milliseconds or YYYY-MM-DDTHH:MM:SS[.sss][Z|+HH:MM]");
-    let (date, rest) = s.split_once(['T', ' ']).ok_or_else(bad)?;
-    let mut d = date.splitn(3, '-');
-    let (y, mo, day) = (
-        d.next().ok_or_else(bad)?,
-        d.next().ok_or_else(bad)?,
-        d.next().ok_or_else(bad)?,
-    );
-    let (y, mo, day): (i64, u32, u32) = (
-        y.parse().map_err(|_| bad())?,
-        mo.parse().map_err(|_| bad())?,
-        day.parse().map_err(|_| bad())?,
-    );
-    // Split off the zone.
-    let (time, offset_min) = if let Some(t) = rest.strip_suffix(['Z', 'z']) {
-        (t, 0i64)
-    } else if let Some(i) = rest.rfind(['+', '-']) {
-        let (t, z) = rest.split_at(i);
-        let sign = if z.starts_with('-') { -1 } else { 1 };
-        let digits: String = z[1..].chars().filter(|c| *c != ':').collect();
-        if digits.len() != 4 {
-            return Err(bad());
-        }
-        let h: i64 = digits[..2].parse().map_err(|_| bad())?;
-        let m: i64 = digits[2..].parse().map_err(|_| bad())?;
-        (t, sign * (h * 60 + m))
-    } else {
-        (rest, 0)
-    };
-    let (hms, frac) = match time.split_once('.') {
-        Some((a, b)) => (a, b),
-        None => (time, ""),
-    };
-    let mut t = hms.splitn(3, ':');
-    let h: i64 = t.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    let mi: i64 = t.next().ok_or_else(bad)?.parse().map_err(|_| bad())?;
-    let sec: i64 = t.next().unwrap_or("0").parse().map_err(|_| bad())?;
-    let ms: i64 = if frac.is_empty() {
-        0
-    } else {
-        let f: String = frac.chars().chain("000".chars()).take(3).collect();
-        f.parse().map_err(|_| bad())?
-    };
-    if !(1..=12).contains(&mo) || !(1..=31).contains(&day) || h > 23 || mi > 59 || sec > 60 {
-        return Err(bad());
-    }
-    let days = days_from_civil(y, mo, day);
-    Ok((((days * 24 + h) * 60 + mi) * 60 + sec) * 1000 + ms - offset_min * 60_000)
-}
+// --- ringlog completion ----------------------------------------------------------
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = if y >= 0 { y } else { y - 399 } / 400;
-    let yoe = y - era * 400;
-    let m = i64::from(m);
-    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(d) - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+/// Shells `ringlog completion` writes scripts for.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[cfg(test)]
@@ -956,31 +455,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn datetimes() {
-        assert_eq!(parse_datetime("0").unwrap(), 0);
-        assert_eq!(parse_datetime("1700000000000").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_datetime("1970-01-01T00:00:00").unwrap(), 0);
-        assert_eq!(parse_datetime("2023-11-14T22:13:20Z").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_datetime("2023-11-14T22:13:20.123").unwrap(), 1_700_000_000_123);
-        assert_eq!(parse_datetime("2023-11-15T00:13:20+02:00").unwrap(), 1_700_000_000_000);
-        assert_eq!(parse_datetime("2023-11-14T21:13:20-0100").unwrap(), 1_700_000_000_000);
-        assert!(parse_datetime("yesterday").is_err());
-        assert!(parse_datetime("2023-13-01T00:00:00").is_err());
-    }
-
-    #[test]
-    fn consumer_assignments() {
-        let mut v = vec![0, 1, 0, 0, 0, 1, 0, 1, b't', 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 1];
-        v.extend_from_slice(&[0xff, 0xff, 0xff, 0xff]);
-        let a = decode_consumer_assignment(&v).unwrap();
-        assert_eq!(a.get("t"), Some(&vec![1, 3]));
-        assert_eq!(decode_consumer_assignment(&[]).unwrap().len(), 0);
-        assert!(decode_consumer_assignment(&[0, 1, 0, 0, 0, 9]).is_none());
-    }
-
-    #[test]
-    fn tables_align() {
-        let t = table(&["A", "BB"], &[vec!["xxx".into(), "y".into()]]);
-        assert_eq!(t, "A    BB\nxxx  y\n");
+    fn key_values() {
+        assert_eq!(parse_kv("a=b=c").unwrap(), ("a".into(), "b=c".into()));
+        assert_eq!(parse_kv("a=").unwrap(), ("a".into(), "".into()));
+        assert!(parse_kv("a").is_err());
+        assert!(parse_kv("=b").is_err());
+        assert_eq!(config_source_name(1), "DYNAMIC_TOPIC_CONFIG");
+        assert_eq!(config_source_name(5), "DEFAULT_CONFIG");
     }
 }
