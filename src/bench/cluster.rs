@@ -4,9 +4,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::client::list_offsets_topic;
 use anyhow::{bail, Context};
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreateTopicsRequest, CreateTopicsResponse, ListOffsetsRequest, ListOffsetsResponse,
@@ -255,20 +255,7 @@ pub fn list_offsets(
     }
     let req_topics = by_topic
         .iter()
-        .map(|(t, ps)| {
-            ListOffsetsTopic::default()
-                .with_name(TopicName(StrBytes::from_string(topics[*t].clone())))
-                .with_partitions(
-                    ps.iter()
-                        .map(|p| {
-                            ListOffsetsPartition::default()
-                                .with_partition_index(*p)
-                                .with_timestamp(timestamp)
-                                .with_current_leader_epoch(-1)
-                        })
-                        .collect(),
-                )
-        })
+        .map(|(t, ps)| list_offsets_topic(&topics[*t], ps, timestamp))
         .collect();
     let req = ListOffsetsRequest::default()
         .with_replica_id(BrokerId(-1))

@@ -13,10 +13,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::time::Duration;
 
+use crate::client::list_offsets_topic;
 use anyhow::{anyhow, bail};
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::consumer_group_describe_response::Assignment as ConsumerAssignment;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::{
@@ -309,18 +309,7 @@ impl Cluster {
             let req = ListOffsetsRequest::default().with_replica_id(BrokerId(-1)).with_topics(
                 topics
                     .iter()
-                    .map(|(t, ps)| {
-                        ListOffsetsTopic::default().with_name(TopicName(sb(t))).with_partitions(
-                            ps.iter()
-                                .map(|p| {
-                                    ListOffsetsPartition::default()
-                                        .with_partition_index(*p)
-                                        .with_timestamp(timestamp)
-                                        .with_current_leader_epoch(-1)
-                                })
-                                .collect(),
-                        )
-                    })
+                    .map(|(t, ps)| list_offsets_topic(t, ps, timestamp))
                     .collect(),
             );
             let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, v, &req)?;

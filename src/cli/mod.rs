@@ -135,6 +135,25 @@ pub fn config_source_name(source: i8) -> &'static str {
     }
 }
 
+/// Configs as a KEY / VALUE / SOURCE table (sensitive values hidden).
+pub fn config_table(entries: &[ConfigEntry]) -> String {
+    let rows: Vec<Vec<String>> = entries
+        .iter()
+        .map(|e| {
+            vec![
+                e.name.clone(),
+                if e.sensitive {
+                    "(sensitive)".into()
+                } else {
+                    e.value.clone().unwrap_or_else(|| "-".into())
+                },
+                e.source.to_string(),
+            ]
+        })
+        .collect();
+    table(&["KEY", "VALUE", "SOURCE"], &rows)
+}
+
 /// One config entry of a DescribeConfigs result.
 #[derive(Debug, Clone)]
 pub struct ConfigEntry {
@@ -363,21 +382,7 @@ pub fn print_configs(entries: &[ConfigEntry], fmt: OutFormat) {
             entries.iter().map(ConfigEntry::json).collect(),
         )),
         OutFormat::Text => {
-            let rows: Vec<Vec<String>> = entries
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.name.clone(),
-                        if e.sensitive {
-                            "(sensitive)".into()
-                        } else {
-                            e.value.clone().unwrap_or_else(|| "-".into())
-                        },
-                        e.source.to_string(),
-                    ]
-                })
-                .collect();
-            out(&table(&["KEY", "VALUE", "SOURCE"], &rows));
+            out(&config_table(entries));
         }
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::client::list_offsets_topic;
 use anyhow::bail;
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -10,7 +11,6 @@ use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableT
 use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_log_dirs_request::DescribableLogDirTopic;
-use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DeleteRecordsRequest, DeleteRecordsResponse, DeleteTopicsRequest, DeleteTopicsResponse, DescribeLogDirsRequest,
@@ -315,18 +315,7 @@ pub fn list_offsets(
             let req = ListOffsetsRequest::default()
                 .with_replica_id(BrokerId(-1))
                 .with_isolation_level(i8::from(read_committed))
-                .with_topics(vec![ListOffsetsTopic::default()
-                    .with_name(TopicName(sb(topic)))
-                    .with_partitions(
-                        ps.iter()
-                            .map(|p| {
-                                ListOffsetsPartition::default()
-                                    .with_partition_index(*p)
-                                    .with_timestamp(timestamp)
-                                    .with_current_leader_epoch(-1)
-                            })
-                            .collect(),
-                    )]);
+                .with_topics(vec![list_offsets_topic(topic, &ps, timestamp)]);
             let resp: ListOffsetsResponse = c.call(ApiKey::ListOffsets, v, &req)?;
             for t in resp.topics {
                 for p in t.partitions {
@@ -433,21 +422,7 @@ fn describe(cl: &mut Cluster, fmt: OutFormat, names: &[String]) -> anyhow::Resul
                 replicas,
                 t.internal
             ));
-            let rows: Vec<Vec<String>> = configs
-                .iter()
-                .map(|e| {
-                    vec![
-                        e.name.clone(),
-                        if e.sensitive {
-                            "(sensitive)".into()
-                        } else {
-                            e.value.clone().unwrap_or_else(|| "-".into())
-                        },
-                        e.source.to_string(),
-                    ]
-                })
-                .collect();
-            text.push_str(&table(&["KEY", "VALUE", "SOURCE"], &rows));
+            text.push_str(&super::config_table(&configs));
             text.push_str("\nPARTITIONS\n==========\n");
             let ids = |v: &[i32]| format!("[{}]", v.iter().map(i32::to_string).collect::<Vec<_>>().join(","));
             let opt = |v: Option<i64>| v.map_or_else(|| "-".to_string(), |v| v.to_string());

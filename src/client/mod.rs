@@ -38,6 +38,29 @@ pub const RETRIES: usize = 20;
 pub const RETRY_BACKOFF: Duration = Duration::from_millis(100);
 
 /// `StrBytes` from a `&str`.
+/// A ListOffsets topic entry asking `timestamp` (-1 latest, -2 earliest,
+/// or a time) for each of `partitions`, without a leader epoch.
+pub fn list_offsets_topic(
+    topic: &str,
+    partitions: &[i32],
+    timestamp: i64,
+) -> kafka_protocol::messages::list_offsets_request::ListOffsetsTopic {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    ListOffsetsTopic::default()
+        .with_name(kafka_protocol::messages::TopicName(sb(topic)))
+        .with_partitions(
+            partitions
+                .iter()
+                .map(|p| {
+                    ListOffsetsPartition::default()
+                        .with_partition_index(*p)
+                        .with_timestamp(timestamp)
+                        .with_current_leader_epoch(-1)
+                })
+                .collect(),
+        )
+}
+
 pub fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_string())
 }
