@@ -19,6 +19,10 @@
 #   --dir D    work directory (default: target/kafka-reference); holds
 #              server.properties, data/, kafka.log, kafka.pid, port
 #   --port P   client port (the controller listens on another free port)
+#   --join D2  start: a broker-only node (node.id from --node-id, default 2)
+#              that joins the quorum of the Kafka started in D2 (its
+#              controller, its cluster id): a multi-broker reference cluster
+#   --node-id N  with --join: this broker's node.id
 #   --keep-data  start: restart on the existing data dir of an earlier start
 #              (same ports, no format), e.g. after swapping segment files
 #
@@ -45,12 +49,16 @@ cmd="${1:-}"
 shift
 port=""
 keep=0
+join=""
+node_id=2
 dir="$REPO_ROOT/target/kafka-reference"
 while (($#)); do
     case "$1" in
     --port) port="$2"; shift 2 ;;
     --dir) dir="$2"; shift 2 ;;
     --keep-data) keep=1; shift ;;
+    --join) join="$2"; shift 2 ;;
+    --node-id) node_id="$2"; shift 2 ;;
     -h | --help) usage; exit 0 ;;
     *) die "unknown argument: $1 (see --help)" ;;
     esac
@@ -131,6 +139,10 @@ start() {
         return
     fi
     [[ -n $port ]] || port="$(free_port)"
+    if [[ -n $join ]]; then
+        start_joining
+        return
+    fi
     local cport
     cport="$(free_port)"
     rm -rf "$dir/data"
@@ -155,6 +167,40 @@ group.initial.rebalance.delay.ms=0
 EOF
     java -Xmx256m -cp "$cp" kafka.tools.StorageTool format \
         -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
+        -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+        die "kafka.tools.StorageTool format failed: $(tail -n 5 "$dir/format.log")"
+    echo "$port" >"$dir/port"
+    run_kafka
+}
+
+# start_joining: a broker-only node in $dir that joins the quorum of the
+# Kafka in $join (uses cp, dir, port, join, node_id).
+start_joining() {
+    local jdir voters cluster
+    jdir="$(cd "$join" && pwd)"
+    [[ -f $jdir/server.properties && -f $jdir/data/meta.properties ]] ||
+        die "--join: no started Kafka in $join"
+    voters="$(sed -n 's/^controller.quorum.voters=//p' "$jdir/server.properties")"
+    cluster="$(sed -n 's/^cluster.id=//p' "$jdir/data/meta.properties")"
+    [[ -n $voters && -n $cluster ]] || die "--join: cannot read the quorum of $join"
+    rm -rf "$dir/data"
+    : >"$dir/kafka.log"
+    cat >"$dir/server.properties" <<EOF
+process.roles=broker
+node.id=$node_id
+controller.quorum.voters=$voters
+listeners=PLAINTEXT://127.0.0.1:$port
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+group.initial.rebalance.delay.ms=0
+EOF
+    java -Xmx256m -cp "$cp" kafka.tools.StorageTool format -t "$cluster" \
         -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
         die "kafka.tools.StorageTool format failed: $(tail -n 5 "$dir/format.log")"
     echo "$port" >"$dir/port"

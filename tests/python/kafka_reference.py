@@ -37,10 +37,13 @@ class KafkaReference:
         r = subprocess.run([str(SCRIPT), "classpath"], capture_output=True, text=True, check=True)
         return r.stdout.strip().splitlines()[-1]
 
-    def start(self, keep_data: bool = False) -> None:
+    def start(self, keep_data: bool = False, join: KafkaReference | None = None, node_id: int = 2) -> None:
         """Format a fresh data dir and start; with ``keep_data``, restart on
-        the data dir of the previous start (same port, no format)."""
+        the data dir of the previous start (same port, no format); with
+        ``join``, as broker-only node ``node_id`` of that Kafka's cluster."""
         cmd = [str(SCRIPT), "start", "--dir", str(self.workdir)] + (["--keep-data"] if keep_data else [])
+        if join is not None:
+            cmd += ["--join", str(join.workdir), "--node-id", str(node_id)]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if r.returncode != 0:
             raise RuntimeError(f"Kafka did not start: {r.stderr[-2000:]}")

@@ -431,3 +431,76 @@ def test_usage_errors_env_help_and_completion(ringlog_broker):
     for shell, marker in (("bash", "complete"), ("zsh", "#compdef"), ("fish", "complete -c ringlog")):
         script = out(rl("", "completion", shell))
         assert marker in script and "consume" in script, shell
+
+
+# --- several brokers ----------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kafka_two_brokers(tmp_path_factory):
+    """A real two-broker Apache Kafka cluster (a combined node and a
+    broker-only node), so that partitions and the group coordinator are
+    spread over brokers the CLI must route to."""
+    ok, why = KafkaReference.available()
+    if not ok:
+        msg = f"Apache Kafka is not available: {why}"
+        if on_ci():
+            pytest.fail(f"{msg}: on CI this fails the test", pytrace=False)
+        pytest.skip(msg)
+    first = KafkaReference(tmp_path_factory.mktemp("kafka-cli-1"))
+    first.start()
+    second = KafkaReference(tmp_path_factory.mktemp("kafka-cli-2"))
+    try:
+        second.start(join=first, node_id=2)
+    except Exception:
+        first.stop()
+        raise
+    yield first, second
+    second.stop()
+    first.stop()
+
+
+def test_routes_to_the_leader_of_every_partition_on_several_brokers(kafka_two_brokers):
+    first, second = kafka_two_brokers
+    bs = first.bootstrap  # one address: the rest comes from Metadata
+    info = jrun(bs, "cluster", "info")
+    assert sorted(b["id"] for b in info["brokers"]) == [1, 2], info
+    name = f"cli-{uuid.uuid4().hex[:10]}"
+    rl(bs, "topic", "create", name, "-p", "6", "-r", "1")
+    wait_leaders(bs, name)
+    leaders = {p["partition"]: p["leader"] for p in jrun(bs, "topic", "describe", name)[0]["partitions"]}
+    assert set(leaders.values()) == {1, 2}, leaders
+
+    # Keyed records land on partitions of both brokers, each acknowledged
+    # by its leader with dense offsets.
+    lines = "".join(f"key{i} value{i}\n" for i in range(60))
+    produced = out(rl(bs, "produce", name, "-f", "%k %v\\n", "-v", input=lines)).splitlines()
+    acks = sorted((int(w[3]), int(w[6])) for w in (line.split() for line in produced))
+    assert len(acks) == 60
+    by_partition: dict[int, list[int]] = {}
+    for p, o in acks:
+        by_partition.setdefault(p, []).append(o)
+    assert {leaders[p] for p in by_partition} == {1, 2}, by_partition
+    assert all(offs == list(range(len(offs))) for offs in by_partition.values()), by_partition
+
+    # Read back from every leader: each key on the partition it was acked on.
+    got = out(rl(bs, "consume", name, "-e", "-f", "%p %o %k %v\\n", timeout=90)).splitlines()
+    rows = sorted(tuple(line.split()) for line in got)
+    assert len(rows) == 60
+    assert sorted((int(p), int(o)) for p, o, _, _ in rows) == acks
+    assert all(k.replace("key", "") == v.replace("value", "") for _, _, k, v in rows)
+
+    # A group: the coordinator may be either broker; commits reach it.
+    group = f"g-{uuid.uuid4().hex[:8]}"
+    values = out(rl(bs, "consume", name, "-g", group, "-e", timeout=90)).split()
+    assert sorted(values) == sorted(f"value{i}" for i in range(60))
+    d = jrun(bs, "group", "describe", group)
+    assert d["total_lag"] == 0 and len(d["offsets"]) == 6, d
+
+    # DeleteRecords goes to the leader too: trim a partition of broker 2.
+    p2 = next(p for p, lead in leaders.items() if lead == 2 and by_partition.get(p))
+    rl(bs, "topic", "trim-prefix", name, "-p", str(p2), "-o", "1")
+    parts = {p["partition"]: p for p in jrun(bs, "topic", "describe", name)[0]["partitions"]}
+    assert parts[p2]["log_start_offset"] == 1, parts[p2]
+    # Sizes on disk come from each partition's own broker.
+    assert all(parts[p]["size_bytes"] > 0 for p in by_partition), parts
