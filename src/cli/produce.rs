@@ -21,6 +21,10 @@ use crate::record::{build_batch, Compression, Record};
 
 /// Flush a batch at this many bytes of record data...
 const BATCH_BYTES: usize = 1 << 20;
+/// ...and a partition's batch before it would grow past this many bytes, so
+/// that records up to the broker's `message.max.bytes` (1 MiB by default)
+/// each fit in a batch (a larger record goes alone, and the broker decides).
+const PARTITION_BATCH_BYTES: usize = 512 << 10;
 /// ... or this many records.
 const BATCH_RECORDS: usize = 10_000;
 
@@ -138,6 +142,7 @@ fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
     let mut pending: BTreeMap<i32, Vec<Pending>> = BTreeMap::new();
     let mut pending_bytes = 0usize;
     let mut pending_count = 0usize;
+    let mut partition_bytes: BTreeMap<i32, usize> = BTreeMap::new();
     let mut next_partition: i32 = i32::try_from(now_ms().rem_euclid(i64::from(partitions))).unwrap_or(0);
     let mut sticky: Option<i32> = None;
     while let Some(mut rec) = input.next_record()? {
@@ -154,8 +159,20 @@ fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
                 p
             }),
         };
-        pending_bytes += rec.value.len() + rec.key.as_ref().map_or(0, Vec::len) + 16;
+        let size = rec.value.len()
+            + rec.key.as_ref().map_or(0, Vec::len)
+            + rec.headers.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+            + 16;
+        let in_batch = partition_bytes.get(&p).copied().unwrap_or(0);
+        if in_batch > 0 && in_batch + size > PARTITION_BATCH_BYTES {
+            producer.flush(&mut cl, &mut pending)?;
+            pending_bytes = 0;
+            pending_count = 0;
+            partition_bytes.clear();
+        }
+        pending_bytes += size;
         pending_count += 1;
+        *partition_bytes.entry(p).or_default() += size;
         pending.entry(p).or_default().push(Pending {
             rec,
             timestamp: now_ms(),
@@ -164,6 +181,7 @@ fn produce(args: &ProduceArgs) -> anyhow::Result<()> {
             producer.flush(&mut cl, &mut pending)?;
             pending_bytes = 0;
             pending_count = 0;
+            partition_bytes.clear();
             sticky = None;
         }
     }

@@ -235,6 +235,21 @@ def test_binary_values(target):
     assert hexed == values[1].hex()
 
 
+def test_messages_up_to_the_broker_limit(target):
+    _, bs = target
+    name = new_topic(bs)
+    # message.max.bytes is 1048588 on both brokers: a 1,000,000-byte value
+    # (incompressible) fits in a batch of its own, even after smaller ones.
+    big = [os.urandom(1000), os.urandom(1_000_000), os.urandom(900_000)]
+    payload = "".join(base64.b64encode(v).decode() + "\n" for v in big)
+    rl(bs, "produce", name, "-f", "%v{base64}\\n", input=payload, timeout=120)
+    got = out(rl(bs, "consume", name, "-e", "-f", "%v{base64}\\n", timeout=120)).split()
+    assert [base64.b64decode(g) for g in got] == big
+    # Over the limit: the broker's error, named, and a failing exit status.
+    r = rl(bs, "produce", name, "-f", "%v{base64}\\n", input=base64.b64encode(os.urandom(1_200_000)).decode() + "\n", check=False)
+    assert r.returncode == 1 and b"MESSAGE_TOO_LARGE (10)" in r.stderr, r.stderr[-500:]
+
+
 def test_offsets_and_timestamps(target):
     _, bs = target
     name = new_topic(bs)
