@@ -519,3 +519,53 @@ def test_routes_to_the_leader_of_every_partition_on_several_brokers(kafka_two_br
     assert parts[p2]["log_start_offset"] == 1, parts[p2]
     # Sizes on disk come from each partition's own broker.
     assert all(parts[p]["size_bytes"] > 0 for p in by_partition), parts
+
+
+def test_progress_only_on_a_terminal(ringlog_broker):
+    """A long produce shows its count and rate on stderr when stderr is a
+    terminal, and nothing when it is a pipe."""
+    import pty
+    import threading
+
+    bs = ringlog_broker.bootstrap
+    name = new_topic(bs)
+
+    def produce(stderr) -> subprocess.Popen:
+        p = subprocess.Popen(
+            [str(ringlog_binary()), "produce", name, "--bootstrap", bs],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+
+        def feed():
+            for i in range(16):  # about 2 s of input, in bursts
+                p.stdin.write(b"".join(b"record %d\n" % (i * 100 + j) for j in range(100)))
+                p.stdin.flush()
+                time.sleep(0.12)
+            p.stdin.close()
+
+        threading.Thread(target=feed, daemon=True).start()
+        return p
+
+    master, slave = pty.openpty()
+    p = produce(slave)
+    os.close(slave)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    assert p.wait(timeout=60) == 0
+    os.close(master)
+    text = shown.decode(errors="replace")
+    assert "produced 1600 records in" in text and "records/s" in text, text
+
+    p = produce(subprocess.PIPE)
+    err = p.stderr.read()  # until the producer exits (the feeder closes stdin)
+    assert p.wait(timeout=60) == 0 and err == b"", err
+    assert len(out(rl(bs, "consume", name, "-e")).split("\n")) - 1 == 3200
