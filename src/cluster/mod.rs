@@ -8,4 +8,7 @@ pub mod raft_node;
 pub mod raft_store;
 pub mod settings;
 
+#[cfg(test)]
+mod quorum_sim;
+
 pub use settings::{ClusterSettings, Voter};

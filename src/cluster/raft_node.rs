@@ -197,6 +197,15 @@ impl RaftNode {
         self.raw.raft.raft_log.committed
     }
 
+    /// A leader has committed an entry of its own term, so every entry of
+    /// earlier terms it holds is committed too: once they are applied, its
+    /// image is the whole committed state and it may act as controller
+    /// (KRaft's leader waits the same way).
+    pub fn committed_in_term(&self) -> bool {
+        let log = &self.raw.raft.raft_log;
+        log.term(log.committed).ok() == Some(self.term())
+    }
+
     pub fn last_index(&self) -> u64 {
         self.raw.raft.raft_log.last_index()
     }

@@ -160,6 +160,33 @@ impl Record {
     }
 }
 
+/// One raft entry: the records of one controller decision, applied all or
+/// none (a topic with its partitions and configs, a fencing with the
+/// leadership moves it causes).
+pub fn encode_batch(records: &[Record]) -> Vec<u8> {
+    let mut out = vec![RECORD_VERSION];
+    if serde_json::to_writer(&mut out, records).is_err() {
+        out.truncate(1);
+    }
+    out
+}
+
+/// Inverse of [`encode_batch`]. An empty entry (a new raft leader's no-op)
+/// is an empty batch.
+pub fn decode_batch(bytes: &[u8]) -> Result<Vec<Record>, DecodeError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let (&version, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+    if version != RECORD_VERSION {
+        return Err(DecodeError::Version(version));
+    }
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(DecodeError::TooLarge(bytes.len()));
+    }
+    serde_json::from_slice(body).map_err(|e| DecodeError::Malformed(e.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -250,6 +277,15 @@ mod tests {
             assert_eq!(bytes[0], RECORD_VERSION);
             assert_eq!(Record::decode(&bytes), Ok(r));
         }
+    }
+
+    #[test]
+    fn batches_round_trip() {
+        let all = samples();
+        assert_eq!(decode_batch(&encode_batch(&all)), Ok(all));
+        assert_eq!(decode_batch(&[]), Ok(Vec::new()));
+        assert_eq!(decode_batch(&encode_batch(&[])), Ok(Vec::new()));
+        assert!(decode_batch(&[RECORD_VERSION, b'{']).is_err());
     }
 
     #[test]
