@@ -152,6 +152,19 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$cport
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+EOF
+    common_properties >>"$dir/server.properties"
+    java -Xmx256m -cp "$cp" kafka.tools.StorageTool format \
+        -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
+        -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
+        die "kafka.tools.StorageTool format failed: $(tail -n 5 "$dir/format.log")"
+    echo "$port" >"$dir/port"
+    run_kafka
+}
+
+# common_properties: what every node's server.properties has (uses port, dir).
+common_properties() {
+    cat <<EOF
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
@@ -165,12 +178,6 @@ transaction.state.log.min.isr=1
 transaction.state.log.num.partitions=1
 group.initial.rebalance.delay.ms=0
 EOF
-    java -Xmx256m -cp "$cp" kafka.tools.StorageTool format \
-        -t "$(java -cp "$cp" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -n 1)" \
-        -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
-        die "kafka.tools.StorageTool format failed: $(tail -n 5 "$dir/format.log")"
-    echo "$port" >"$dir/port"
-    run_kafka
 }
 
 # start_joining: a broker-only node in $dir that joins the quorum of the
@@ -190,16 +197,8 @@ process.roles=broker
 node.id=$node_id
 controller.quorum.voters=$voters
 listeners=PLAINTEXT://127.0.0.1:$port
-advertised.listeners=PLAINTEXT://127.0.0.1:$port
-controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=PLAINTEXT
-log.dirs=$dir/data
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-group.initial.rebalance.delay.ms=0
 EOF
+    common_properties >>"$dir/server.properties"
     java -Xmx256m -cp "$cp" kafka.tools.StorageTool format -t "$cluster" \
         -c "$dir/server.properties" >"$dir/format.log" 2>&1 ||
         die "kafka.tools.StorageTool format failed: $(tail -n 5 "$dir/format.log")"

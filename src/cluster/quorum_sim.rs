@@ -20,47 +20,27 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use raft::eraftpb::{Entry, HardState, Message};
+use raft::eraftpb::Message;
 use uuid::Uuid;
 
-use super::raft_node::{Output, RaftNode, Timing};
+use super::raft_node::tests::Disk;
+use super::raft_node::{Jitter, RaftNode, Timing};
 use super::raft_store::RaftStore;
 use crate::metadata::controller::CreateTopic;
 use crate::metadata::image::MetadataImage;
 use crate::metadata::quorum::{ControllerSettings, Heartbeat, QuorumController, Registration};
 use crate::metadata::records::{decode_batch, encode_batch, Endpoint, Record};
 
-struct Rng(u64);
+/// The harness's dice: the election jitter's generator, with a bound.
+struct Rng(Jitter);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next()
     }
 
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
-    }
-}
-
-#[derive(Default, Clone)]
-struct Disk {
-    entries: Vec<Entry>,
-    hard_state: HardState,
-}
-
-impl Disk {
-    fn persist(&mut self, out: &Output) {
-        if let Some(head) = out.entries.first() {
-            self.entries.retain(|e| e.index < head.index);
-            self.entries.extend(out.entries.iter().cloned());
-        }
-        if let Some(hs) = &out.hard_state {
-            self.hard_state = hs.clone();
-        }
     }
 }
 
@@ -114,7 +94,7 @@ impl Sim {
             disks: ids.iter().map(|i| (*i, Disk::default())).collect(),
             net: Vec::new(),
             cut: BTreeSet::new(),
-            rng: Rng(seed),
+            rng: Rng(Jitter(seed)),
             now_ms: 0,
             seed,
             committed: BTreeMap::new(),

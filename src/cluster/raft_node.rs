@@ -72,10 +72,10 @@ pub enum ProposeError {
 
 /// A SplitMix64 generator: the election-timeout jitter, from a seed.
 #[derive(Clone, Debug)]
-struct Jitter(u64);
+pub(super) struct Jitter(pub(super) u64);
 
 impl Jitter {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -303,7 +303,7 @@ impl slog::Drain for TracingDrain {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     //! A quorum of in-memory nodes on a seeded, lossy, partitionable
     //! network with crashes and restarts from what each node persisted.
     //! Checked: one leader per term; every index applied anywhere holds the
@@ -315,16 +315,16 @@ mod tests {
     use super::*;
 
     #[derive(Default, Clone)]
-    struct Disk {
+    pub(crate) struct Disk {
         snapshot: Option<Snapshot>,
-        entries: Vec<Entry>,
-        hard_state: HardState,
+        pub(crate) entries: Vec<Entry>,
+        pub(crate) hard_state: HardState,
         /// The "image": data of applied entries by index.
         applied: Vec<(u64, Vec<u8>)>,
     }
 
     impl Disk {
-        fn persist(&mut self, out: &Output) {
+        pub(crate) fn persist(&mut self, out: &Output) {
             if let Some(s) = &out.snapshot {
                 self.snapshot = Some(s.clone());
                 let i = s.get_metadata().index;
