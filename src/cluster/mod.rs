@@ -7,6 +7,7 @@ pub mod raft_codec;
 pub mod raft_node;
 pub mod raft_store;
 pub mod settings;
+pub mod status;
 
 #[cfg(test)]
 mod quorum_sim;
