@@ -2,6 +2,9 @@
 # Build and run every cargo-fuzz target (fuzz/fuzz_targets) for a bounded time.
 #
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]      (default 60)
+#   scripts/fuzz.sh --build-only              (install cargo-fuzz, build the
+#                                             targets, run nothing; a later
+#                                             run then starts fuzzing at once)
 #
 # Each target starts from its committed corpus (fuzz/corpus/<target>, read
 # only: new inputs go to a scratch directory) plus fuzz/regressions/<target>.
@@ -30,8 +33,13 @@ REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$REPO_ROOT/scripts/lib/common.sh"
 cd "$REPO_ROOT"
 
+build_only=0
+if [[ ${1:-} == --build-only ]]; then
+    build_only=1
+    shift
+fi
 seconds="${1:-60}"
-[[ $seconds =~ ^[0-9]+$ ]] || die "usage: scripts/fuzz.sh [SECONDS_PER_TARGET]"
+[[ $seconds =~ ^[0-9]+$ ]] || die "usage: scripts/fuzz.sh [--build-only | SECONDS_PER_TARGET]"
 sanitizer="${FUZZ_SANITIZER:-address}"
 timeout_s="${FUZZ_TIMEOUT:-30}"
 jobs="${FUZZ_JOBS:-1}"
@@ -71,6 +79,10 @@ cargo "${toolchain[@]}" fuzz build --debug-assertions --sanitizer "$sanitizer" |
 if ((build_rc != 0)); then
     echo "fuzz: 0 passed, ${#targets[@]} failed"
     die "the fuzz targets do not build"
+fi
+if ((build_only)); then
+    log "built ${#targets[@]} fuzz targets"
+    exit 0
 fi
 
 scratch="$(mktemp -d)"

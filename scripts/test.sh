@@ -10,9 +10,11 @@
 # 2. cargo fmt --check, cargo clippy --all-targets -- -D warnings,
 #    cargo build --release, cargo test --release;
 # 3. the end-to-end pytest suite (tests/python) against target/release/ringlog;
-#    then a 3-minute soak (scripts/soak.sh: restarts, invariants, resources);
+#    then a 3-minute soak (scripts/soak.sh: restarts, invariants, resources)
+#    and the tuning scripts' tests;
 # 4. librdkafka's own test suite against the broker
-#    (scripts/compat-librdkafka.sh);
+#    (scripts/compat-librdkafka.sh), while the fuzz targets build beside it
+#    at the lowest CPU priority; then every fuzz target runs (scripts/fuzz.sh);
 # 5. prints a breakdown and one summary line "N passed, N failed, N skipped"
 #    over everything (skipped: pytest skips and expected failures (xfail),
 #    cargo test's ignored tests, librdkafka tests its runner skipped, steps
@@ -284,26 +286,22 @@ fi
 record "tuning scripts" "$t_pass" "$t_fail" "$t_skip"
 
 # ---------------------------------------------------------------------------
-# 3c. Fuzzing: every cargo-fuzz target for a bounded time (scripts/fuzz.sh)
+# 3c. Fuzzing (scripts/fuzz.sh). Building the targets (cargo-fuzz, nightly,
+#     ASan) is a long CPU-bound step, and librdkafka's suite below mostly
+#     waits on its own timers: the build runs beside it at the lowest CPU
+#     priority, and the fuzzing itself after it.
 # ---------------------------------------------------------------------------
+run_fuzz=1
 if [[ ${RINGLOG_SKIP_FUZZ:-0} == 1 && ${CI:-} != true ]]; then
     log "skipping the fuzz targets (RINGLOG_SKIP_FUZZ=1)"
-else
-    fuzz_secs="${RINGLOG_FUZZ_SECONDS:-60}"
-    log "scripts/fuzz.sh $fuzz_secs (seconds per target)"
-    fuzz_log="$LOG_DIR/fuzz.log"
-    fuzz_rc=0
-    scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee "$fuzz_log" || fuzz_rc=$?
-    fuzz_counts="$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$fuzz_log" | tail -n 1 || true)"
-    if [[ $fuzz_counts =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
-        f_pass="${BASH_REMATCH[1]}" f_fail="${BASH_REMATCH[2]}"
-    else
-        f_pass=0 f_fail=0
-    fi
-    if ((fuzz_rc != 0 && f_fail == 0)); then
-        f_fail=1 # cargo-fuzz missing, build failure, ...
-    fi
-    record "fuzz targets" "$f_pass" "$f_fail"
+    run_fuzz=0
+fi
+fuzz_log="$LOG_DIR/fuzz.log"
+fuzz_build_pid=
+if ((run_fuzz)); then
+    log "building the fuzz targets in the background (log: $LOG_DIR/fuzz-build.log)"
+    nice -n 19 scripts/fuzz.sh --build-only >"$LOG_DIR/fuzz-build.log" 2>&1 &
+    fuzz_build_pid=$!
 fi
 
 # ---------------------------------------------------------------------------
@@ -326,6 +324,34 @@ else
         c_fail=1 # the build or the broker start failed
     fi
     record "librdkafka compat" "$c_pass" "$c_fail" "$c_skip"
+fi
+
+# ---------------------------------------------------------------------------
+# 5. The fuzz targets run, once their background build is done
+# ---------------------------------------------------------------------------
+if ((run_fuzz)); then
+    fuzz_build_rc=0
+    wait "$fuzz_build_pid" || fuzz_build_rc=$?
+    cat "$LOG_DIR/fuzz-build.log"
+    fuzz_secs="${RINGLOG_FUZZ_SECONDS:-60}"
+    fuzz_rc=0
+    if ((fuzz_build_rc == 0)); then
+        log "scripts/fuzz.sh $fuzz_secs (seconds per target)"
+        scripts/fuzz.sh "$fuzz_secs" 2>&1 | tee "$fuzz_log" || fuzz_rc=$?
+    else
+        fuzz_rc=$fuzz_build_rc
+        cp "$LOG_DIR/fuzz-build.log" "$fuzz_log"
+    fi
+    fuzz_counts="$(grep -E '^fuzz: [0-9]+ passed, [0-9]+ failed$' "$fuzz_log" | tail -n 1 || true)"
+    if [[ $fuzz_counts =~ ^fuzz:\ ([0-9]+)\ passed,\ ([0-9]+)\ failed$ ]]; then
+        f_pass="${BASH_REMATCH[1]}" f_fail="${BASH_REMATCH[2]}"
+    else
+        f_pass=0 f_fail=0
+    fi
+    if ((fuzz_rc != 0 && f_fail == 0)); then
+        f_fail=1 # cargo-fuzz missing, build failure, ...
+    fi
+    record "fuzz targets" "$f_pass" "$f_fail"
 fi
 
 finish
