@@ -2,10 +2,15 @@
 //! docs/design/replication.md) the controller quorum and the brokers'
 //! lifecycle.
 
+pub mod controller_listener;
 pub mod identity;
+pub mod lifecycle;
+pub mod quorum_shell;
 pub mod raft_codec;
+pub mod raft_log;
 pub mod raft_node;
 pub mod raft_store;
+pub mod rpc;
 pub mod settings;
 pub mod status;
 

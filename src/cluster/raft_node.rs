@@ -222,6 +222,15 @@ impl RaftNode {
         self.raw.mut_store().compact_to_snapshot(index, data)
     }
 
+    /// What the leader knows a peer holds (its match index); None on a
+    /// follower or for an unknown peer.
+    pub fn match_index(&self, peer: u64) -> Option<u64> {
+        if !self.is_leader() {
+            return None;
+        }
+        self.raw.raft.prs().get(peer).map(|p| p.matched)
+    }
+
     pub fn store(&self) -> &RaftStore {
         self.raw.store()
     }
