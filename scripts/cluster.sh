@@ -18,8 +18,10 @@
 # RINGLOG_CLUSTER_SHARDS (shards per node, default 1), RINGLOG_CLUSTER_CONFIG
 # (extra TOML lines for every node's config).
 #
-# Until the controller quorum lands (issue 10, milestone M2) the nodes do
-# not form a cluster yet: each runs alone (ringlog.cluster.experimental).
+# The nodes form one controller quorum (every node a voter) and register
+# as brokers of one cluster (its id is chosen at the first start and kept
+# in $RINGLOG_CLUSTER_DIR/cluster-id); topics are not replicated yet and
+# stay on the node that created them (ringlog.cluster.experimental).
 set -euo pipefail
 
 REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,13 +78,14 @@ start_node() {
         echo '"ringlog.cluster.experimental" = true'
         printf '%s\n' "${RINGLOG_CLUSTER_CONFIG:-}"
     } >"$DIR/$n.toml"
-    local port
+    local port cluster_id
     port=$(client_port "$n")
+    cluster_id=$(cat "$DIR/cluster-id")
     "$BIN" start --node-id "$n" --data-dir "$DIR/$n/data" --shards "$SHARDS" \
         --listen "127.0.0.1:$port" --advertised-listener "127.0.0.1:$port" \
         --replication-listen "127.0.0.1:$(replication_port "$n")" \
         --controller-listen "127.0.0.1:$(controller_port "$n")" \
-        --controller-quorum-voters "$(voters)" \
+        --controller-quorum-voters "$(voters)" --cluster-id "$cluster_id" \
         --config "$DIR/$n.toml" "$@" >>"$DIR/$n/broker.log" 2>&1 &
     echo $! >"$DIR/$n.pid"
     if ! wait_port 127.0.0.1 "$port" 60 "$!"; then
@@ -115,6 +118,11 @@ start)
     [[ -x $BIN ]] || die "broker binary $BIN not found (cargo build --release)"
     mkdir -p "$DIR"
     echo "$count" >"$DIR/nodes"
+    # One cluster id for every node (Kafka formats each node's storage
+    # with the same id); 22 URL-safe base64 characters like Kafka's.
+    if [[ ! -s $DIR/cluster-id ]]; then
+        head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n' >"$DIR/cluster-id"
+    fi
     for n in $(seq 1 "$count"); do
         start_node "$n" "$@"
     done

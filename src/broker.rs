@@ -180,10 +180,14 @@ pub fn run(mut config: BrokerConfig) -> anyhow::Result<()> {
         recovery_points,
     } = futures::executor::block_on(prepare(&mut config))?;
     if !config.cluster.single_node() {
+        if let Some(addr) = config.cluster.controller_listen {
+            probe_free(addr, "the controller listener (--controller-listen)")?;
+        }
         tracing::warn!(
             node_id = config.node_id,
             voters = config.cluster.voters.len(),
-            "ringlog.cluster.experimental: the controller quorum is not implemented yet; this node runs alone"
+            "ringlog.cluster.experimental: the controller quorum runs and brokers register, \
+             but topics stay on the node that created them (replication is not implemented yet)"
         );
     }
     tracing::info!(
@@ -333,6 +337,10 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     let cleaner = crate::shard::cleaner::start(&shard);
     let listener = Listener::bind(listen).with_context(|| format!("binding {listen}"))?;
     let acceptor = crate::io::spawn(crate::server::accept_loop(shard.clone(), listener));
+    let mut cluster = Vec::new();
+    if id == 0 && !shard.config.cluster.single_node() {
+        cluster = crate::shard::quorum::start(&shard).await?;
+    }
     let mut metrics = None;
     if id == 0 {
         if let Some(addr) = shard.config.metrics_listen {
@@ -356,6 +364,7 @@ async fn shard_main(start: ShardStart) -> anyhow::Result<()> {
     drop(cleaner);
     drop(probe);
     drop(metrics);
+    drop(cluster);
     drop(space);
     acceptor.await;
     flusher.await;

@@ -99,7 +99,8 @@ pub struct ClusterInput {
     /// `broker.rack`.
     pub rack: Option<String>,
     /// `ringlog.cluster.experimental`: start a node of a multi-node quorum
-    /// before the quorum exists (development and tests only).
+    /// although partitions are not replicated yet (development and tests
+    /// only).
     pub experimental: bool,
     /// The client listener and the advertised address, for defaults and
     /// conflicts.
@@ -208,9 +209,10 @@ impl ClusterSettings {
             let multi = voters.len() > 1 || in_quorum.is_none();
             if multi && !input.experimental {
                 bail!(
-                    "a controller quorum of several nodes is not available yet (issue 10, milestone M2); \
-                     without --controller-quorum-voters ringlog runs as a single node. Set \
-                     ringlog.cluster.experimental=true to start this node on its own anyway (development only)"
+                    "a cluster of several nodes is not available yet: the controller quorum runs, but \
+                     partitions are not replicated (issue 10); without --controller-quorum-voters ringlog \
+                     runs as a single node. Set ringlog.cluster.experimental=true to join the quorum \
+                     anyway (development only)"
                 );
             }
             if input.advertised_host == "0.0.0.0" || input.advertised_host == "::" || input.advertised_host.is_empty() {

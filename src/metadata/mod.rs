@@ -100,6 +100,8 @@ pub enum MetaUpdate {
         group: String,
         configs: BTreeMap<String, String>,
     },
+    /// The broker table, as the controller quorum's image has it.
+    Brokers(BTreeMap<i32, BrokerMeta>),
 }
 
 /// One shard's copy of the cluster metadata.
@@ -167,6 +169,7 @@ impl ClusterMeta {
                     self.group_configs.insert(group.clone(), configs.clone());
                 }
             }
+            MetaUpdate::Brokers(b) => self.brokers = b.clone(),
         }
     }
 

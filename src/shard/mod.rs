@@ -8,6 +8,7 @@ pub mod controller;
 pub mod flusher;
 pub mod groups;
 pub mod ops;
+pub mod quorum;
 pub mod retention;
 pub mod space;
 
@@ -70,6 +71,9 @@ pub struct Shard {
     pub flush_wanted: Notify,
     /// Serializes controller operations (shard 0 only).
     pub controller_lock: LocalMutex,
+    /// This node's controller-quorum voter (shard 0 of a voter in a
+    /// multi-node cluster only).
+    pub quorum: RefCell<Option<Rc<crate::cluster::quorum_shell::QuorumShell>>>,
     /// Serializes writes of the partitions' log start offset checkpoints.
     pub log_start_lock: LocalMutex,
     /// Held by a recovery-point checkpoint of a partition (plan to done)
@@ -162,6 +166,7 @@ impl Shard {
             dirty: RefCell::new(Vec::new()),
             flush_wanted: Notify::new(),
             controller_lock: LocalMutex::default(),
+            quorum: RefCell::new(None),
             log_start_lock: LocalMutex::default(),
             segment_swap_lock: LocalMutex::default(),
             clean_start,
@@ -372,6 +377,7 @@ impl Shard {
                 groups::on_topics_deleted(self, std::slice::from_ref(&name));
             }
             MetaUpdate::GroupConfigs { group, configs } => groups::on_group_configs(self, &group, &configs),
+            MetaUpdate::Brokers(_) => {}
         }
         self.rebalance_cache();
     }

@@ -19,6 +19,7 @@ import json
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -208,8 +209,14 @@ def test_cluster_script_runs_pauses_and_stops_nodes(tmp_path):
         bootstrap = run("bootstrap").stdout.strip().split(",")
         assert len(bootstrap) == 3
         for n, addr in enumerate(bootstrap, start=1):
-            md = AdminClient({"bootstrap.servers": addr}).list_topics(timeout=30)
-            assert list(md.brokers) == [n], (addr, md.brokers)
+            # Every node registers with the quorum: each one lists all three.
+            deadline = time.time() + 40
+            while True:
+                md = AdminClient({"bootstrap.servers": addr}).list_topics(timeout=30)
+                if sorted(md.brokers) == [1, 2, 3] or time.time() > deadline:
+                    break
+                time.sleep(0.3)
+            assert sorted(md.brokers) == [1, 2, 3], (n, addr, md.brokers)
             props = read_props(tmp_path / "cluster" / str(n) / "data" / "meta.properties")
             assert props["node.id"] == str(n)
         run("pause", "2")
