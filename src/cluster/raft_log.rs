@@ -543,13 +543,7 @@ mod tests {
         F: FnOnce() -> Fut + Send + 'static,
         Fut: Future<Output = ()> + 'static,
     {
-        let spec = crate::io::executor::ExecutorSpec {
-            name: "raft-log-test".into(),
-            cpu: None,
-            io_memory: 1 << 20,
-            spin_before_park: None,
-        };
-        crate::io::executor::start_executor(spec, f).unwrap().join().unwrap()
+        crate::io::executor::run_test_executor("raft-log-test", f)
     }
 
     fn ent(index: u64, term: u64) -> Entry {
@@ -609,6 +603,19 @@ mod tests {
     }
 
     /// Open `dir` on an executor and check it with `f`.
+    /// Open the log in `dir` on an executor and hand it to `f`.
+    fn with_disk<F, Fut>(dir: &Path, f: F)
+    where
+        F: FnOnce(RaftDisk) -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + 'static,
+    {
+        let dir = dir.to_path_buf();
+        on_executor(move || async move {
+            let (disk, _) = RaftDisk::open(&dir, VOTERS).await.unwrap();
+            f(disk).await;
+        });
+    }
+
     fn reopen(dir: &Path, f: impl FnOnce(&RaftDisk, &RaftStore) + Send + 'static) {
         let dir = dir.to_path_buf();
         on_executor(move || async move {
@@ -637,9 +644,7 @@ mod tests {
     fn appended_entries_and_the_hard_state_survive_a_reopen() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             disk.persist(&output(ents(1..=3, 1), Some(hs(1, 2, 1)))).await.unwrap();
             disk.persist(&output(ents(4..=5, 2), Some(hs(2, 3, 4)))).await.unwrap();
             disk.persist(&output(vec![], Some(hs(2, 3, 5)))).await.unwrap();
@@ -659,9 +664,7 @@ mod tests {
     fn a_conflicting_append_truncates_the_tail() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             disk.persist(&output(ents(1..=5, 1), Some(hs(1, 1, 2)))).await.unwrap();
             // A new leader overwrites the uncommitted 3..=5 with a shorter suffix.
             disk.persist(&output(ents(3..=4, 2), Some(hs(2, 2, 2)))).await.unwrap();
@@ -696,9 +699,7 @@ mod tests {
     fn damaged_tail(damage: impl FnOnce(&Path), survivors: u64) {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             disk.persist(&output(ents(1..=3, 1), Some(hs(1, 1, 1)))).await.unwrap();
         });
         damage(&dir.join(LOG_FILE));
@@ -771,9 +772,7 @@ mod tests {
     fn a_bad_crc_in_the_middle_ends_the_log_there() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             disk.persist(&output(ents(1..=5, 1), Some(hs(1, 1, 2)))).await.unwrap();
         });
         // Flip a byte in the body of entry 3.
@@ -858,9 +857,7 @@ mod tests {
                 "overwriting what the snapshot covers"
             );
         });
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             // Compacting past the whole log empties the file.
             let mut snap = Snapshot::default();
             snap.mut_metadata().index = 6;
@@ -895,9 +892,7 @@ mod tests {
     fn a_received_snapshot_keeps_only_a_log_that_agrees_with_it() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             disk.persist(&output(ents(1..=4, 1), Some(hs(1, 0, 1)))).await.unwrap();
             // Agrees at 2: 3 and 4 stay.
             let out = Output {
@@ -912,9 +907,7 @@ mod tests {
             assert_eq!(store.snapshot_index(), 2);
             assert_eq!(held(store), expect(&ents(3..=4, 1)));
         });
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             // Disagrees at 4 (term 2, not 1): the log restarts after it.
             let out = Output {
                 snapshot: Some(snapshot(4, 2, b"four")),
@@ -946,13 +939,10 @@ mod tests {
         for (term, survivors) in [(1, ents(5..=6, 1)), (9, vec![])] {
             let tmp = tempfile::tempdir().unwrap();
             let dir = tmp.path().to_path_buf();
-            let d = dir.clone();
-            on_executor(move || async move {
-                let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+            let snap_file = dir.join(SNAPSHOT_FILE);
+            with_disk(&dir, move |mut disk| async move {
                 disk.persist(&output(ents(1..=6, 1), Some(hs(9, 0, 4)))).await.unwrap();
-                write_record(&d.join(SNAPSHOT_FILE), &snapshot(4, term, b"img"))
-                    .await
-                    .unwrap();
+                write_record(&snap_file, &snapshot(4, term, b"img")).await.unwrap();
             });
             let size: u64 = survivors.iter().map(frame_len).sum();
             reopen(&dir, move |disk, store| {
@@ -969,9 +959,7 @@ mod tests {
     fn a_commit_index_past_the_log_is_an_error() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().to_path_buf();
-        let d = dir.clone();
-        on_executor(move || async move {
-            let (mut disk, _) = RaftDisk::open(&d, VOTERS).await.unwrap();
+        with_disk(&dir, |mut disk| async move {
             disk.persist(&output(ents(1..=3, 1), Some(hs(1, 1, 3)))).await.unwrap();
         });
         // Entry 3 is lost (a torn frame): the commit index points past the log.

@@ -249,6 +249,23 @@ impl glommio::StallDetectionHandler for StallReporter {
     }
 }
 
+/// Run `f` on a fresh, unpinned executor thread and wait for it (tests of
+/// code that needs the executor: files, timers, tasks). Panics if `f` does.
+#[cfg(test)]
+pub fn run_test_executor<G, F>(name: &str, f: G)
+where
+    G: FnOnce() -> F + Send + 'static,
+    F: Future<Output = ()> + 'static,
+{
+    let spec = ExecutorSpec {
+        name: name.into(),
+        cpu: None,
+        io_memory: 1 << 20,
+        spin_before_park: None,
+    };
+    start_executor(spec, f).unwrap().join().unwrap()
+}
+
 /// Start an executor on its own thread, pinned when `spec.cpu` is set.
 pub fn start_executor<G, F, T>(spec: ExecutorSpec, fut_gen: G) -> anyhow::Result<ShardThread<T>>
 where

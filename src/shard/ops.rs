@@ -899,13 +899,7 @@ mod tests {
             F: FnOnce() -> Fut + Send + 'static,
             Fut: Future<Output = ()> + 'static,
         {
-            let spec = crate::io::executor::ExecutorSpec {
-                name: "watch-test".into(),
-                cpu: None,
-                io_memory: 1 << 20,
-                spin_before_park: None,
-            };
-            crate::io::executor::start_executor(spec, f).unwrap().join().unwrap()
+            crate::io::executor::run_test_executor("watch-test", f)
         }
 
         async fn partition(dir: &std::path::Path) -> PartitionRef {

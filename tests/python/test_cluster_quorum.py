@@ -97,6 +97,13 @@ class Cluster:
             time.sleep(0.2)
         raise AssertionError(f"no active controller above term {above_term}\n" + self.logs_tail())
 
+    def start(self) -> tuple[int, int]:
+        """Start three nodes; wait until every node lists all three brokers
+        and a controller is active. Returns (term, controller)."""
+        self.run("start", "3")
+        self.wait_brokers([1, 2, 3], [1, 2, 3])
+        return self.wait_controller()
+
     def pid(self, n: int) -> int:
         return int((self.dir / f"{n}.pid").read_text())
 
@@ -107,9 +114,7 @@ class Cluster:
 def test_three_nodes_form_one_quorum_and_survive_the_controller_kill_9(tmp_path):
     c = Cluster(tmp_path)
     try:
-        c.run("start", "3")
-        c.wait_brokers([1, 2, 3], [1, 2, 3])
-        term, leader = c.wait_controller()
+        term, leader = c.start()
         # Exactly one active controller per term, ever.
         terms = [t for t, _ in c.controllers()]
         assert len(terms) == len(set(terms)), c.controllers()
@@ -139,9 +144,7 @@ def test_three_nodes_form_one_quorum_and_survive_the_controller_kill_9(tmp_path)
 def test_without_a_majority_there_is_no_controller(tmp_path):
     c = Cluster(tmp_path)
     try:
-        c.run("start", "3")
-        c.wait_brokers([1, 2, 3], [1, 2, 3])
-        term, leader = c.wait_controller()
+        term, leader = c.start()
         others = [n for n in (1, 2, 3) if n != leader]
         # Leave one node alone: it cannot elect itself, and its broker
         # table stops changing (nobody fences or unfences anyone).
