@@ -297,10 +297,14 @@ fi
 # ---------------------------------------------------------------------------
 # 5. Run the tests, COMPAT_PARALLEL at a time, each in its own test-runner.
 # ---------------------------------------------------------------------------
+# Not the *_mock tests: -L does not exclude all of them (0139, 0150), yet
+# they run librdkafka against its own in-process mock cluster and never
+# reach the broker under test (0150's telemetry timing only fails when the
+# machine is busy).
 if ((${#selected[@]} == 0)); then
     mapfile -t selected < <(
         cd "$TESTS_DIR" &&
-            find . -maxdepth 1 -name '[0-7][0-9][0-9][0-9]-*.c*' -printf '%f\n' |
+            find . -maxdepth 1 -name '[0-7][0-9][0-9][0-9]-*.c*' ! -name '*_mock.c*' -printf '%f\n' |
             cut -c1-4 | sort -u
     )
 fi
@@ -372,7 +376,7 @@ budget_end=$((SECONDS + COMPAT_BUDGET))
 # Tests that need more than COMPAT_TEST_TIMEOUT: 0113 plays ~40 rebalance
 # scenarios with fixed waits (~620 s on an idle 2-core machine).
 declare -A LONG_TMO=([0113]=$((COMPAT_TEST_TIMEOUT > 1000 ? COMPAT_TEST_TIMEOUT : 1000)))
-SLOW_FIRST=" 0113 0081 0150 0089 0139 0045 0076 0026 0033 0091 0094 0102 0122 0050 0061 0137 "
+SLOW_FIRST=" 0113 0081 0089 0045 0076 0026 0033 0091 0094 0102 0122 0050 0061 0137 "
 queue=()
 for num in "${selected[@]}"; do
     [[ $SLOW_FIRST == *" $num "* ]] && queue+=("$num")
