@@ -214,7 +214,7 @@ def test_compacted_topic_refuses_records_without_key(broker, codec):
     # INVALID_RECORD and the rest of the batch with _INVALID_DIFFERENT_RECORD.
     # Once in a CI run (2026-12-02) librdkafka failed all ten with
     # INVALID_RECORD, which it does when a response names no record; it did
-    # not recur in 30 local runs. Every attempt must fail the whole batch;
+    # not recur in 17 local runs. Every attempt must fail the whole batch;
     # at least one of three must name exactly the keyless records.
     outcomes = []
     for _ in range(3):
